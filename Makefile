@@ -1,0 +1,51 @@
+# The README's two commands: `make demo` and `make test`. Both install what they need themselves.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+export CDK_DISABLE_CLI_TELEMETRY := true
+# Tests and the demo never touch a real AWS account.
+export AWS_EC2_METADATA_DISABLED := true
+
+.PHONY: help install demo test test-fast bench synth contract clean
+
+help:
+	@echo "make demo   - run the whole pipeline offline on the sample photos (results in demo-out/)"
+	@echo "make test   - run the whole test suite (unit, handlers, infra, end-to-end)"
+	@echo "make synth  - synthesize the CDK app offline (cdk.out/)"
+	@echo "make bench  - run the benchmarks under bench/ (results in bench/results/)"
+
+install: $(STAMP) node_modules/.package-lock.json
+
+$(STAMP): requirements-dev.txt lambda_src/requirements.txt pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
+	@touch $@
+
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+
+demo: $(STAMP)
+	$(VENV)/bin/img2img demo
+
+test: install
+	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -n 2 -m "not e2e and not infra" $(PYTEST_ARGS)
+
+synth: install
+	npx cdk synth --quiet
+
+bench: $(STAMP)
+	$(PY) -m bench.run_all $(BENCH_ARGS)
+
+contract: $(STAMP)
+	$(PY) ../shared/contract/check_local_stack.py
+
+clean:
+	rm -rf cdk.out demo-out .pytest_cache
