@@ -1,0 +1,1 @@
+"""Offline tooling (never shipped to Lambda): Bedrock engine, local stack, Lambda SQS emulation, CLI."""
