@@ -17,8 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "lambda_src"))
 from img2img.settings import DEFAULT_MODEL_ID, Settings  # noqa: E402
 
 SDXL_MODEL_ID = "stability.stable-diffusion-xl-v1"
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".heif")
-SIDECAR_SUFFIX = ".json"
+from img2img.core.keys import IMAGE_SUFFIXES, SIDECAR_SUFFIX  # noqa: E402,F401  (one list for S3 filters and the worker)
 
 
 class ConfigError(ValueError):
@@ -60,6 +59,11 @@ class PipelineConfig:
     idempotency_ttl_seconds: int = 7 * 24 * 3600
     service_name: str = "bedrock-img2img"
     metrics_namespace: str = "BedrockImg2Img"
+    # Infrastructure-only knobs (not part of the worker's environment).
+    queue_age_alarm_seconds: int = 1800  # alarm when the oldest job waited longer than this
+    bedrock_latency_alarm_ms: int = 90_000  # alarm when Bedrock p90 latency exceeds this
+    filter_rate_alarm_percent: int = 25  # alarm when this share of outputs is content-filtered
+    event_archive_days: int = 0  # > 0: archive pipeline events on the bus for this many days
 
     # ---- derived -------------------------------------------------------------------------------
     @property
@@ -164,6 +168,16 @@ class PipelineConfig:
         need(60 <= self.idempotency_ttl_seconds <= 365 * 24 * 3600, "idempotency_ttl_seconds", "60 s .. 1 year")
         need(all(not p.startswith("/") for p in self.excluded_prefixes), "excluded_prefixes",
              "key prefixes without a leading '/'")
+        need(not self.output_prefix.startswith("/"), "output_prefix", "a key prefix without a leading '/'")
+        need(not self.bedrock_region or bool(_REGION.match(self.bedrock_region)), "bedrock_region",
+             "empty (the stack's region) or a region name like us-west-2")
+        need(bool(_NAME.match(self.service_name)), "service_name", "1-64 characters of A-Z a-z 0-9 . _ -")
+        need(bool(_NAME.match(self.metrics_namespace)), "metrics_namespace", "1-64 characters of A-Z a-z 0-9 . _ -")
+        need(60 <= self.queue_age_alarm_seconds <= 14 * 24 * 3600, "queue_age_alarm_seconds",
+             "60 .. 1209600 (SQS keeps messages at most 14 days)")
+        need(1000 <= self.bedrock_latency_alarm_ms <= 900_000, "bedrock_latency_alarm_ms", "1000 .. 900000")
+        need(1 <= self.filter_rate_alarm_percent <= 100, "filter_rate_alarm_percent", "1 .. 100")
+        need(0 <= self.event_archive_days <= 3650, "event_archive_days", "0 (no archive) .. 3650")
 
     def as_context(self) -> dict[str, Any]:
         return {_camel(k): (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
@@ -171,6 +185,8 @@ class PipelineConfig:
 
 _MODEL_ID = re.compile(r"^(arn:aws[a-z-]*:bedrock:[a-z0-9-]*:\d{0,12}:[a-z-]+/[A-Za-z0-9._:/-]+"
                        r"|[a-z0-9-]+(\.[A-Za-z0-9_-]+)+(:\d+)?(:[0-9a-z]+)?)$")
+_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
+_NAME = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _RETENTION_DAYS = {1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192,
                    2557, 2922, 3288, 3653}
 
@@ -190,8 +206,12 @@ def _coerce(key: str, value: Any, default: Any, name: str) -> Any:
                 return value.lower() == "true"
             return bool(value)
         if isinstance(default, int):
-            if isinstance(value, bool):
-                raise ValueError("expected a number")
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError("expected a whole number")
+            if isinstance(value, str):
+                if not re.fullmatch(r"\s*-?\d+\s*", value):
+                    raise ValueError("expected a whole number")
+                return int(value)
             return int(value)
         if isinstance(default, tuple) or name in ("additional_model_ids", "excluded_prefixes"):
             if isinstance(value, str):

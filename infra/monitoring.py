@@ -1,0 +1,152 @@
+"""CloudWatch dashboard and alarms; an SNS topic for them when `alarmEmail` or `alarmTopicArn` is set.
+
+Custom metrics come from the worker's Powertools Metrics: namespace `config.metrics_namespace`,
+dimension `service` = `config.service_name`.
+"""
+from __future__ import annotations
+
+from aws_cdk import Aws, Duration
+from aws_cdk import aws_cloudwatch as cw
+from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subs
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from infra.config import PipelineConfig
+
+# Names the worker publishes (Powertools Metrics). BedrockLatency is in milliseconds.
+METRIC_BEDROCK_THROTTLES = "BedrockThrottles"
+METRIC_BEDROCK_LATENCY = "BedrockLatency"
+METRIC_IMAGES_GENERATED = "ImagesGenerated"
+METRIC_IMAGES_FILTERED = "ImagesFiltered"
+METRIC_IMAGES_INVALID = "ImagesInvalid"
+METRIC_IMAGES_FAILED = "ImagesFailed"
+
+PERIOD = Duration.minutes(5)
+BEDROCK_THROTTLES_THRESHOLD = 10  # per 5 minutes, after the client's own retries
+FILTER_RATE_MIN_SAMPLES = 5  # below this many outputs in 15 minutes the rate alarm stays quiet
+
+
+class Monitoring(Construct):
+    def __init__(self, scope: Construct, construct_id: str, *, config: PipelineConfig,
+                 function: lambda_.IFunction, job_queue: sqs.IQueue, dead_letter_queue: sqs.IQueue,
+                 key: kms.IKey | None = None) -> None:
+        super().__init__(scope, construct_id)
+        self.config = config
+
+        def custom(name: str, statistic: str = "Sum") -> cw.Metric:
+            return cw.Metric(namespace=config.metrics_namespace, metric_name=name,
+                             dimensions_map={"service": config.service_name},
+                             statistic=statistic, period=PERIOD)
+
+        dlq_visible = dead_letter_queue.metric_approximate_number_of_messages_visible(
+            period=Duration.minutes(1), statistic="Maximum")
+        oldest = job_queue.metric_approximate_age_of_oldest_message(period=Duration.minutes(1),
+                                                                   statistic="Maximum")
+        errors = function.metric_errors(period=PERIOD, statistic="Sum")
+        throttles = function.metric_throttles(period=PERIOD, statistic="Sum")
+        generated = custom(METRIC_IMAGES_GENERATED)
+        filtered = custom(METRIC_IMAGES_FILTERED)
+        invalid = custom(METRIC_IMAGES_INVALID)
+        failed = custom(METRIC_IMAGES_FAILED)
+        bedrock_throttles = custom(METRIC_BEDROCK_THROTTLES)
+        bedrock_latency_p90 = custom(METRIC_BEDROCK_LATENCY, "p90")
+        filter_rate = cw.MathExpression(
+            expression="IF((generated + filtered) >= %d, 100 * filtered / (generated + filtered), 0)"
+                       % FILTER_RATE_MIN_SAMPLES,
+            using_metrics={"generated": custom(METRIC_IMAGES_GENERATED).with_(period=Duration.minutes(15)),
+                           "filtered": custom(METRIC_IMAGES_FILTERED).with_(period=Duration.minutes(15))},
+            label="Content-filtered outputs (%)",
+            period=Duration.minutes(15),
+        )
+
+        def alarm(construct_id: str, metric: cw.IMetric, threshold: float, description: str, *,
+                  evaluation_periods: int = 1, datapoints: int | None = None) -> cw.Alarm:
+            return metric_alarm(self, construct_id, metric, threshold, description,
+                                evaluation_periods=evaluation_periods, datapoints=datapoints)
+
+        self.alarms: dict[str, cw.Alarm] = {
+            "DlqNotEmpty": alarm("DlqNotEmpty", dlq_visible, 0,
+                                 "Jobs failed repeatedly and are in the dead-letter queue"),
+            "QueueBacklog": alarm("QueueBacklog", oldest, config.queue_age_alarm_seconds,
+                                  f"The oldest job has waited more than {config.queue_age_alarm_seconds} s"),
+            "WorkerErrors": alarm("WorkerErrors", errors, 0, "The worker function failed (not a job failure)"),
+            "WorkerThrottles": alarm("WorkerThrottles", throttles, 0, "The worker function was throttled"),
+            "BedrockThrottling": alarm("BedrockThrottling", bedrock_throttles, BEDROCK_THROTTLES_THRESHOLD,
+                                       "Bedrock throttled the worker; lower bedrockMaxConcurrency or raise quotas",
+                                       evaluation_periods=3, datapoints=2),
+            "BedrockLatency": alarm("BedrockLatency", bedrock_latency_p90, config.bedrock_latency_alarm_ms,
+                                    f"Bedrock p90 latency above {config.bedrock_latency_alarm_ms} ms",
+                                    evaluation_periods=3, datapoints=2),
+            "ContentFilterRate": alarm("ContentFilterRate", filter_rate, config.filter_rate_alarm_percent,
+                                       f"More than {config.filter_rate_alarm_percent}% of outputs were "
+                                       "content-filtered"),
+        }
+
+        # ---- notifications --------------------------------------------------------------------
+        self.topic: sns.Topic | None = None
+        actions: list[cw.IAlarmAction] = []
+        if config.alarm_email:
+            self.topic = sns.Topic(self, "AlarmTopic", display_name=f"{config.service_name} alarms",
+                                   enforce_ssl=True, master_key=key)
+            if key is not None:
+                # CloudWatch must be able to encrypt messages to a KMS-encrypted topic.
+                key.add_to_resource_policy(iam.PolicyStatement(
+                    sid="AllowCloudWatchAlarmsToPublish",
+                    principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                    actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+                    resources=["*"],
+                    conditions={"StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID}},
+                ))
+            self.topic.add_subscription(subs.EmailSubscription(config.alarm_email))
+            actions.append(cw_actions.SnsAction(self.topic))
+        if config.alarm_topic_arn:
+            actions.append(cw_actions.SnsAction(
+                sns.Topic.from_topic_arn(self, "ExistingAlarmTopic", config.alarm_topic_arn)))
+        for a in self.alarms.values():
+            a.add_alarm_action(*actions)
+            a.add_ok_action(*actions)
+
+        # ---- dashboard ------------------------------------------------------------------------
+        self.dashboard = cw.Dashboard(self, "Dashboard", default_interval=Duration.hours(3))
+        self.dashboard.add_widgets(
+            cw.AlarmStatusWidget(title="Alarms", alarms=list(self.alarms.values()), width=24, height=3),
+        )
+        self.dashboard.add_widgets(
+            cw.GraphWidget(title="Images", left=[generated, filtered, invalid, failed], width=12),
+            cw.GraphWidget(title="Content-filter rate (%)", left=[filter_rate], width=12,
+                           left_annotations=[cw.HorizontalAnnotation(value=config.filter_rate_alarm_percent)]),
+        )
+        self.dashboard.add_widgets(
+            cw.GraphWidget(title="Bedrock latency (ms)",
+                           left=[custom(METRIC_BEDROCK_LATENCY, "p50"), bedrock_latency_p90,
+                                 custom(METRIC_BEDROCK_LATENCY, "Maximum")], width=12),
+            cw.GraphWidget(title="Bedrock throttles", left=[bedrock_throttles], width=12),
+        )
+        self.dashboard.add_widgets(
+            cw.GraphWidget(title="Queues",
+                           left=[job_queue.metric_approximate_number_of_messages_visible(),
+                                 dead_letter_queue.metric_approximate_number_of_messages_visible()],
+                           right=[oldest], width=12),
+            cw.GraphWidget(title="Worker",
+                           left=[function.metric_invocations(), errors, throttles],
+                           right=[function.metric_duration(statistic="p90")], width=12),
+        )
+
+
+def metric_alarm(scope: Construct, construct_id: str, metric: cw.IMetric, threshold: float, description: str,
+                 *, evaluation_periods: int = 1, datapoints: int | None = None) -> cw.Alarm:
+    return cw.Alarm(
+        scope, construct_id,
+        metric=metric,
+        threshold=threshold,
+        comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
+        evaluation_periods=evaluation_periods,
+        datapoints_to_alarm=datapoints,
+        treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+        alarm_description=description,
+    )

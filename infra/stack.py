@@ -1,0 +1,64 @@
+"""The stack: composes the constructs and exports what a user needs. No resources of its own."""
+from __future__ import annotations
+
+from aws_cdk import Aws, CfnOutput, Stack
+from constructs import Construct
+
+from infra.config import PipelineConfig
+from infra.events import PipelineEvents
+from infra.ingest import Ingest
+from infra.monitoring import Monitoring
+from infra.state import IdempotencyTable
+from infra.storage import Storage
+from infra.worker import Worker
+
+STACK_NAME = "BedrockImg2Img"
+
+
+class Img2ImgStack(Stack):
+    def __init__(self, scope: Construct, construct_id: str, *, config: PipelineConfig, **kwargs) -> None:
+        super().__init__(scope, construct_id,
+                         description="bedrock-img2img: S3 -> SQS -> Lambda -> Bedrock image-to-image -> S3",
+                         **kwargs)
+        self.config = config
+        self.storage = Storage(self, "Storage", config=config)
+        self.ingest = Ingest(self, "Ingest", config=config, input_bucket=self.storage.input_bucket)
+        self.state = IdempotencyTable(self, "Idempotency", config=config, key=self.storage.key)
+        self.events = PipelineEvents(self, "Events", config=config)
+        self.worker = Worker(
+            self, "Worker", config=config,
+            input_bucket=self.storage.input_bucket,
+            output_bucket=self.storage.output_bucket,
+            table=self.state.table,
+            job_queue=self.ingest.job_queue,
+            bus=self.events.bus,
+            key=self.storage.key,
+        )
+        self.monitoring = Monitoring(
+            self, "Monitoring", config=config,
+            function=self.worker.function,
+            job_queue=self.ingest.job_queue,
+            dead_letter_queue=self.ingest.dead_letter_queue,
+            key=self.storage.key,
+        )
+
+        dashboard_name = self.monitoring.dashboard.dashboard_name
+        outputs = {
+            "InputBucketName": (self.storage.input_bucket.bucket_name, "Drop images (and .json sidecars) here"),
+            "OutputBucketName": (self.storage.output_bucket.bucket_name, "Generated images and JSON records"),
+            "AccessLogBucketName": (self.storage.log_bucket.bucket_name, "S3 server access logs"),
+            "JobQueueUrl": (self.ingest.job_queue.queue_url, "Job queue (S3 notifications, deferred jobs)"),
+            "DeadLetterQueueUrl": (self.ingest.dead_letter_queue.queue_url, "Jobs that failed repeatedly"),
+            "IdempotencyTableName": (self.state.table.table_name, "Powertools idempotency records"),
+            "EventBusName": (self.events.bus.event_bus_name, "ImageGenerationSucceeded / Failed events"),
+            "WorkerFunctionName": (self.worker.function.function_name, "The worker Lambda"),
+            "DashboardName": (dashboard_name, "CloudWatch dashboard"),
+            "DashboardUrl": (
+                f"https://{Aws.REGION}.console.aws.amazon.com/cloudwatch/home?region={Aws.REGION}"
+                f"#dashboards:name={dashboard_name}",
+                "CloudWatch dashboard in the console"),
+        }
+        if self.monitoring.topic is not None:
+            outputs["AlarmTopicArn"] = (self.monitoring.topic.topic_arn, "SNS topic the alarms notify")
+        for name, (value, description) in outputs.items():
+            CfnOutput(self, name, value=value, description=description)

@@ -1,0 +1,82 @@
+"""Buckets: input (where users drop images), output (images + JSON records), access logs.
+
+All three block public access and deny non-TLS requests. Input and output are encrypted with S3-managed
+keys, or with one customer-managed KMS key (rotation on) when `encryption=kms`. The log bucket always uses
+S3-managed keys: S3 server access logging cannot deliver into an SSE-KMS bucket.
+"""
+from __future__ import annotations
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from infra.config import PipelineConfig
+
+NONCURRENT_VERSION_EXPIRATION_DAYS = 30
+ABORT_INCOMPLETE_MULTIPART_DAYS = 7
+ACCESS_LOG_EXPIRATION_DAYS = 365
+MINIMUM_TLS_VERSION = 1.2
+
+
+def removal_policy(config: PipelineConfig) -> RemovalPolicy:
+    return RemovalPolicy.DESTROY if config.removal_policy == "destroy" else RemovalPolicy.RETAIN
+
+
+class Storage(Construct):
+    """The pipeline's buckets and, with `encryption=kms`, the customer-managed key."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, config: PipelineConfig) -> None:
+        super().__init__(scope, construct_id)
+        destroy = config.removal_policy == "destroy"
+        policy = removal_policy(config)
+
+        self.key: kms.Key | None = None
+        if config.encryption == "kms":
+            self.key = kms.Key(
+                self, "Key",
+                description=f"{config.service_name}: buckets, idempotency table and alarm topic",
+                enable_key_rotation=True,
+                removal_policy=policy,
+                pending_window=Duration.days(7) if destroy else None,
+            )
+
+        common = dict(
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            minimum_tls_version=MINIMUM_TLS_VERSION,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            removal_policy=policy,
+            auto_delete_objects=destroy,
+        )
+
+        self.log_bucket = s3.Bucket(
+            self, "AccessLogs",
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            lifecycle_rules=[s3.LifecycleRule(
+                id="expire-access-logs",
+                expiration=Duration.days(ACCESS_LOG_EXPIRATION_DAYS),
+                abort_incomplete_multipart_upload_after=Duration.days(ABORT_INCOMPLETE_MULTIPART_DAYS),
+            )],
+            **common,
+        )
+
+        def data_bucket(construct_id: str, log_prefix: str) -> s3.Bucket:
+            return s3.Bucket(
+                self, construct_id,
+                versioned=True,
+                encryption=s3.BucketEncryption.KMS if self.key else s3.BucketEncryption.S3_MANAGED,
+                encryption_key=self.key,
+                bucket_key_enabled=True if self.key else None,
+                server_access_logs_bucket=self.log_bucket,
+                server_access_logs_prefix=log_prefix,
+                lifecycle_rules=[s3.LifecycleRule(
+                    id="expire-noncurrent-and-abort-multipart",
+                    noncurrent_version_expiration=Duration.days(NONCURRENT_VERSION_EXPIRATION_DAYS),
+                    abort_incomplete_multipart_upload_after=Duration.days(ABORT_INCOMPLETE_MULTIPART_DAYS),
+                )],
+                **common,
+            )
+
+        self.input_bucket = data_bucket("InputBucket", "input/")
+        self.output_bucket = data_bucket("OutputBucket", "output/")
