@@ -1,0 +1,32 @@
+"""Builds the pipeline from settings and the AWS edge, once per process (reused across invocations)."""
+from __future__ import annotations
+
+from functools import lru_cache
+
+from .core.pipeline import Pipeline
+from .observability import logger
+from .settings import get_settings
+
+
+def _log(message: str, **fields) -> None:
+    logger.info(message, extra=fields)
+
+
+@lru_cache(maxsize=1)
+def get_pipeline() -> Pipeline:
+    from .aws.bedrock import BedrockInvoker
+    from .aws.events import EventBridgePublisher
+    from .aws.idempotency import DynamoDBGuard
+    from .aws.queue import SqsScheduler
+    from .aws.s3 import S3Store
+
+    s = get_settings()
+    return Pipeline(
+        settings=s,
+        store=S3Store(),
+        model=BedrockInvoker(read_timeout=s.bedrock_read_timeout, max_attempts=s.bedrock_max_attempts),
+        events=EventBridgePublisher(s.event_bus_name) if s.event_bus_name else None,
+        scheduler=SqsScheduler(s.job_queue_url) if s.job_queue_url else None,
+        guard=DynamoDBGuard(s.idempotency_table, s.idempotency_ttl_seconds) if s.idempotency_table else None,
+        log=_log,
+    )

@@ -1,0 +1,87 @@
+"""Bedrock InvokeModel as the core's ModelInvoker, with each service error mapped to what we do about it.
+
+Permanent (failure record now): ValidationException (content_filtered when the prompt was refused),
+AccessDenied, ResourceNotFound (also end-of-life models). Transient (back to the queue): throttling,
+quotas, model timeouts/errors, 5xx, network timeouts. See ../../shared reference table in docs/errors.md.
+"""
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, ReadTimeoutError
+
+from ..core.errors import JobError, transient
+from ..observability import BEDROCK_LATENCY, BEDROCK_THROTTLES, metrics, tracer
+from .clients import client
+
+_TRANSIENT = {
+    "ThrottlingException": "throttled",
+    "ModelNotReadyException": "throttled",
+    "ServiceQuotaExceededException": "quota_exceeded",
+    "ModelTimeoutException": "model_timeout",
+    "ModelErrorException": "model_error",
+    "InternalServerException": "service_error",
+    "ServiceUnavailableException": "service_error",
+}
+
+
+def classify(exc: Exception, model_id: str) -> JobError:
+    """A Bedrock client error as a JobError with a stable code and an actionable message."""
+    if isinstance(exc, ReadTimeoutError):
+        return transient("model_timeout", f"Bedrock did not answer in time for {model_id}")
+    if not isinstance(exc, ClientError):
+        return transient("service_error", f"could not reach Bedrock: {exc}")
+    code = exc.response.get("Error", {}).get("Code", "")
+    message = exc.response.get("Error", {}).get("Message", "") or str(exc)
+    if code == "ValidationException":
+        if "invalid_prompts" in message:
+            return JobError("content_filtered", f"Bedrock refused the prompt (invalid_prompts): {message}",
+                            details={"bedrock_error": code})
+        return JobError("invalid_parameters", f"Bedrock rejected the request for {model_id}: {message}",
+                        details={"bedrock_error": code})
+    if code == "AccessDeniedException":
+        return JobError("access_denied", f"not allowed to invoke {model_id}: {message}. Request model access "
+                        "in the Bedrock console and check the worker role", details={"bedrock_error": code})
+    if code == "ResourceNotFoundException":
+        return JobError("model_unavailable", f"{model_id} is not available: {message}. Choose another model_id "
+                        "(SDXL 1.0 is end of life on Bedrock; stability.sd3-5-large-v1:0 is the live default)",
+                        details={"bedrock_error": code})
+    cause = _TRANSIENT.get(code, "service_error")
+    return transient(cause, f"Bedrock {code or 'error'} for {model_id}: {message}", bedrock_error=code)
+
+
+class BedrockInvoker:
+    def __init__(self, read_timeout: int = 150, max_attempts: int = 3, runtime=None):
+        self._runtime = runtime
+        self.read_timeout = read_timeout
+        self.max_attempts = max_attempts
+
+    @property
+    def runtime(self):
+        if self._runtime is None:
+            self._runtime = client("bedrock-runtime", read_timeout=self.read_timeout,
+                                   max_attempts=self.max_attempts)
+        return self._runtime
+
+    @tracer.capture_method(capture_response=False)
+    def invoke(self, model_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        started = time.perf_counter()
+        try:
+            response = self.runtime.invoke_model(modelId=model_id, body=json.dumps(body),
+                                                 contentType="application/json", accept="application/json")
+            payload = json.loads(response["body"].read())
+        except (ClientError, BotoCoreError, ConnectionError) as exc:
+            error = classify(exc, model_id)
+            if error.code in ("throttled", "quota_exceeded"):
+                metrics.add_metric(BEDROCK_THROTTLES, MetricUnit.Count, 1)
+            raise error from None
+        except ValueError:
+            raise transient("model_error", f"{model_id} answered with a body that is not JSON") from None
+        finally:
+            metrics.add_metric(BEDROCK_LATENCY, MetricUnit.Milliseconds, (time.perf_counter() - started) * 1000)
+        if not isinstance(payload, dict):
+            raise transient("model_error", f"{model_id} answered with a JSON {type(payload).__name__}, not an object")
+        return payload

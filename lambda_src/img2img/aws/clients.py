@@ -1,0 +1,35 @@
+"""boto3 clients with explicit retry and timeout settings, built on first use and reused.
+
+Explicit, because the boto3 in a Lambda runtime may default to `legacy` or `standard` retries, and
+Bedrock image calls take 30-90 s: a 60 s default read timeout would retry (and bill) them again.
+Endpoints come only from the standard AWS_ENDPOINT_URL* variables, so the same code runs offline.
+"""
+from __future__ import annotations
+
+import threading
+from functools import lru_cache
+
+_lock = threading.Lock()
+
+
+@lru_cache(maxsize=None)
+def _session():
+    import boto3
+
+    return boto3.session.Session()
+
+
+@lru_cache(maxsize=None)
+def client(service: str, read_timeout: int = 30, max_attempts: int = 5, mode: str = "standard"):
+    """A shared client per service and settings (clients are thread-safe; sessions are not)."""
+    from botocore.config import Config
+
+    config = Config(
+        retries={"mode": mode, "total_max_attempts": max_attempts},
+        connect_timeout=5,
+        read_timeout=read_timeout,
+        tcp_keepalive=True,
+        max_pool_connections=32,
+    )
+    with _lock:
+        return _session().client(service, config=config)

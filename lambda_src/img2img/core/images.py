@@ -1,0 +1,227 @@
+"""Image preparation with Pillow: refuse what is too large or not an image, then make it model-ready.
+
+Order matters for speed and memory: read the header only, check the pixel limit, ask the JPEG decoder
+for a reduced-size decode (draft), then orient, convert, crop-or-pad and resize in one step.
+"""
+from __future__ import annotations
+
+import base64
+import io
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Callable
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import JobError
+
+ORIENTATION_TAG = 0x0112
+_ROTATED = (5, 6, 7, 8)  # EXIF orientations that swap width and height
+PAD_COLOR = (0, 0, 0)
+ALPHA_BACKGROUND = (255, 255, 255)
+CONTENT_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
+_heif_registered = False
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    width: int
+    height: int
+    format: str
+    mode: str
+    frames: int
+    orientation: int
+    bytes: int
+
+
+@dataclass(frozen=True)
+class PreparedImage:
+    """The model-ready image (PNG) and what the output step needs to undo the fitting."""
+
+    png: bytes
+    width: int
+    height: int
+    source: SourceInfo
+    fit: str
+    content_box: tuple[int, int, int, int]  # where the source lies inside the canvas (pad leaves borders)
+
+    @property
+    def base64(self) -> str:
+        return base64.b64encode(self.png).decode("ascii")
+
+
+@dataclass(frozen=True)
+class OutputImage:
+    data: bytes
+    format: str
+    width: int
+    height: int
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def content_type(self) -> str:
+        return CONTENT_TYPES[self.format]
+
+
+def sniff_format(data: bytes) -> str | None:
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if data.startswith(b"\xff\xd8"):
+        return "jpeg"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    return None
+
+
+def _ensure_heif(data: bytes) -> None:
+    """Register pillow-heif only when a HEIC/HEIF arrives: its import costs cold-start time."""
+    global _heif_registered
+    if not _heif_registered and data[4:8] == b"ftyp" and data[8:12] in (
+            b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1", b"avif"):
+        from pillow_heif import register_heif_opener
+
+        register_heif_opener()
+        _heif_registered = True
+
+
+def open_image(data: bytes, max_pixels: int) -> Image.Image:
+    """Open (header only) and enforce the pixel limit before any pixel is decoded."""
+    if not data:
+        raise JobError("invalid_image", "the input object is empty (0 bytes)")
+    _ensure_heif(data)
+    Image.MAX_IMAGE_PIXELS = max_pixels  # Pillow's own bomb check, at our limit
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise JobError("image_too_large", f"the image has too many pixels ({exc}); this deployment accepts "
+                       f"at most {max_pixels:,} pixels") from None
+    except UnidentifiedImageError:
+        raise JobError("invalid_image", f"the input is not an image Pillow can read (it starts with "
+                       f"{data[:12]!r}); send JPEG, PNG, WebP, GIF, BMP, TIFF or HEIC") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise JobError("invalid_image", f"the image header is corrupt: {exc}") from None
+    width, height = image.size
+    if width * height > max_pixels:
+        raise JobError("image_too_large", f"the image is {width}x{height} = {width * height:,} pixels; this "
+                       f"deployment accepts at most {max_pixels:,} pixels")
+    if width < 1 or height < 1:
+        raise JobError("invalid_image", f"the image has no pixels ({width}x{height})")
+    return image
+
+
+def prepare(data: bytes, target_size: Callable[[int, int], tuple[int, int]], fit: str = "crop",
+            max_pixels: int = 40_000_000) -> PreparedImage:
+    """Turn any supported upload into an RGB PNG of the model's size, fitted by `crop` or `pad`."""
+    image = open_image(data, max_pixels)
+    fmt = (image.format or "unknown").lower()
+    source_mode = image.mode
+    frames = getattr(image, "n_frames", 1)
+    orientation = _orientation(image)
+    raw_w, raw_h = image.size
+    src_w, src_h = (raw_h, raw_w) if orientation in _ROTATED else (raw_w, raw_h)
+    target_w, target_h = target_size(src_w, src_h)
+    scale = (max if fit == "crop" else min)(target_w / src_w, target_h / src_h)
+    if fmt == "jpeg" and scale < 1:
+        need = (math.ceil(raw_w * scale), math.ceil(raw_h * scale))
+        image.draft("RGB", need)  # DCT scaling: decode at 1/2, 1/4 or 1/8 size when that is enough
+    try:
+        image.seek(0)  # animated GIF/WebP/TIFF: the first frame
+        image.load()
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise JobError("invalid_image", f"the image data is truncated or corrupt: {exc}") from None
+    if orientation in range(2, 9):
+        image = ImageOps.exif_transpose(image)
+    image = to_rgb(image)
+    canvas, box = _fit(image, (target_w, target_h), fit)
+    buffer = io.BytesIO()
+    canvas.save(buffer, format="PNG", compress_level=1)  # fast: the body is base64 anyway
+    source = SourceInfo(src_w, src_h, fmt, source_mode, frames, orientation, len(data))
+    return PreparedImage(buffer.getvalue(), target_w, target_h, source, fit, box)
+
+
+def _orientation(image: Image.Image) -> int:
+    try:
+        value = image.getexif().get(ORIENTATION_TAG, 1)
+        return int(value) if int(value) in range(1, 9) else 1
+    except Exception:  # a broken EXIF block must not fail the job: the pixels may be fine
+        return 1
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Every mode to 8-bit RGB: alpha over white, 16-bit and float scaled (not clipped) to 8 bits."""
+    mode = image.mode
+    if mode == "RGB":
+        return image
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        low, high = image.getextrema()
+        as_float = image.convert("F") if mode != "F" else image
+        span = (high - low) or 1
+        if mode.startswith("I") and low >= 0 and high <= 255:
+            low, span = 0, 255  # an 8-bit range stored in a wide mode: keep it
+        gray = as_float.point(lambda v: (v - low) * (255.0 / span)).convert("L")
+        return gray.convert("RGB")
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGB", rgba.size, ALPHA_BACKGROUND)
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    try:
+        return image.convert("RGB")
+    except ValueError:
+        raise JobError("invalid_image", f"the image's colour mode {mode} cannot be converted to RGB") from None
+
+
+def _fit(image: Image.Image, target: tuple[int, int], fit: str):
+    """Centre-crop (one resize with a source box) or letterbox onto a canvas of exactly `target`."""
+    tw, th = target
+    w, h = image.size
+    if fit == "crop":
+        scale = max(tw / w, th / h)
+        cw, ch = tw / scale, th / scale
+        box = ((w - cw) / 2, (h - ch) / 2, (w + cw) / 2, (h + ch) / 2)
+        resized = image.resize(target, Image.Resampling.LANCZOS, box=box, reducing_gap=3.0)
+        return resized, (0, 0, tw, th)
+    scale = min(tw / w, th / h)
+    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+    resized = image.resize((nw, nh), Image.Resampling.LANCZOS, reducing_gap=3.0)
+    canvas = Image.new("RGB", target, PAD_COLOR)
+    x, y = (tw - nw) // 2, (th - nh) // 2
+    canvas.paste(resized, (x, y))
+    return canvas, (x, y, x + nw, y + nh)
+
+
+def finish_output(data: bytes, prepared: PreparedImage, output_format: str, restore_aspect: bool) -> OutputImage:
+    """The stored image: the model's bytes untouched when they already fit, else converted once."""
+    model_format = sniff_format(data)
+    if model_format is None:
+        raise JobError("model_error", "the model returned bytes that are not PNG, JPEG or WebP", retryable=True)
+    image = Image.open(io.BytesIO(data))
+    if model_format == output_format and not restore_aspect:
+        return OutputImage(data, output_format, *image.size)
+    image.load()
+    if restore_aspect:
+        image = _restore_aspect(image, prepared)
+    if output_format == "jpeg":
+        image = image.convert("RGB")
+    buffer = io.BytesIO()
+    options = {"png": {"compress_level": 6}, "jpeg": {"quality": 90, "optimize": True},
+               "webp": {"quality": 90, "method": 4}}[output_format]
+    image.save(buffer, format=output_format.upper(), **options)
+    return OutputImage(buffer.getvalue(), output_format, *image.size)
+
+
+def _restore_aspect(image: Image.Image, prepared: PreparedImage) -> Image.Image:
+    """Back to the input's aspect ratio: cut the padding off, or rescale a cropped fit."""
+    w, h = image.size
+    sx, sy = w / prepared.width, h / prepared.height
+    x0, y0, x1, y1 = prepared.content_box
+    if prepared.fit == "pad" and (x0, y0, x1, y1) != (0, 0, prepared.width, prepared.height):
+        return image.crop((round(x0 * sx), round(y0 * sy), round(x1 * sx), round(y1 * sy)))
+    aspect = prepared.source.width / prepared.source.height
+    pixels = w * h
+    nh = max(1, round(math.sqrt(pixels / aspect)))
+    nw = max(1, round(nh * aspect))
+    return image.resize((nw, nh), Image.Resampling.LANCZOS) if (nw, nh) != (w, h) else image

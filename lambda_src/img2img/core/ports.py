@@ -1,0 +1,63 @@
+"""What the core needs from the outside world. The `aws` package implements these with boto3;
+tests and the offline tooling may implement them otherwise. No boto3 here."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Callable, Protocol
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    bucket: str
+    key: str
+    size: int
+    etag: str
+    version_id: str | None
+    last_modified: datetime
+    metadata: dict[str, str] = field(default_factory=dict)
+    content_type: str = ""
+
+    @property
+    def version(self) -> str:
+        """The version id where the bucket is versioned, else the ETag: what identifies this content."""
+        return self.version_id if self.version_id not in (None, "", "null") else self.etag
+
+    def ref(self) -> dict[str, Any]:
+        return {"bucket": self.bucket, "key": self.key, "version_id": self.version_id, "etag": self.etag}
+
+
+class ObjectStore(Protocol):
+    def head(self, bucket: str, key: str, version_id: str | None = None) -> ObjectInfo | None: ...
+
+    def get(self, bucket: str, key: str, version_id: str | None = None) -> tuple[bytes, ObjectInfo] | None: ...
+
+    def list_keys(self, bucket: str, prefix: str, limit: int = 50) -> list[str]: ...
+
+    def put(self, bucket: str, key: str, data: bytes, content_type: str,
+            metadata: dict[str, str] | None = None) -> None: ...
+
+
+class ModelInvoker(Protocol):
+    def invoke(self, model_id: str, body: dict[str, Any]) -> dict[str, Any]: ...
+
+
+class EventPublisher(Protocol):
+    def publish(self, detail_type: str, detail: dict[str, Any]) -> None: ...
+
+
+class Scheduler(Protocol):
+    def defer(self, message: dict[str, Any], delay_seconds: int) -> None: ...
+
+
+class Guard(Protocol):
+    """Runs `work` at most once per key (Powertools idempotency in production)."""
+
+    def once(self, key: dict[str, Any], work: Callable[[], dict[str, Any]]) -> dict[str, Any]: ...
+
+
+class RunEveryTime:
+    """A Guard with no memory, for callers that have no idempotency store configured."""
+
+    def once(self, key: dict[str, Any], work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        return work()

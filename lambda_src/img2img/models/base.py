@@ -1,0 +1,88 @@
+"""The small interface every Bedrock model family implements, and how a model id picks one.
+
+An adapter turns validated job parameters plus a prepared image into the model's exact request body,
+and the model's answer into images or a typed error. It knows the family's size rules too.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..core.errors import JobError
+
+# `us.`, `eu.`, `apac.`, `global.` (and other geography prefixes) mark cross-region inference profiles.
+_PROFILE_PREFIX = re.compile(r"^(us|eu|apac|global|us-gov|ca|jp|au)\.")
+
+
+def base_model_id(model_id: str) -> str:
+    """`arn:...:inference-profile/us.stability.sd3-5-large-v1:0` -> `stability.sd3-5-large-v1:0`."""
+    resource = model_id
+    if model_id.startswith("arn:"):
+        resource = model_id.split("/", 1)[1] if "/" in model_id else ""
+    return _PROFILE_PREFIX.sub("", resource)
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    """What the model returned: encoded images (in `image_format`) and the seeds it used."""
+
+    images: list[bytes]
+    image_format: str
+    seeds: list[int]
+
+
+@dataclass
+class JobParams:
+    """Validated parameters of one job for one model family."""
+
+    model_id: str
+    family: str
+    request: dict[str, Any]           # the model body without the image, in the model's field order
+    effective: dict[str, Any]         # canonical values after precedence (what the record shows)
+    sources: dict[str, str]           # field -> where its value came from
+    output_format: str = "png"
+    fit: str = "crop"
+    restore_aspect: bool = False
+    dropped: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def seed(self) -> int:
+        return int(self.request.get("seed", 0))
+
+
+class ModelAdapter(Protocol):
+    family: str
+    image_field: str
+
+    def matches(self, base_id: str) -> bool: ...
+
+    def validate(self, model_id: str, merged: "MergedParams") -> JobParams: ...  # noqa: F821
+
+    def target_size(self, width: int, height: int) -> tuple[int, int]: ...
+
+    def build_body(self, params: JobParams, image_b64: str) -> dict[str, Any]: ...
+
+    def parse_response(self, payload: dict[str, Any]) -> GenerationResult: ...
+
+
+def adapters() -> tuple[ModelAdapter, ...]:
+    from .sd35 import SD35Adapter
+    from .sdxl import SDXLAdapter
+
+    return (SDXLAdapter(), SD35Adapter())
+
+
+def adapter_for(model_id: str) -> ModelAdapter:
+    """The adapter for a model id, inference-profile id or ARN; a clear error for anything else."""
+    base = base_model_id(model_id)
+    for adapter in adapters():
+        if adapter.matches(base):
+            return adapter
+    raise JobError(
+        "invalid_parameters",
+        f"model_id {model_id!r} is not an image-to-image model this pipeline supports; supported "
+        "families: stability.stable-diffusion-xl-v1 (SDXL 1.0) and stability.sd3-5-large-v1:0 "
+        "(SD3.5 Large), also as inference profiles (us./eu./apac./global.) or ARNs",
+        details={"field": "model_id", "value": model_id},
+    )

@@ -1,0 +1,172 @@
+"""SDXL 1.0 (`stability.stable-diffusion-xl-v1`): the seed's contract, every field exactly.
+
+End of life on Bedrock since 2025-05-20 (calls answer ResourceNotFoundException), still supported
+here for accounts and offline engines that serve it, and because its vocabulary is what users know.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+from typing import Any, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..core.errors import JobError, transient
+from ..core.params import MergedParams, invalid, validate_fields
+from .base import GenerationResult, JobParams
+
+SIZES = ((1024, 1024), (1152, 896), (1216, 832), (1344, 768), (1536, 640),
+         (640, 1536), (768, 1344), (832, 1216), (896, 1152))
+STYLE_PRESETS = ("3d-model", "analog-film", "anime", "cinematic", "comic-book", "digital-art", "enhance",
+                 "fantasy-art", "isometric", "line-art", "low-poly", "modeling-compound", "neon-punk",
+                 "origami", "photographic", "pixel-art", "tile-texture")
+SAMPLERS = ("DDIM", "DDPM", "K_DPMPP_2M", "K_DPMPP_2S_ANCESTRAL", "K_DPM_2", "K_DPM_2_ANCESTRAL",
+            "K_EULER", "K_EULER_ANCESTRAL", "K_HEUN", "K_LMS")
+CLIP_PRESETS = ("FAST_BLUE", "FAST_GREEN", "NONE", "SIMPLE", "SLOW", "SLOWER", "SLOWEST")
+DEFAULT_IMAGE_STRENGTH = 0.35
+
+ALLOWED = {
+    "text_prompts": "1 or more prompts, each text 1-2000 characters, weight a number (negative = negative prompt)",
+    "cfg_scale": "a number from 0 to 35",
+    "clip_guidance_preset": ", ".join(CLIP_PRESETS),
+    "init_image_mode": "IMAGE_STRENGTH, STEP_SCHEDULE",
+    "image_strength": "a number from 0 to 1 (1 = keep the input)",
+    "strength": "a number from 0 to 1 (SD3.5 vocabulary: 0 = keep the input)",
+    "step_schedule_start": "a number from 0 to 1", "step_schedule_end": "a number from 0 to 1",
+    "sampler": ", ".join(SAMPLERS),
+    "samples": "1 (Bedrock generates one image per request)",
+    "seed": "an integer from 0 to 4294967295 (0 = random)",
+    "steps": "an integer from 10 to 50",
+    "style_preset": ", ".join(STYLE_PRESETS),
+    "output_format": "png, jpeg, webp", "fit": "crop, pad", "mode": "image-to-image",
+}
+
+_Unit = Field(default=None, ge=0, le=1)
+
+
+class TextPrompt(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: str = Field(min_length=1, max_length=2000)
+    weight: float = 1.0
+
+
+class SDXLFields(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    model_id: str
+    text_prompts: list[TextPrompt] = Field(min_length=1)
+    cfg_scale: Optional[float] = Field(default=None, ge=0, le=35)
+    clip_guidance_preset: Optional[Literal[CLIP_PRESETS]] = None  # type: ignore[valid-type]
+    init_image_mode: Optional[Literal["IMAGE_STRENGTH", "STEP_SCHEDULE"]] = None
+    image_strength: Optional[float] = _Unit
+    strength: Optional[float] = _Unit
+    step_schedule_start: Optional[float] = _Unit
+    step_schedule_end: Optional[float] = _Unit
+    sampler: Optional[Literal[SAMPLERS]] = None  # type: ignore[valid-type]
+    samples: Optional[Literal[1]] = None
+    seed: Optional[int] = Field(default=None, ge=0, le=4294967295)
+    steps: Optional[int] = Field(default=None, ge=10, le=50)
+    style_preset: Optional[Literal[STYLE_PRESETS]] = None  # type: ignore[valid-type]
+    extras: Optional[dict[str, Any]] = None
+    mode: Optional[Literal["image-to-image"]] = None
+    output_format: Literal["png", "jpeg", "webp"] = "png"
+    fit: Literal["crop", "pad"] = "crop"
+    restore_aspect: bool = False
+    strict: bool = True
+
+
+class SDXLAdapter:
+    family = "sdxl"
+    image_field = "init_image"
+
+    def matches(self, base_id: str) -> bool:
+        return base_id.startswith("stability.stable-diffusion-xl")
+
+    def validate(self, model_id: str, merged: MergedParams) -> JobParams:
+        values = {**merged.values, "model_id": model_id, "text_prompts": merged.positive + merged.negative}
+        fields: SDXLFields = validate_fields(SDXLFields, values, merged, ALLOWED)  # type: ignore[assignment]
+        self._check_combinations(fields, merged)
+        image_strength = fields.image_strength
+        if fields.strength is not None:  # the SD3.5 vocabulary, mapped exactly
+            image_strength = round(1.0 - fields.strength, 6)
+        mode = fields.init_image_mode or "IMAGE_STRENGTH"
+        if image_strength is None and mode == "IMAGE_STRENGTH":
+            image_strength = DEFAULT_IMAGE_STRENGTH
+        request: dict[str, Any] = {"text_prompts": [p.model_dump() for p in fields.text_prompts]}
+        optional = {
+            "init_image_mode": fields.init_image_mode,
+            "image_strength": image_strength if mode == "IMAGE_STRENGTH" else None,
+            "step_schedule_start": fields.step_schedule_start,
+            "step_schedule_end": fields.step_schedule_end,
+            "cfg_scale": fields.cfg_scale,
+            "clip_guidance_preset": fields.clip_guidance_preset,
+            "sampler": fields.sampler,
+            "samples": fields.samples,
+            "seed": fields.seed,
+            "steps": fields.steps,
+            "style_preset": fields.style_preset,
+            "extras": fields.extras,
+        }
+        request.update({k: v for k, v in optional.items() if v is not None})
+        return JobParams(model_id=model_id, family=self.family, request=request,
+                         effective=merged.canonical(), sources=dict(merged.origins),
+                         output_format=fields.output_format, fit=fields.fit,
+                         restore_aspect=fields.restore_aspect)
+
+    @staticmethod
+    def _check_combinations(fields: SDXLFields, merged: MergedParams) -> None:
+        errors = []
+        if not merged.has_prompt:
+            raise JobError("missing_parameters", "no positive prompt: set prompt (metadata, sidecar or folder "
+                           "defaults) or a text_prompts item with a positive weight")
+        schedule = fields.step_schedule_start is not None or fields.step_schedule_end is not None
+        if schedule and fields.init_image_mode != "STEP_SCHEDULE":
+            name = "step_schedule_start" if fields.step_schedule_start is not None else "step_schedule_end"
+            errors.append({"field": name, "source": merged.origin(name),
+                           "message": "only applies with init_image_mode=STEP_SCHEDULE"})
+        if fields.init_image_mode == "STEP_SCHEDULE" and (fields.image_strength is not None or fields.strength is not None):
+            name = "image_strength" if fields.image_strength is not None else "strength"
+            errors.append({"field": name, "source": merged.origin(name),
+                           "message": "does not apply with init_image_mode=STEP_SCHEDULE "
+                                      "(use step_schedule_start = 1 - image_strength)"})
+        if (fields.clip_guidance_preset not in (None, "NONE") and fields.sampler is not None
+                and "ANCESTRAL" not in fields.sampler):
+            errors.append({"field": "sampler", "source": merged.origin("sampler"), "value": fields.sampler,
+                           "message": f"CLIP guidance ({fields.clip_guidance_preset}) needs an ancestral sampler",
+                           "allowed": "K_DPM_2_ANCESTRAL, K_DPMPP_2S_ANCESTRAL, K_EULER_ANCESTRAL"})
+        if errors:
+            raise invalid(errors)
+
+    def target_size(self, width: int, height: int) -> tuple[int, int]:
+        """The allowed size whose aspect ratio is nearest to the input's (compared on a log scale)."""
+        aspect = math.log(width / height)
+        return min(SIZES, key=lambda s: abs(math.log(s[0] / s[1]) - aspect))
+
+    def build_body(self, params: JobParams, image_b64: str) -> dict[str, Any]:
+        body = {"text_prompts": params.request["text_prompts"], "init_image": image_b64}
+        body.update({k: v for k, v in params.request.items() if k != "text_prompts"})
+        return body
+
+    def parse_response(self, payload: dict[str, Any]) -> GenerationResult:
+        artifacts = payload.get("artifacts")
+        if not isinstance(artifacts, list) or not artifacts:
+            raise transient("model_error", f"SDXL answered without artifacts: {str(payload)[:200]}")
+        images, seeds = [], []
+        for artifact in artifacts:
+            reason = artifact.get("finishReason")
+            if reason == "CONTENT_FILTERED":
+                raise JobError("content_filtered", "Bedrock's content filter blocked the generated image "
+                               "(finishReason CONTENT_FILTERED); try a different prompt or input image",
+                               details={"finish_reason": reason})
+            if reason != "SUCCESS":
+                raise transient("model_error", f"SDXL finished with {reason!r}")
+            images.append(decode_image(artifact.get("base64")))
+            seeds.append(int(artifact.get("seed", 0)))
+        return GenerationResult(images=images, image_format="png", seeds=seeds)
+
+
+def decode_image(data: Any) -> bytes:
+    try:
+        return base64.b64decode(data, validate=True)
+    except (binascii.Error, TypeError, ValueError):
+        raise transient("model_error", "the model returned an image that is not valid base64") from None
