@@ -272,6 +272,14 @@ def validate_fields(model: type[BaseModel], values: dict[str, Any], merged: Merg
         raise JobError("invalid_parameters", _summary(errors), details={"errors": errors}) from None
 
 
+def typed_effective(merged: MergedParams, fields: BaseModel) -> dict[str, Any]:
+    """The merged parameters with validated types (metadata's "7" becomes 7) for the record."""
+    typed = fields.model_dump(exclude_none=True)
+    out = merged.canonical()
+    out.update({k: typed[k] for k in merged.values if k in typed})
+    return out
+
+
 def invalid(errors: list[dict[str, Any]]) -> JobError:
     return JobError("invalid_parameters", _summary(errors), details={"errors": errors})
 

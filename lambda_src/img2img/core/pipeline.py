@@ -130,7 +130,10 @@ class Pipeline:
         try:
             if not self._resolve(job):
                 return []
-            return [self.guard.once(job.idempotency_key, lambda: self._execute(job, attempt))]
+            ran = []
+            record = self.guard.once(job.idempotency_key, lambda: ran.append(1) or self._execute(job, attempt))
+            # A replayed record (idempotency hit) is the earlier outcome: the caller must not count it again.
+            return [record if ran else {**record, "replayed": True}]
         except JobError as exc:
             if exc.retryable and last_attempt:
                 self._exhausted(job, exc, attempt)
@@ -290,7 +293,7 @@ class Pipeline:
 
     def _common(self, job: Job, status: str, attempt: int) -> dict[str, Any]:
         sidecar = job.sidecar.ref() if job.sidecar else None
-        params = job.merged.canonical() if job.merged else {}
+        params = job.params.effective if job.params else job.merged.canonical() if job.merged else {}
         model_id = job.params.model_id if job.params else params.get("model_id")
         record = records.base_record(status, job.job_id, job.source_ref(), sidecar=sidecar, model_id=model_id,
                                      params=params, sources=job.merged.origins if job.merged else {},

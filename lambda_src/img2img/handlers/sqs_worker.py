@@ -30,8 +30,9 @@ def record_handler(record: SQSRecord) -> list[dict[str, Any]]:
     outcomes = []
     for trigger in triggers:
         for outcome in get_pipeline().handle(trigger, attempt, attempt >= settings.max_receive_count):
-            count_outcome(outcome)
-            logger.info("job finished", extra={"job_id": outcome["job_id"], "status": outcome["status"],
+            if not outcome.get("replayed"):
+                count_outcome(outcome)
+            logger.info("job replayed (already done)" if outcome.get("replayed") else "job finished", extra={"job_id": outcome["job_id"], "status": outcome["status"],
                                                "source_key": outcome["source"]["key"],
                                                "error_code": (outcome.get("error") or {}).get("code")})
             outcomes.append({"job_id": outcome["job_id"], "status": outcome["status"]})

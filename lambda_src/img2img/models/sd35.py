@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..core.errors import JobError, transient
 from ..core.images import sniff_format
-from ..core.params import MergedParams, invalid, validate_fields
+from ..core.params import MergedParams, invalid, typed_effective, validate_fields
 from .base import GenerationResult, JobParams
 from .sdxl import DEFAULT_IMAGE_STRENGTH, decode_image
 
@@ -98,7 +98,7 @@ class SD35Adapter:
             request["seed"] = fields.seed
         request["output_format"] = fields.output_format
         return JobParams(model_id=model_id, family=self.family, request=request,
-                         effective=merged.canonical(), sources=dict(merged.origins),
+                         effective=typed_effective(merged, fields), sources=dict(merged.origins),
                          output_format=fields.output_format, fit=fields.fit,
                          restore_aspect=fields.restore_aspect, dropped=dropped)
 

@@ -13,7 +13,7 @@ from typing import Any, Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..core.errors import JobError, transient
-from ..core.params import MergedParams, invalid, validate_fields
+from ..core.params import MergedParams, invalid, typed_effective, validate_fields
 from .base import GenerationResult, JobParams
 
 SIZES = ((1024, 1024), (1152, 896), (1216, 832), (1344, 768), (1536, 640),
@@ -109,7 +109,7 @@ class SDXLAdapter:
         }
         request.update({k: v for k, v in optional.items() if v is not None})
         return JobParams(model_id=model_id, family=self.family, request=request,
-                         effective=merged.canonical(), sources=dict(merged.origins),
+                         effective=typed_effective(merged, fields), sources=dict(merged.origins),
                          output_format=fields.output_format, fit=fields.fit,
                          restore_aspect=fields.restore_aspect)
 
