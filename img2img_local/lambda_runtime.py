@@ -1,26 +1,30 @@
-"""Emulated Lambda execution environments: one warm worker process each, driven over a pipe.
+"""Emulated Lambda execution environments: one warm worker process each, driven over a socket pair.
 
 Real Lambda runs each concurrent invocation in its own sandbox: module globals (Powertools' Logger,
 Metrics, boto3 clients) are never shared between invocations in flight. So each environment here is a
-separate `spawn`ed process that imports the handler once (the INIT phase, timed as Lambda's Init
-Duration), then serves invocations one at a time until it is stopped, times out or crashes; after a
-timeout or crash it is discarded and the next invocation starts a new one (a cold start), as in Lambda.
+separate Python process, started as `python -I lambda_runtime.py <fd>` with exactly the Lambda environment
+variables (nothing inherited from the developer's shell). It imports the handler once (the INIT phase,
+timed as Lambda's Init Duration), then serves invocations one at a time until it is stopped, times out
+or crashes; after a timeout or crash it is discarded and the next invocation starts a new one (a cold
+start), as in Lambda.
 
-This module is imported by the worker processes: keep its imports light (no boto3).
+This file runs as a script in the worker processes: it imports only the standard library.
 """
 from __future__ import annotations
 
 import importlib
 import json
-import multiprocessing
 import os
 import resource
 import signal
+import socket
+import subprocess
 import sys
 import time
 import traceback
 import uuid
-from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
 ACCOUNT_ID = "123456789012"
@@ -132,12 +136,8 @@ def _max_memory_used_mb() -> int:
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # KiB on Linux
 
 
-def run_environment(conn, spec: FunctionSpec, log_stream_name: str) -> None:
-    """Entry point of a worker process: INIT once, then invocations until told to stop."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the parent shuts us down
-    os.environ.clear()
-    os.environ.update(lambda_environment(spec, log_stream_name))
-    time.tzset()
+def run_environment(conn: Connection, spec: FunctionSpec) -> None:
+    """The worker process's loop: INIT once, then invocations until told to stop."""
     started = time.perf_counter()
     try:
         handler = _load_handler(spec.handler)
@@ -149,7 +149,7 @@ def run_environment(conn, spec: FunctionSpec, log_stream_name: str) -> None:
     while True:
         try:
             message = conn.recv()
-        except EOFError:
+        except EOFError:  # the event source is gone
             return
         if message[0] == _STOP:
             return
@@ -167,18 +167,29 @@ def run_environment(conn, spec: FunctionSpec, log_stream_name: str) -> None:
         conn.send((outcome, payload, duration_ms, _max_memory_used_mb()))
 
 
+def main(argv: list[str]) -> None:
+    """Entry point of a worker process: `python lambda_runtime.py <socket fd>`."""
+    # Ctrl-C and a SIGTERM to the process group reach us too: the parent decides when we stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    conn = Connection(int(argv[1]))
+    sys_path, spec_fields = conn.recv()  # plain types: nothing to import before sys.path is set
+    sys.path[:] = sys_path
+    run_environment(conn, FunctionSpec(**spec_fields))
+
+
 class ExecutionEnvironment:
     """Parent-side handle of one emulated sandbox. Used by one caller at a time (one poller)."""
 
     def __init__(self, spec: FunctionSpec, instance_id: int) -> None:
         self.spec = spec
         self.instance_id = instance_id
-        self._process: multiprocessing.process.BaseProcess | None = None
-        self._conn = None
+        self._process: subprocess.Popen | None = None
+        self._conn: Connection | None = None
 
     @property
     def warm(self) -> bool:
-        return self._process is not None and self._process.is_alive()
+        return self._process is not None and self._process.poll() is None
 
     @property
     def pid(self) -> int | None:
@@ -189,6 +200,7 @@ class ExecutionEnvironment:
         request_id = request_id or str(uuid.uuid4())
         init_duration_ms, cold_start = None, not self.warm
         if cold_start:
+            self.close(grace_seconds=0)  # reap a sandbox that died while idle
             init_duration_ms, init_error = self._start()
             if init_error is not None:
                 self.close(grace_seconds=0)
@@ -207,8 +219,10 @@ class ExecutionEnvironment:
                                            f"Task timed out after {self.spec.timeout_seconds:.2f} seconds"})
             outcome, payload, duration_ms, memory_mb = conn.recv()
         except (EOFError, OSError):
-            process.join(1)
-            code = process.exitcode
+            try:
+                code = process.wait(1)
+            except subprocess.TimeoutExpired:
+                code = None
             self.close(grace_seconds=0)
             return InvokeResult(request_id, "error", cold_start=cold_start, init_duration_ms=init_duration_ms,
                                 error={"errorType": "Runtime.ExitError",
@@ -219,19 +233,20 @@ class ExecutionEnvironment:
                             max_memory_used_mb=memory_mb)
 
     def _start(self) -> tuple[float | None, dict | None]:
-        context = multiprocessing.get_context("spawn")
-        parent_conn, child_conn = context.Pipe()
+        parent_sock, child_sock = socket.socketpair()
         stream = f"{time.strftime('%Y/%m/%d')}/[$LATEST]{uuid.uuid4().hex}"
-        self._process = context.Process(target=run_environment, args=(child_conn, self.spec, stream),
-                                        name=f"{self.spec.function_name}-{self.instance_id}", daemon=True)
-        self._process.start()
-        child_conn.close()
-        self._conn = parent_conn
+        with child_sock:
+            self._process = subprocess.Popen(
+                [sys.executable, "-I", os.path.abspath(__file__), str(child_sock.fileno())],
+                env=lambda_environment(self.spec, stream), pass_fds=(child_sock.fileno(),),
+                stdin=subprocess.DEVNULL)
+        self._conn = conn = Connection(parent_sock.detach())
         try:
-            if not parent_conn.poll(INIT_TIMEOUT_SECONDS):
+            conn.send((list(sys.path), asdict(self.spec)))
+            if not conn.poll(INIT_TIMEOUT_SECONDS):
                 return None, {"errorType": "Runtime.InitTimeout",
                               "errorMessage": f"INIT did not finish within {INIT_TIMEOUT_SECONDS:.0f} s"}
-            message = parent_conn.recv()
+            message = conn.recv()
         except (EOFError, OSError):
             return None, {"errorType": "Runtime.ExitError", "errorMessage": "Runtime exited during INIT"}
         if message[0] == "init_error":
@@ -241,27 +256,27 @@ class ExecutionEnvironment:
     def kill(self) -> None:
         """Kill the process from another thread (shutdown): its caller then sees a crashed runtime."""
         process = self._process
-        if process is not None and process.is_alive():
+        if process is not None and process.poll() is None:
             process.kill()
 
     def close(self, grace_seconds: float = 2.0) -> None:
-        """Stop the process: politely first, then SIGTERM, then SIGKILL. Idempotent."""
+        """Stop the process: ask it to, then SIGKILL (workers ignore SIGTERM). Idempotent."""
         process, conn = self._process, self._conn
         self._process = self._conn = None
         if process is None:
             return
-        if process.is_alive() and grace_seconds > 0:
+        if process.poll() is None and grace_seconds > 0 and conn is not None:
             try:
                 conn.send((_STOP,))
-            except (OSError, ValueError):
+                process.wait(grace_seconds)
+            except (OSError, ValueError, subprocess.TimeoutExpired):
                 pass
-            process.join(grace_seconds)
-        if process.is_alive():
-            process.terminate()
-            process.join(2)
-        if process.is_alive():
+        if process.poll() is None:
             process.kill()
-            process.join()
+        process.wait()
         if conn is not None:
             conn.close()
-        process.close()
+
+
+if __name__ == "__main__":
+    main(sys.argv)
