@@ -2,8 +2,9 @@
 
 Each style preset is a visibly different Pillow treatment; prompt words pick tints and, without a preset,
 the treatment itself; the seed drives everything random. The amount of change (SDXL image_strength,
-SD3.5 strength) blends original -> stylised -> "reimagined" (abstracted, recoloured), so pipelines can
-be developed and benchmarked offline on images that are clearly derived from their inputs.
+SD3.5 strength) blends the original towards a target that is the stylised image partly "reimagined"
+(abstracted, recoloured), so pipelines can be developed and benchmarked offline on images that are
+clearly derived from their inputs.
 """
 from __future__ import annotations
 
@@ -23,9 +24,12 @@ from .validation import SDXL, STYLE_PRESETS, RenderRequest
 
 ONE_MEGAPIXEL = 1_048_576
 # The smallest amount of change: even "keep the input" is re-rendered, as a real model would.
-MIN_CHANGE = 0.1
-# Up to this amount of change the output is the stylised image; beyond it, the reimagined one takes over.
-STYLE_SHARE = 0.6
+MIN_CHANGE = 0.05
+# < 1 bends the change curve so mid strengths already show the treatment clearly (still monotonic).
+CHANGE_CURVE = 0.6
+# How much of the full-strength target is the abstracted "reimagined" image rather than the stylised one;
+# larger without a preset, where the prompt alone drives the picture.
+REIMAGINED_SHARE = {"preset": 0.35, "prompt": 0.6}
 
 COLOUR_WORDS = {
     "red": (210, 40, 45), "orange": (240, 130, 40), "yellow": (240, 210, 60), "gold": (220, 170, 60),
@@ -343,11 +347,11 @@ def treatment_for(request: RenderRequest) -> Callable[[Image.Image, Look], Image
 
 # --- composition -----------------------------------------------------------------------------------------
 def reimagine(stylised: Image.Image, look: Look) -> Image.Image:
-    """What strength 1 looks like: the layout dissolved into blobs, recoloured by the prompt and seed."""
+    """What strength 1 tends to: the layout dissolved into blobs, mixed with shapes from the prompt and seed."""
     width, height = stylised.size
     blobs = stylised.resize((max(1, width // 32), max(1, height // 32)), Image.Resampling.BOX)
     dream = _hue_rotate(blobs, look.angle).resize((width, height), Image.Resampling.BICUBIC)
-    return ImageOps.posterize(Image.blend(dream, _gradient_wash((width, height), look), 0.5), 4)
+    return ImageOps.posterize(Image.blend(dream, invent((width, height), look), 0.5), 4)
 
 
 def invent(size: tuple[int, int], look: Look) -> Image.Image:
@@ -397,14 +401,13 @@ def render(request: RenderRequest, seed: int) -> Image.Image:
         invented = invent(sd35_size(width * 1000, height * 1000), look)
         result = Image.blend(invented, treatment(invented, look), intensity(request))
     else:
+        # One fixed target and a straight blend towards it: more strength never keeps more of the input.
         original = _source(request)
         stylised = Image.blend(original, treatment(original, look), intensity(request))
-        change = MIN_CHANGE + (1 - MIN_CHANGE) * request.change
-        if change <= STYLE_SHARE:
-            result = Image.blend(original, stylised, change / STYLE_SHARE)
-        else:
-            result = Image.blend(stylised, reimagine(stylised, look),
-                                 (change - STYLE_SHARE) / (1 - STYLE_SHARE))
+        share = REIMAGINED_SHARE["prompt" if treatment is colour_grade else "preset"]
+        target = Image.blend(stylised, reimagine(stylised, look), share)
+        change = (MIN_CHANGE + (1 - MIN_CHANGE) * request.change) ** CHANGE_CURVE
+        result = Image.blend(original, target, change)
     return result.point([min(255, max(0, v + shift)) for shift in look.balance for v in range(256)])
 
 
