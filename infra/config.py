@@ -198,6 +198,7 @@ def _camel(name: str) -> str:
 
 def _coerce(key: str, value: Any, default: Any, name: str) -> Any:
     """`-c key=value` passes strings: turn them into the field's type, or fail with the key's name."""
+    raw = value  # reported as given, not half-parsed
     try:
         if isinstance(default, bool):
             if isinstance(value, str):
@@ -229,4 +230,4 @@ def _coerce(key: str, value: Any, default: Any, name: str) -> Any:
             raise ValueError("expected a string")
         return value
     except (ValueError, TypeError) as exc:
-        raise ConfigError(f"context {key}={value!r} is invalid: {exc}") from None
+        raise ConfigError(f"context {key}={raw!r} is invalid: {exc}") from None

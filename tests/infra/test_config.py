@@ -1,0 +1,94 @@
+"""Context parsing and validation (pure Python, no synth) and the one-line error of `app.py`."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import fields
+
+import pytest
+
+from conftest import CDK_JSON_CONTEXT, ROOT
+from infra.config import ConfigError, PipelineConfig, _camel
+
+pytestmark = pytest.mark.infra
+
+
+def test_cdk_json_lists_every_key_with_the_code_default():
+    defaults = PipelineConfig().as_context()
+    assert {_camel(f.name) for f in fields(PipelineConfig)} == set(defaults)
+    for key, value in defaults.items():
+        assert key in CDK_JSON_CONTEXT, f"cdk.json lacks context key {key}"
+        assert CDK_JSON_CONTEXT[key] == value, key
+    assert PipelineConfig.from_context(CDK_JSON_CONTEXT) == PipelineConfig()
+
+
+def test_cdk_json_keeps_cli_settings():
+    cdk_json = json.loads((ROOT / "cdk.json").read_text())
+    assert cdk_json["app"] == ".venv/bin/python app.py"
+    assert cdk_json["notices"] is False
+    assert cdk_json["context"]["cli-telemetry"] is False
+
+
+def test_cli_strings_are_coerced():
+    c = PipelineConfig.from_context({
+        "batchSize": "2", "workerMemoryMb": " 2048 ", "additionalModelIds": "a.b-v1,c.d-v1:0",
+        "excludedPrefixes": '["tmp/", "drafts/"]', "defaultParams": '{"strength": 0.6}',
+        "alarmEmail": "ops@example.com", "modelId": "us.stability.sd3-5-large-v1:0"})
+    assert c.batch_size == 2 and c.worker_memory_mb == 2048
+    assert c.additional_model_ids == ("a.b-v1", "c.d-v1:0")
+    assert c.excluded_prefixes == ("tmp/", "drafts/")
+    assert c.default_params == {"strength": 0.6}
+    assert c.model_ids == ("us.stability.sd3-5-large-v1:0", "a.b-v1", "c.d-v1:0")
+
+
+def test_empty_list_clears_additional_models():
+    assert PipelineConfig.from_context({"additionalModelIds": ""}).model_ids == ("stability.sd3-5-large-v1:0",)
+
+
+def test_derived_limits():
+    c = PipelineConfig.from_context({"workerTimeoutSeconds": 900, "batchWindowSeconds": 300,
+                                     "bedrockMaxConcurrency": 9, "batchSize": 4})
+    assert c.queue_visibility_timeout_seconds == 5700 <= 43200  # SQS's maximum
+    assert c.event_source_max_concurrency == 3
+    assert PipelineConfig.from_context({"bedrockMaxConcurrency": 1}).event_source_max_concurrency == 2
+
+
+@pytest.mark.parametrize("context,message", [
+    ({"batchSize": "40"}, "context batchSize=40 is invalid: 1 .. 10"),
+    ({"batchSize": "four"}, "context batchSize='four' is invalid: expected a whole number"),
+    ({"batchSize": 2.5}, "context batchSize=2.5 is invalid: expected a whole number"),
+    ({"batchSize": True}, "context batchSize=True is invalid"),
+    ({"architecture": "arm"}, "context architecture='arm' is invalid: arm64 or x86_64"),
+    ({"pythonVersion": "3.11"}, "context pythonVersion='3.11' is invalid: 3.12 or 3.13"),
+    ({"workerTimeoutSeconds": 60}, "context workerTimeoutSeconds=60 is invalid: 180 .. 900"),
+    ({"modelId": "not a model"}, "context modelId='not a model' is invalid"),
+    ({"additionalModelIds": ["ok.model-v1", "bad model"]}, "additionalModelIds has 'bad model'"),
+    ({"logRetentionDays": 31}, "context logRetentionDays=31 is invalid: one of CloudWatch's retention periods"),
+    ({"encryption": "sse-c"}, "context encryption='sse-c' is invalid: s3-managed or kms"),
+    ({"removalPolicy": "snapshot"}, "context removalPolicy='snapshot' is invalid: retain or destroy"),
+    ({"alarmEmail": "ops"}, "context alarmEmail='ops' is invalid: an e-mail address"),
+    ({"alarmTopicArn": "ops"}, "context alarmTopicArn='ops' is invalid: an SNS topic ARN"),
+    ({"bedrockRegion": "oregon"}, "context bedrockRegion='oregon' is invalid"),
+    ({"defaultParams": "[1]"}, "context defaultParams='[1]' is invalid: expected a JSON object"),
+    ({"excludedPrefixes": "/tmp"}, "context excludedPrefixes=('/tmp',) is invalid"),
+    ({"eventArchiveDays": -1}, "context eventArchiveDays=-1 is invalid"),
+    ({"filterRateAlarmPercent": 0}, "context filterRateAlarmPercent=0 is invalid: 1 .. 100"),
+])
+def test_invalid_values_name_the_key_and_what_is_allowed(context, message):
+    with pytest.raises(ConfigError) as exc:
+        PipelineConfig.from_context(context)
+    assert message in str(exc.value)
+    assert "\n" not in str(exc.value)
+
+
+def test_app_reports_config_errors_in_one_line(tmp_path):
+    env = {**os.environ, "CDK_OUTDIR": str(tmp_path), "CDK_CONTEXT_JSON": json.dumps({"batchSize": "40"}),
+           "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20"}
+    result = subprocess.run([sys.executable, "app.py"], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if "invalid configuration" in line]
+    assert lines == ["bedrock-img2img: invalid configuration: context batchSize=40 is invalid: 1 .. 10"]
