@@ -1,0 +1,129 @@
+"""Small, deterministic test images generated in memory (no files written).
+
+Every helper returns encoded bytes exactly as an upload would arrive, so tests go through the same
+header sniffing, limits and decoding as the worker does.
+"""
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from pathlib import Path
+
+from PIL import Image, ImageChops, ImageDraw, ImageStat
+
+SAMPLES = Path(__file__).resolve().parents[2] / "samples"
+SAMPLE_NAMES = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg")
+
+RED, GREEN, BLUE, YELLOW = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0)
+WHITE, BLACK = (255, 255, 255), (0, 0, 0)
+
+
+def sample_bytes(name: str) -> bytes:
+    return (SAMPLES / name).read_bytes()
+
+
+def encode(image: Image.Image, fmt: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def decode(data: bytes) -> Image.Image:
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    return image
+
+
+def solid(size=(64, 48), color=RED, mode="RGB") -> Image.Image:
+    return Image.new(mode, size, color)
+
+
+def quadrants(size=(400, 200), colors=(RED, GREEN, BLUE, YELLOW)) -> Image.Image:
+    """Top-left, top-right, bottom-left, bottom-right filled with the four colours."""
+    w, h = size
+    image = Image.new("RGB", size)
+    draw = ImageDraw.Draw(image)
+    tl, tr, bl, br = colors
+    draw.rectangle((0, 0, w // 2 - 1, h // 2 - 1), fill=tl)
+    draw.rectangle((w // 2, 0, w - 1, h // 2 - 1), fill=tr)
+    draw.rectangle((0, h // 2, w // 2 - 1, h - 1), fill=bl)
+    draw.rectangle((w // 2, h // 2, w - 1, h - 1), fill=br)
+    return image
+
+
+def stripes(size=(900, 300), colors=(RED, GREEN, BLUE)) -> Image.Image:
+    """Vertical stripes of equal width, left to right."""
+    w, h = size
+    image = Image.new("RGB", size)
+    draw = ImageDraw.Draw(image)
+    n = len(colors)
+    for i, color in enumerate(colors):
+        draw.rectangle((i * w // n, 0, (i + 1) * w // n - 1, h - 1), fill=color)
+    return image
+
+
+def textured(size=(640, 480), seed=0) -> Image.Image:
+    """A non-flat picture (gradients plus shapes): survives resampling, compresses like a photo."""
+    w, h = size
+    gradient = Image.linear_gradient("L").resize(size)
+    r = gradient
+    g = gradient.transpose(Image.Transpose.ROTATE_90).resize(size)
+    b = Image.radial_gradient("L").resize(size)
+    image = Image.merge("RGB", (r, g, b))
+    draw = ImageDraw.Draw(image)
+    for i in range(6):
+        x = (seed * 37 + i * 97) % max(1, w - 40)
+        y = (seed * 53 + i * 61) % max(1, h - 40)
+        draw.ellipse((x, y, x + 40, y + 30), fill=((i * 40) % 256, 255 - i * 30, (i * 90) % 256))
+    return image
+
+
+def gradient_16bit(size=(256, 64)) -> Image.Image:
+    """A horizontal 16-bit gray gradient from 0 to 65535 (mode I;16)."""
+    w, h = size
+    row = [round(x * 65535 / (w - 1)) for x in range(w)]
+    raw = struct.pack(f"<{w * h}H", *(row * h))
+    return Image.frombytes("I;16", size, raw)
+
+
+def exif_jpeg(image: Image.Image, orientation: int, quality: int = 95) -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    return encode(image, "JPEG", exif=exif, quality=quality)
+
+
+def animated(fmt: str, colors=(RED, GREEN, BLUE), size=(80, 60)) -> bytes:
+    frames = [Image.new("RGB", size, c) for c in colors]
+    options = {"save_all": True, "append_images": frames[1:], "duration": 100, "loop": 0}
+    if fmt.upper() == "WEBP":
+        options["lossless"] = True
+    return encode(frames[0], fmt, **options)
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG signature and IHDR chunk claiming width x height, and no pixel data at all."""
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
+
+
+def heic(image: Image.Image) -> bytes:
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+    return encode(image, "HEIF", quality=90)
+
+
+def mean_abs_diff(a: Image.Image, b: Image.Image) -> float:
+    """Mean absolute per-channel difference (0..255) after bringing `b` to `a`'s size."""
+    a = a.convert("RGB")
+    b = b.convert("RGB").resize(a.size, Image.Resampling.BILINEAR)
+    stat = ImageStat.Stat(ImageChops.difference(a, b))
+    return sum(stat.mean) / len(stat.mean)
+
+
+def close(pixel, expected, tolerance=12) -> bool:
+    return all(abs(int(p) - int(e)) <= tolerance for p, e in zip(pixel, expected))
