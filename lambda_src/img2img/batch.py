@@ -12,7 +12,9 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 
 class ConcurrentBatchProcessor(BatchProcessor):
     def __init__(self, max_workers: int, event_type: EventType = EventType.SQS):
-        super().__init__(event_type=event_type)
+        # A batch whose records all failed (say, all throttled) is reported item by item, not as a
+        # function error: the messages return either way, and worker error alarms stay meaningful.
+        super().__init__(event_type=event_type, raise_on_entire_batch_failure=False)
         self.max_workers = max_workers
 
     def process(self) -> list[tuple]:
