@@ -129,6 +129,7 @@ class FaultState:
         self._admitted: deque[float] = deque()
         self._in_flight = 0
         self._in_flight_peak = 0
+        self._admitted_in_flight = 0
         self._total = 0
         self._outcomes: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
 
@@ -158,10 +159,11 @@ class FaultState:
             self._outcomes[model][outcome] += 1
 
     def admit(self) -> bool:
-        """Apply the concurrency and requests-per-minute quotas (sliding 60 s window of admitted requests)."""
+        """Apply the concurrency and requests-per-minute quotas (sliding 60 s window of admitted requests).
+        Only admitted requests hold a concurrency slot; each True must be paired with `release()`."""
         with self._lock:
             config = self.config
-            if config.max_concurrent is not None and self._in_flight > config.max_concurrent:
+            if config.max_concurrent is not None and self._admitted_in_flight >= config.max_concurrent:
                 return False
             if config.requests_per_minute is not None:
                 now = time.monotonic()
@@ -170,7 +172,12 @@ class FaultState:
                 if len(self._admitted) >= config.requests_per_minute:
                     return False
                 self._admitted.append(now)
+            self._admitted_in_flight += 1
             return True
+
+    def release(self) -> None:
+        with self._lock:
+            self._admitted_in_flight -= 1
 
     def latency_seconds(self) -> float:
         with self._lock:

@@ -99,6 +99,13 @@ class Engine:
             raise BedrockError("ResourceNotFoundException", EOL_MESSAGE)
         if not self.faults.admit():
             raise BedrockError("ThrottlingException", THROTTLED_MESSAGE, outcome="throttled")
+        try:
+            return self._admitted(model, headers, body)
+        finally:
+            self.faults.release()
+
+    def _admitted(self, model: str, headers: dict[str, str], body: bytes) -> tuple[dict, str]:
+        config = self.faults.config
         time.sleep(self._latency(headers))
         fault = headers.get(FAULT_HEADER) or self.faults.draw_error()
         if fault:
@@ -162,6 +169,7 @@ class Engine:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: boto3 reuses connections
+    disable_nagle_algorithm = True  # headers and body go out as separate writes; don't wait 40 ms between
     server: "_HTTPServer"
 
     def do_POST(self) -> None:
