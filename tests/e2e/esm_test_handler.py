@@ -46,3 +46,8 @@ def handler(event, context):
     if any(r["body"] == "raise" for r in records):
         raise RuntimeError("told to raise")
     return {"batchItemFailures": [{"itemIdentifier": r["messageId"]} for r in records if r["body"] == "fail"]}
+
+
+def noop(event, context):
+    """Succeeds without side effects: for tests that only need a live worker process."""
+    return {"batchItemFailures": []}
