@@ -83,6 +83,10 @@ class Engine:
             outcome = error.outcome
             return error.status, {"x-amzn-ErrorType": error.name + ERROR_TYPE_SUFFIX}, \
                 {"message": str(error), **error.fields}
+        except Exception as error:  # an engine bug: answer like Bedrock's 500 instead of dropping the connection
+            log.exception("engine failure on %s", model_id)
+            return 500, {"x-amzn-ErrorType": "InternalServerException" + ERROR_TYPE_SUFFIX}, \
+                {"message": f"{ERRORS['InternalServerException'][1]} ({type(error).__name__}: {error})"}
         finally:
             self.faults.leave(model or model_id, outcome)
 
@@ -115,19 +119,20 @@ class Engine:
             raise BedrockError("ValidationException",
                                "invalid_prompts: One or more prompts contains filtered words.")
         seed = request.seed or self.faults.random_seed(MAX_SEED[model])
+        flagged = _mentions(request.prompt, config.filter_words)
+        if flagged and model == SD35:
+            return {"seeds": [seed], "finish_reasons": ["Filter reason: output image"]}, "filtered"
         try:
             image = render.render(request, seed)
         except OSError as err:  # a truncated or corrupt file whose header looked fine
-            raise BedrockError("ValidationException", f"invalid_image: the image cannot be decoded: {err}") from None
-        blocked = _mentions(request.prompt, config.filter_words)
+            field = "init_image" if model == SDXL else "image"
+            raise BedrockError("ValidationException", f"invalid_image: #/{field}: cannot be decoded: {err}") from None
         if model == SDXL:
-            if blocked:
+            if flagged:
                 image = render.filtered(image)
             artifact = {"seed": seed, "base64": base64.b64encode(render.encode(image, "png")).decode(),
-                        "finishReason": "CONTENT_FILTERED" if blocked else "SUCCESS"}
-            return {"result": "success", "artifacts": [artifact]}, "filtered" if blocked else "success"
-        if blocked:
-            return {"seeds": [seed], "finish_reasons": ["Filter reason: output image"]}, "filtered"
+                        "finishReason": "CONTENT_FILTERED" if flagged else "SUCCESS"}
+            return {"result": "success", "artifacts": [artifact]}, "filtered" if flagged else "success"
         encoded = base64.b64encode(render.encode(image, request.output_format)).decode()
         return {"seeds": [seed], "finish_reasons": [None], "images": [encoded]}, "success"
 

@@ -1,5 +1,6 @@
 """The engine speaks bedrock-runtime's wire protocol: real boto3 sees Bedrock's exceptions, codes and shapes."""
 import urllib.parse
+from base64 import b64decode, b64encode
 
 import pytest
 from PIL import Image
@@ -170,6 +171,8 @@ BAD_SD35 = [
     ({"aspect_ratio": "16:9"}, ["aspect_ratio", "16:9", "image-to-image"]),
     ({"image": b64(sample("coffee.png", (63, 100)))}, ["image", "63x100", "64"]),
     ({"image": b64(sample("coffee.png", (96, 64)), "BMP")}, ["invalid_mime_type", "image"]),
+    ({"image": b64encode(b64decode(SMALL_B64)[:120]).decode()}, ["invalid_image", "#/image"]),
+    ({"image": b64encode(b64decode(SMALL_B64)[:6000]).decode()}, ["invalid_image", "#/image", "truncated"]),
     ({"output_format": "gif"}, ["output_format", "gif"]),
     ({"seed": 4294967295}, ["seed", "4294967295"]),
 ]
