@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from img2img_local import demo, generate
 from img2img_local.engine import ConfigError as EngineConfigError
 from img2img_local.engine import add_engine_arguments, config_from_args, serve
 from img2img_local.project import ConfigError, load_pipeline_config
@@ -138,7 +139,9 @@ def _describe(stack: LocalStack, env_file: Path | None) -> str:
         f"  set -a; . {env_file or './local.env'}; set +a",
         f"  aws s3 cp photo.jpg s3://{bucket_in}/ --metadata prompt='a watercolor painting'",
         f"  aws s3 ls s3://{r.output_bucket}/ --recursive",
-        f"  aws sqs receive-message --queue-url {r.events_queue_url} --max-number-of-messages 10",
+        # AWS CLI v1 sends SQS calls in us-east-1 to queue.amazonaws.com whatever AWS_ENDPOINT_URL says.
+        f"  aws sqs receive-message --endpoint-url {stack.endpoint_url} --queue-url {r.events_queue_url} "
+        "--max-number-of-messages 10",
     ])
 
 
@@ -152,6 +155,10 @@ COMMANDS: tuple[Command, ...] = (
     Command("local", "run the whole pipeline offline on loopback (moto + Bedrock engine + worker)",
             _local_arguments, _run_local),
     Command("engine", "run the offline Bedrock engine alone", add_engine_arguments, _run_engine),
+    Command("demo", "run the sample photos through the local stack; results and a contact sheet in demo-out/",
+            demo.add_arguments, demo.run),
+    Command("generate", "run one local image through the pipeline (Bedrock, or --offline for the engine)",
+            generate.add_arguments, generate.run),
 )
 
 
