@@ -147,7 +147,10 @@ def _describe(stack: LocalStack, env_file: Path | None) -> str:
 
 # ---- img2img engine --------------------------------------------------------------------------------
 def _run_engine(args: argparse.Namespace) -> int:
-    serve(args.host, args.port, config_from_args(args))
+    try:
+        serve(args.host, args.port, config_from_args(args))
+    except OSError as exc:
+        raise CliError(f"the engine cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
     return 0
 
 

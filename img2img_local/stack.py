@@ -97,7 +97,11 @@ class LocalStack:
             self._start_moto()
             self.resources = self._create_resources()
             log.info("resources created in moto at %s", self.endpoint_url)
-            self.engine = EngineServer(self.engine_config, host=LOOPBACK, port=self.engine_port).start()
+            try:
+                self.engine = EngineServer(self.engine_config, host=LOOPBACK, port=self.engine_port).start()
+            except OSError as exc:
+                raise StackError(f"the Bedrock engine cannot listen on {LOOPBACK}:{self.engine_port}: "
+                                 f"{exc.strerror}") from None
             self.engine_url = self.engine.url
             log.info("Bedrock engine listening at %s", self.engine_url)
             if self.attach_worker:
