@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import build
+from infra_synth import build
 
 pytestmark = pytest.mark.infra
 

@@ -9,7 +9,7 @@ from dataclasses import fields
 
 import pytest
 
-from conftest import CDK_JSON_CONTEXT, ROOT
+from infra_synth import CDK_JSON_CONTEXT, ROOT
 from infra.config import ConfigError, PipelineConfig, _camel
 
 pytestmark = pytest.mark.infra

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import of_type, one, render
+from infra_synth import of_type, one, render
 from infra.worker import INFERENCE_PROFILE_REGIONS, bedrock_model_arns
 
 pytestmark = pytest.mark.infra

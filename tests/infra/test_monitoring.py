@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import of_type, one, render
+from infra_synth import of_type, one, render
 
 pytestmark = pytest.mark.infra
 

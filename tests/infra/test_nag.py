@@ -6,7 +6,7 @@ import json
 import pytest
 from aws_cdk import aws_iam as iam
 
-from conftest import CUSTOM, SECURE, build
+from infra_synth import CUSTOM, SECURE, build
 
 pytestmark = pytest.mark.infra
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import one, render
+from infra_synth import one, render
 
 pytestmark = pytest.mark.infra
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import of_type, one
+from infra_synth import of_type, one
 
 pytestmark = pytest.mark.infra
 

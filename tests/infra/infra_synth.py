@@ -1,0 +1,114 @@
+"""Synth helpers for the infra tests (a uniquely named module: `conftest` names clash across test dirs).
+
+Bundling is skipped (`aws:cdk:bundling-stacks: []`) everywhere except test_bundling.py. Context starts
+from cdk.json (defaults and feature flags), exactly like `npx cdk synth`, then per-variant overrides.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aws_cdk as cdk
+from aws_cdk.assertions import Template
+
+import app as app_entry  # the real entry point (its context reading)
+from infra import nag
+from infra.config import PipelineConfig
+from infra.stack import Img2ImgStack
+
+ROOT = Path(__file__).resolve().parents[2]
+CDK_JSON_CONTEXT: dict[str, Any] = json.loads((ROOT / "cdk.json").read_text())["context"]
+NO_BUNDLING = {"aws:cdk:bundling-stacks": []}
+
+# A non-default deployment: inference profile, other region for Bedrock, x86_64 / 3.13, other sizes.
+CUSTOM = {
+    "modelId": "us.stability.sd3-5-large-v1:0",
+    "bedrockRegion": "us-west-2",
+    "architecture": "x86_64",
+    "pythonVersion": "3.13",
+    "workerMemoryMb": "2048",  # strings, as `-c key=value` passes them
+    "workerTimeoutSeconds": "600",
+    "batchSize": "2",
+    "batchWindowSeconds": "5",
+    "bedrockMaxConcurrency": "10",
+    "logRetentionDays": "90",
+    "maxReceiveCount": "3",
+}
+# Everything that adds resources: KMS, destroy, alarm e-mail + existing topic, event archive.
+SECURE = {
+    "encryption": "kms",
+    "removalPolicy": "destroy",
+    "alarmEmail": "ops@example.com",
+    "alarmTopicArn": "arn:aws:sns:us-east-1:123456789012:existing-ops",
+    "eventArchiveDays": 30,
+}
+
+
+@dataclass
+class Synth:
+    app: cdk.App
+    stack: Img2ImgStack
+    config: PipelineConfig
+    template: Template
+    outdir: Path
+
+    @property
+    def resources(self) -> dict[str, dict]:
+        return self.template.to_json()["Resources"]
+
+    def logical_id(self, construct) -> str:
+        child = getattr(construct.node, "default_child", None) or construct
+        return self.stack.resolve(self.stack.get_logical_id(child))
+
+
+def build(overrides: dict[str, Any] | None = None, *, outdir: Path, bundling: bool = False,
+          with_nag: bool = False) -> tuple[cdk.App, Img2ImgStack, PipelineConfig]:
+    context = {**CDK_JSON_CONTEXT, **(overrides or {})}
+    if not bundling:
+        context.update(NO_BUNDLING)
+    app = cdk.App(context=context, outdir=str(outdir))
+    config = app_entry.config_from(app)
+    stack = Img2ImgStack(app, "Img2Img", config=config)
+    if with_nag:
+        nag.attach(app)
+        nag.acknowledge(stack)
+    return app, stack, config
+
+
+def synth(overrides: dict[str, Any] | None, outdir: Path) -> Synth:
+    app, stack, config = build(overrides, outdir=outdir)
+    return Synth(app, stack, config, Template.from_stack(stack), outdir)
+
+
+# ---- helpers ------------------------------------------------------------------------------------
+def render(value: Any) -> Any:
+    """CloudFormation intrinsics as readable strings: {"Ref": "AWS::Region"} -> "${AWS::Region}",
+    GetAtt -> "${Logical.Attr}", Fn::Join -> the joined string. Lists and dicts recursively."""
+    if isinstance(value, dict):
+        if set(value) == {"Ref"}:
+            return "${%s}" % value["Ref"]
+        if set(value) == {"Fn::GetAtt"}:
+            return "${%s}" % ".".join(value["Fn::GetAtt"])
+        if set(value) == {"Fn::Join"}:
+            sep, parts = value["Fn::Join"]
+            return sep.join(str(render(p)) for p in parts)
+        return {k: render(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [render(v) for v in value]
+    return value
+
+
+def as_list(value: Any) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def of_type(synth: Synth, cfn_type: str) -> dict[str, dict]:
+    return {k: v for k, v in synth.resources.items() if v["Type"] == cfn_type}
+
+
+def one(synth: Synth, cfn_type: str, prefix: str) -> tuple[str, dict]:
+    found = {k: v for k, v in of_type(synth, cfn_type).items() if k.startswith(prefix)}
+    assert len(found) == 1, f"expected one {cfn_type} named {prefix}*, found {sorted(found)}"
+    return next(iter(found.items()))
