@@ -1,0 +1,207 @@
+"""`img2img demo`: the whole product offline, on the sample photos, with a before/after contact sheet.
+
+Starts the local stack, uploads the photos in samples/ with a realistic mix of parameter sources
+(metadata, sidecar before and after the image, a folder `_defaults.json`, both models, several
+presets and strengths, one invalid job on purpose), waits for every outcome record, downloads the
+results into demo-out/ and checks each job reached the outcome it was meant to.
+"""
+from __future__ import annotations
+
+import io
+import logging
+import json
+import shutil
+import textwrap
+import time
+from dataclasses import dataclass, field
+from email.header import Header
+from pathlib import Path
+
+from PIL import Image, ImageDraw, ImageFont, ImageOps
+
+from img2img_local.project import REPO_ROOT
+
+SAMPLES = REPO_ROOT / "samples"
+SDXL = "stability.stable-diffusion-xl-v1"
+SD35 = "stability.sd3-5-large-v1:0"
+
+
+@dataclass
+class DemoJob:
+    key: str
+    sample: str
+    source: str                       # how its parameters travel (for the table and the sheet)
+    metadata: dict = field(default_factory=dict)
+    sidecar: dict | None = None
+    sidecar_when: str = ""            # "before" | "after"
+    expect: str = "succeeded"
+    expect_code: str | None = None
+
+
+FOLDER_DEFAULTS = {"demo/pixel/_defaults.json": {"model_id": SDXL, "style_preset": "pixel-art",
+                                                  "prompt": "a retro video game scene", "image_strength": 0.3}}
+
+JOBS = (
+    DemoJob("demo/astronaut-comic.png", "astronaut.png", "metadata",
+            {"prompt": "an astronaut drawn as a comic", "style-preset": "comic-book", "seed": "11",
+             "model-id": SDXL}),
+    DemoJob("demo/astronaut-film.png", "astronaut.png", "metadata params JSON",
+            {"params": json.dumps({"prompt": "a portrait on expired film", "style_preset": "analog-film",
+                                   "image_strength": 0.6, "model_id": SDXL, "seed": 7})}),
+    DemoJob("demo/chelsea.png", "chelsea.png", "sidecar after image", sidecar={
+        "prompt": "a cat made of origami paper", "strength": 0.6, "seed": 3}, sidecar_when="after"),
+    DemoJob("demo/coffee.png", "coffee.png", "sidecar before image (AWS docs body)", sidecar={
+        "text_prompts": [{"text": "a cup of coffee on the moon", "weight": 1.0},
+                         {"text": "text, watermark", "weight": -1.0}],
+        "cfg_scale": 8, "seed": 5, "style_preset": "photographic", "model_id": SDXL}, sidecar_when="before"),
+    DemoJob("demo/pixel/rocket.jpg", "rocket.jpg", "folder _defaults.json"),
+    DemoJob("demo/my folder/rocket ü+1.jpg", "rocket.jpg", "metadata, SD3.5 strong",
+            {"prompt": "a rocket launch at night, neon", "strength": "0.85", "output-format": "webp"}),
+    DemoJob("demo/chelsea-中文.png", "chelsea.png", "metadata RFC 2047 (Chinese)",
+            {"prompt": Header("一只戴着宇航头盔的猫", "utf-8").encode(), "seed": "21"}),
+    DemoJob("demo/rocket-bad.jpg", "rocket.jpg", "metadata, invalid on purpose",
+            {"prompt": "a rocket", "cfg-scale": "50", "model-id": SDXL}, expect="failed",
+            expect_code="invalid_parameters"),
+)
+
+
+def run_demo(stack, out_dir: Path, timeout: float = 90.0, progress=print) -> int:
+    """Upload, wait, download, draw; 0 when every job reached its expected outcome."""
+    s3 = stack.client("s3")
+    inb, outb = stack.resources.input_bucket, stack.resources.output_bucket
+    started: dict[str, float] = {}
+    for key, body in FOLDER_DEFAULTS.items():
+        s3.put_object(Bucket=inb, Key=key, Body=json.dumps(body).encode(), ContentType="application/json")
+    for job in JOBS:
+        if job.sidecar_when == "before":
+            _put_sidecar(s3, inb, job)
+        started[job.key] = time.monotonic()
+        s3.put_object(Bucket=inb, Key=job.key, Body=(SAMPLES / job.sample).read_bytes(), Metadata=job.metadata)
+    time.sleep(2)  # let the images without parameters start waiting for their sidecars
+    for job in JOBS:
+        if job.sidecar_when == "after":
+            _put_sidecar(s3, inb, job)
+    progress(f"uploaded {len(JOBS)} images to s3://{inb}/demo/; waiting for their outcome records")
+
+    records, seconds = _wait_for_records(s3, outb, started, timeout, progress)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True)
+    rows, tiles, wrong = [], [], 0
+    for job in JOBS:
+        record = records.get(job.key)
+        status = record["status"] if record else "missing"
+        code = (record or {}).get("error", {}) or {}
+        ok = status == job.expect and (job.expect_code is None or code.get("code") == job.expect_code)
+        wrong += not ok
+        output = _download(s3, record, out_dir) if record else None
+        rows.append((job.key, job.source, (record or {}).get("model_id") or "-",
+                     str(((record or {}).get("seeds") or ["-"])[0]),
+                     status + (f" ({code.get('code')})" if code.get("code") else "") + ("" if ok else "  <-- UNEXPECTED"),
+                     f"{seconds.get(job.key, float('nan')):.1f}"))
+        tiles.append((job, record, output))
+    sheet = out_dir / "contact-sheet.png"
+    contact_sheet(tiles).save(sheet)
+    print(_table(("input", "parameter source", "model", "seed", "outcome", "seconds"), rows))
+    print(f"\noutputs and records: {out_dir}/   contact sheet: {sheet}")
+    if wrong:
+        print(f"{wrong} job(s) did not reach their expected outcome")
+    return 1 if wrong else 0
+
+
+def _put_sidecar(s3, bucket: str, job: DemoJob) -> None:
+    s3.put_object(Bucket=bucket, Key=job.key + ".json", Body=json.dumps(job.sidecar).encode(),
+                  ContentType="application/json")
+
+
+def _wait_for_records(s3, bucket: str, started: dict, timeout: float, progress):
+    deadline = time.monotonic() + timeout
+    records: dict[str, dict] = {}
+    seconds: dict[str, float] = {}
+    while len(records) < len(started) and time.monotonic() < deadline:
+        for key in started:
+            if key in records:
+                continue
+            try:
+                body = s3.get_object(Bucket=bucket, Key=f"{key}.json")["Body"].read()
+            except s3.exceptions.NoSuchKey:
+                continue
+            records[key] = json.loads(body)
+            seconds[key] = time.monotonic() - started[key]
+            progress(f"  [{len(records)}/{len(started)}] {key}: {records[key]['status']}")
+        time.sleep(0.5)
+    return records, seconds
+
+
+def _download(s3, record: dict, out_dir: Path) -> Image.Image | None:
+    record_path = out_dir / record["record"]["key"]
+    record_path.parent.mkdir(parents=True, exist_ok=True)
+    record_path.write_text(json.dumps(record, indent=2, ensure_ascii=False))
+    for output in record.get("outputs", []):
+        data = s3.get_object(Bucket=output["bucket"], Key=output["key"])["Body"].read()
+        path = out_dir / output["key"]
+        path.write_bytes(data)
+        return Image.open(io.BytesIO(data))
+    return None
+
+
+def _label(job: DemoJob, record: dict | None) -> list[str]:
+    if not record:
+        return [job.key, "no outcome record"]
+    sent = record.get("model_request") or record.get("params", {})  # what the model got, defaults included
+    name = "image_strength" if "image_strength" in sent else "strength"
+    model = "SDXL" if "xl" in (record.get("model_id") or "") else "SD3.5"
+    lines = [job.key, job.source, f"{model}  preset={sent.get('style_preset', '-')}  {name}={sent.get(name, '-')}"]
+    if record["status"] == "succeeded":
+        lines.append(f"seed {record['seeds'][0]}  {record['outputs'][0]['width']}x{record['outputs'][0]['height']}")
+    else:
+        lines += textwrap.wrap(f"FAILED {record['error']['code']}: {record['error']['message']}", 62)[:3]
+    return lines
+
+
+def contact_sheet(tiles, thumb: int = 256) -> Image.Image:
+    """Before | after, one row per job, each labelled with how it was made."""
+    font = ImageFont.load_default(size=13)
+    label_w, pad, line_h = 430, 10, 17
+    sheet = Image.new("RGB", (2 * thumb + label_w + 4 * pad, len(tiles) * (thumb + pad) + pad), "white")
+    draw = ImageDraw.Draw(sheet)
+    for row, (job, record, output) in enumerate(tiles):
+        y = pad + row * (thumb + pad)
+        before = ImageOps.contain(Image.open(SAMPLES / job.sample).convert("RGB"), (thumb, thumb))
+        sheet.paste(before, (pad, y))
+        if output is not None:
+            sheet.paste(ImageOps.contain(output.convert("RGB"), (thumb, thumb)), (2 * pad + thumb, y))
+        else:
+            draw.rectangle((2 * pad + thumb, y, 2 * pad + 2 * thumb, y + thumb), fill=(250, 225, 225),
+                           outline=(200, 0, 0))
+            draw.text((2 * pad + thumb + 12, y + thumb // 2 - 8), "no image (failed)", fill=(160, 0, 0), font=font)
+        for i, line in enumerate(_label(job, record)):
+            draw.text((3 * pad + 2 * thumb, y + 6 + i * line_h), line, fill=(0, 0, 0) if i else (0, 60, 160),
+                      font=font)
+    return sheet
+
+
+def _table(header, rows) -> str:
+    widths = [max(len(str(r[i])) for r in (header, *rows)) for i in range(len(header))]
+    line = lambda r: "  ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip()  # noqa: E731
+    return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
+
+
+# ---- the `demo` subcommand -------------------------------------------------------------------------
+def add_arguments(parser) -> None:
+    parser.add_argument("--out", type=Path, default=Path("demo-out"), help="where results land (default demo-out/)")
+    parser.add_argument("--timeout", type=float, default=90.0, help="seconds to wait for all outcomes")
+
+
+def run(args) -> int:
+    from img2img_local.project import load_pipeline_config
+    from img2img_local.stack import LocalStack
+
+    started = time.monotonic()
+    print("starting the local stack (moto S3/SQS/DynamoDB/EventBridge, offline Bedrock engine, worker)")
+    # Quiet workers (warnings and errors still show): the table and the contact sheet tell the story.
+    logging.getLogger("img2img_local.event_source").setLevel(logging.WARNING)
+    with LocalStack(load_pipeline_config(["sidecarGraceSeconds=30", "logLevel=WARNING"])) as stack:
+        code = run_demo(stack, args.out, args.timeout)
+    print(f"demo finished in {time.monotonic() - started:.0f} s")
+    return code

@@ -1,0 +1,190 @@
+"""`img2img generate IMAGE`: the worker's own pipeline on a local file, against Bedrock or the offline engine.
+
+The same core code runs: parameters (deployment defaults from cdk.json, a sidecar beside the file,
+then --params/--param/--prompt), validation, preparation, the model adapter, records. Only the
+object store differs: folders stand in for buckets.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from contextlib import contextmanager, nullcontext
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from img2img.core.ports import ObjectInfo
+from img2img.core.triggers import Trigger
+
+INPUT, OUTPUT = "local-input", "local-output"
+DEFAULT_OUT_DIR = Path("img2img-out")
+
+
+class FolderStore:
+    """The core's ObjectStore over local folders: `bucket` names a folder, keys are relative paths."""
+
+    def __init__(self, folders: dict[str, Path]):
+        self.folders = folders
+
+    def _path(self, bucket: str, key: str) -> Path:
+        return self.folders[bucket] / key
+
+    def head(self, bucket: str, key: str, version_id: str | None = None) -> ObjectInfo | None:
+        path = self._path(bucket, key)
+        if not path.is_file():
+            return None
+        stat = path.stat()
+        etag = hashlib.md5(path.read_bytes(), usedforsecurity=False).hexdigest()
+        return ObjectInfo(bucket, key, stat.st_size, f'"{etag}"', None,
+                          datetime.fromtimestamp(stat.st_mtime, timezone.utc))
+
+    def get(self, bucket: str, key: str, version_id: str | None = None):
+        info = self.head(bucket, key)
+        return (self._path(bucket, key).read_bytes(), info) if info else None
+
+    def list_keys(self, bucket: str, prefix: str, limit: int = 50) -> list[str]:
+        root = self.folders[bucket]
+        return sorted(str(p.relative_to(root)) for p in root.rglob("*") if str(p.relative_to(root)).startswith(prefix))[:limit]
+
+    def put(self, bucket: str, key: str, data: bytes, content_type: str, metadata: dict | None = None) -> None:
+        path = self._path(bucket, key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+
+
+@contextmanager
+def offline_engine():
+    """Start the offline engine on a free loopback port and point bedrock-runtime at it."""
+    from img2img_local.engine import EngineConfig, EngineServer
+
+    server = EngineServer(EngineConfig(), host="127.0.0.1", port=0).start()
+    saved = {k: os.environ.get(k) for k in ("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", "AWS_ACCESS_KEY_ID",
+                                             "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")}
+    os.environ.update(AWS_ENDPOINT_URL_BEDROCK_RUNTIME=server.url, AWS_ACCESS_KEY_ID="offline",
+                      AWS_SECRET_ACCESS_KEY="offline", AWS_DEFAULT_REGION=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
+    try:
+        yield server
+    finally:
+        server.stop()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@contextmanager
+def heartbeat(message: str, stream=sys.stderr):
+    """Show that long work (a Bedrock call takes 10-90 s) is still going."""
+    done = threading.Event()
+    started = time.monotonic()
+
+    def tick():
+        while not done.wait(1.0):
+            stream.write(f"\r{message} {time.monotonic() - started:4.0f} s")
+            stream.flush()
+
+    stream.write(f"{message}...")
+    stream.flush()
+    thread = threading.Thread(target=tick, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+        stream.write(f"\r{message} done in {time.monotonic() - started:.1f} s\n")
+
+
+def generate(image: Path, request_params: dict[str, Any], output: Path | None, settings, *,
+             offline: bool) -> dict[str, Any]:
+    """Run one job on a local file; returns the record (image and record written beside `output`)."""
+    from img2img.aws.bedrock import BedrockInvoker
+    from img2img.core.pipeline import Pipeline
+
+    if not image.is_file():
+        raise ValueError(f"{image}: no such file")
+    work = Path(tempfile.mkdtemp(prefix="img2img-generate-"))
+    try:
+        store = FolderStore({INPUT: image.resolve().parent, OUTPUT: work})
+        pipeline = Pipeline(settings, store, BedrockInvoker(settings.bedrock_read_timeout, settings.bedrock_max_attempts))
+        trigger = Trigger("job", INPUT, image.name, params=request_params, origin="cli")
+        with offline_engine() if offline else nullcontext():
+            with heartbeat(f"generating with {request_params.get('model_id') or settings.model_id}"
+                           f"{' (offline engine)' if offline else ''}"):
+                [record] = pipeline.handle(trigger)
+        out_dir = output.parent if output else DEFAULT_OUT_DIR
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for out in record.get("outputs", []):
+            final = output or out_dir / Path(out["key"]).name
+            shutil.move(work / out["key"], final)
+            out.update(bucket="local", key=str(final))
+        outputs = record.get("outputs") or [{"key": str(output or out_dir / image.name)}]
+        record_path = Path(outputs[0]["key"] + ".json")
+        record["record"] = {"bucket": "local", "key": str(record_path)}
+        record["source"].update(bucket="local", key=str(image))
+        record_path.write_text(json.dumps(record, indent=2, ensure_ascii=False))
+        return record
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+# ---- the `generate` subcommand ---------------------------------------------------------------------
+def add_arguments(parser) -> None:
+    parser.add_argument("image", type=Path, help="a local image file (JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC)")
+    parser.add_argument("-o", "--output", type=Path, help=f"where to write the image (default {DEFAULT_OUT_DIR}/"
+                        "<name>.<format>); the record goes beside it as <output>.json")
+    parser.add_argument("--prompt", help="the prompt (overrides sidecar and --params)")
+    parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                        help="any job parameter, e.g. --param style_preset=anime --param seed=7 (repeatable)")
+    parser.add_argument("--params", type=Path, metavar="FILE.json", help="a JSON file of parameters (sidecar format)")
+    parser.add_argument("--model-id", help="model id, inference profile or ARN (default: cdk.json modelId)")
+    parser.add_argument("--offline", action="store_true", help="use the offline engine instead of Bedrock")
+    parser.add_argument("-c", "--context", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a cdk.json context value (deployment defaults)")
+
+
+def request_params(args) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    if args.params:
+        try:
+            params.update(json.loads(args.params.read_text()))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ValueError(f"--params {args.params}: {exc}") from None
+    for pair in args.param:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise ValueError(f"--param {pair!r}: expected KEY=VALUE")
+        params[key.strip()] = value
+    if args.prompt is not None:
+        params["prompt"] = args.prompt
+    if args.model_id:
+        params["model_id"] = args.model_id
+    return params
+
+
+def run(args) -> int:
+    from img2img.core.errors import JobError
+    from img2img_local.project import load_pipeline_config
+
+    settings = load_pipeline_config(args.context).worker_settings(
+        input_bucket="", output_bucket=OUTPUT, idempotency_table="", job_queue_url="", event_bus_name="")
+    try:
+        record = generate(args.image, request_params(args), args.output, settings, offline=args.offline)
+    except JobError as exc:
+        hint = "" if args.offline else " (configure AWS credentials for Bedrock, or add --offline)"
+        raise ValueError(f"{exc.code}: {exc.message}{hint if exc.retryable else ''}") from None
+    if record["status"] != "succeeded":
+        print(f"failed ({record['error']['code']}): {record['error']['message']}", file=sys.stderr)
+        print(f"record: {record['record']['key']}", file=sys.stderr)
+        return 2
+    out = record["outputs"][0]
+    print(f"{out['key']}  ({out['width']}x{out['height']}, seed {out['seed']}, {record['model_id']})")
+    print(f"record: {record['record']['key']}")
+    return 0
