@@ -102,12 +102,17 @@ def animated(fmt: str, colors=(RED, GREEN, BLUE), size=(80, 60)) -> bytes:
 
 
 def png_header_only(width: int, height: int) -> bytes:
-    """A PNG signature and IHDR chunk claiming width x height, and no pixel data at all."""
+    """A valid PNG header claiming width x height, followed by a few bytes of pixel data only.
+
+    Pillow opens it (the header is fine); decoding the pixels would fail as truncated. So an
+    `image_too_large` answer proves the size was checked before any decoding was attempted.
+    """
     def chunk(kind: bytes, payload: bytes) -> bytes:
         return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
+    idat = zlib.compress(b"\x00" * 64)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
 
 
 def heic(image: Image.Image) -> bytes:
