@@ -103,8 +103,8 @@ def failed_message_ids(response: Any, message_ids: list[str]) -> list[str]:
     if not isinstance(response, dict):
         return list(message_ids)
     failures = response.get("batchItemFailures")
-    if not failures:
-        return [] if failures is None or failures == [] else list(message_ids)
+    if failures is None or failures == []:
+        return []
     if not isinstance(failures, list):
         return list(message_ids)
     known = set(message_ids)

@@ -132,6 +132,12 @@ def _error_payload(exc: BaseException, error_type: str | None = None) -> dict:
     }
 
 
+def _log_error(payload: dict) -> None:
+    """Write the error to the function's log, as the Python runtime does (it ends up in CloudWatch)."""
+    print(f"[ERROR] {payload['errorType']}: {payload['errorMessage']}\n{''.join(payload['stackTrace'])}",
+          file=sys.stderr, flush=True)
+
+
 def _max_memory_used_mb() -> int:
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # KiB on Linux
 
@@ -142,8 +148,9 @@ def run_environment(conn: Connection, spec: FunctionSpec) -> None:
     try:
         handler = _load_handler(spec.handler)
     except Exception as exc:  # Lambda reports this as the invocation's error and retries INIT later
-        conn.send(("init_error", _error_payload(exc, "Runtime.ImportModuleError"),
-                   (time.perf_counter() - started) * 1000))
+        payload = _error_payload(exc, "Runtime.ImportModuleError")
+        _log_error(payload)
+        conn.send(("init_error", payload, (time.perf_counter() - started) * 1000))
         return
     conn.send(("ready", (time.perf_counter() - started) * 1000))
     while True:
@@ -161,6 +168,7 @@ def run_environment(conn: Connection, spec: FunctionSpec) -> None:
             outcome, payload = "success", json.loads(json.dumps(handler(event, context)))
         except Exception as exc:
             outcome, payload = "error", _error_payload(exc)
+            _log_error(payload)
         duration_ms = (time.perf_counter() - began) * 1000
         sys.stdout.flush()
         sys.stderr.flush()
