@@ -466,3 +466,12 @@ def test_prepare_does_not_depend_on_file_objects_being_left_open():
     first, _ = prepare(data)
     second, _ = prepare(io.BytesIO(data).getvalue())
     assert first.png == second.png
+
+
+@pytest.mark.parametrize("fmt", ["png", "jpeg"])
+def test_a_small_input_pixel_limit_does_not_reject_the_models_own_output(fmt):
+    # IMG2IMG_MAX_INPUT_PIXELS may be as low as 4096; it limits uploads, not the ~1 MP model answer.
+    prepared, _ = prepare(g.encode(g.solid((600, 400)), "PNG"), max_pixels=400_000)
+    answer = g.encode(Image.new("RGB", (1216, 832), g.GREEN), "PNG")
+    out = images.finish_output(answer, prepared, fmt, restore_aspect=False)
+    assert (out.width, out.height) == (1216, 832)
