@@ -46,7 +46,7 @@ def test_real_photos_become_model_sized_pngs_that_look_like_the_photo(name, adap
     assert min(ImageStat.Stat(out).stddev) > 15, "prepared image is blank"
     reference = ImageOps.fit(source, expected_size, Image.Resampling.BILINEAR)
     assert g.mean_abs_diff(reference, out) < 8
-    assert prepared.source.width, prepared.source.height == source.size
+    assert (prepared.source.width, prepared.source.height) == source.size
     assert prepared.source.format == ("jpeg" if name.endswith(".jpg") else "png")
     assert prepared.source.bytes == len(data)
 
