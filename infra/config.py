@@ -145,6 +145,13 @@ class PipelineConfig:
             if not _MODEL_ID.match(mid):
                 raise ConfigError(f"context additionalModelIds has {mid!r}: not a Bedrock model id")
         need(self.output_format in ("png", "jpeg", "webp"), "output_format", "png, jpeg or webp")
+        from img2img.core.errors import JobError
+        from img2img.core.params import deployment_layer
+
+        try:  # the same check the worker applies: unknown fields would fail every job at run time
+            deployment_layer(self.model_id, self.output_format, self.default_prompt, dict(self.default_params))
+        except JobError as exc:
+            raise ConfigError(f"context defaultParams is invalid: {exc.message}") from None
         need(1024 <= self.max_input_bytes <= 500 * 1024 * 1024, "max_input_bytes", "1 KiB .. 500 MiB")
         need(4096 <= self.max_input_pixels <= 500_000_000, "max_input_pixels", "4096 .. 500,000,000")
         need(0 <= self.sidecar_grace_seconds <= 900, "sidecar_grace_seconds", "0 .. 900 (an SQS delay)")

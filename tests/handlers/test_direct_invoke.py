@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import INPUT, Context, png_bytes, sd35_ok
+from aws_world import INPUT, Context, png_bytes, sd35_ok
 
 
 def invoke(event):

@@ -8,7 +8,7 @@ import time
 
 from PIL import Image
 
-from conftest import png_bytes, s3_body, sd35_ok
+from aws_world import png_bytes, s3_body, sd35_ok
 
 
 def test_duplicate_deliveries_generate_once(world):

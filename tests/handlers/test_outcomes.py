@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 import io
 
-from conftest import OUTPUT, INPUT, SD35, SDXL, bedrock_body, png_bytes, s3_body, sd35_ok, sdxl_ok
+from aws_world import OUTPUT, INPUT, SD35, SDXL, bedrock_body, png_bytes, s3_body, sd35_ok, sdxl_ok
 from img2img.core.images import prepare
 from img2img.models.sd35 import SD35Adapter
 from img2img.models.sdxl import SDXLAdapter

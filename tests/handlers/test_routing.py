@@ -5,7 +5,7 @@ import json
 
 import boto3
 
-from conftest import INPUT, OUTPUT, png_bytes, s3_body, sd35_ok
+from aws_world import INPUT, OUTPUT, png_bytes, s3_body, sd35_ok
 
 
 def test_s3_test_event_is_skipped(world):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import time
 
-from conftest import SDXL, png_bytes, s3_body, sd35_ok, sdxl_ok
+from aws_world import SDXL, png_bytes, s3_body, sd35_ok, sdxl_ok
 from img2img.core.triggers import SIDECAR_CHECK
 
 

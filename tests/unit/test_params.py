@@ -405,3 +405,13 @@ def test_canonical_shows_prompts_as_text_prompts():
     canonical = merged.canonical()
     assert canonical["text_prompts"] == [{"text": "a cat", "weight": 1.0}, {"text": "blur", "weight": -1.0}]
     assert canonical["seed"] == 1 and "prompt" not in canonical
+
+
+def test_one_source_setting_both_strength_directions_is_rejected_not_guessed():
+    from img2img.core import params as P
+    from img2img.core.errors import JobError
+
+    with pytest.raises(JobError) as info:
+        P.sidecar_layer({"prompt": "x", "image_strength": 0.3, "strength": 0.6}, "s3://b/cat.png.json")
+    assert info.value.code == "invalid_parameters"
+    assert "image_strength and strength" in info.value.message and "set only one" in info.value.message

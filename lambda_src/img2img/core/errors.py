@@ -15,7 +15,7 @@ ERROR_CODES: dict[str, str] = {
     "invalid_parameters": "A parameter has a wrong type, is out of range or is not supported by the model.",
     "missing_parameters": "No prompt came from any source (metadata, sidecar, folder defaults, deployment).",
     "content_filtered": "Bedrock's content filter rejected the prompt, the input or the output image.",
-    "model_unavailable": "The model id is unknown, not enabled in the account, or end of life.",
+    "model_unavailable": "Bedrock does not serve this model here: not found in the region, or end of life.",
     "access_denied": "The worker may not read the input, write the output or invoke the model.",
     "source_not_found": "The input object (or the version named in the event) no longer exists.",
     "model_error": "The model failed on this input and said so (not a transient fault).",

@@ -102,6 +102,11 @@ def _layer_from_mapping(source: str, where: str, data: Any, *, ignore_unknown: b
             continue
         values[name] = value
         origins[name] = origin_of(raw_name) if origin_of else where
+    for group in _EXCLUSIVE:
+        both = sorted(group & values.keys())
+        if len(both) > 1:
+            errors.append({"field": " and ".join(both), "source": where,
+                           "message": "say the same thing in two directions: set only one"})
     return Layer(source, values, origins), errors
 
 
@@ -251,11 +256,11 @@ def _split_text_prompts(value: Any, origin: str) -> tuple[list[dict], list[dict]
 
 # ---- validation against a model's pydantic schema -----------------------------------------------
 
-def validate_fields(model: type[BaseModel], values: dict[str, Any], merged: MergedParams,
-                    allowed: dict[str, str]) -> BaseModel:
-    """Validate with pydantic; every problem names the field, its source, the bad value and what is allowed."""
+def collect_errors(model: type[BaseModel], values: dict[str, Any], merged: MergedParams,
+                   allowed: dict[str, str]) -> tuple[BaseModel | None, list[dict[str, Any]]]:
+    """Validate with pydantic; each problem names the field, its source, the bad value and what is allowed."""
     try:
-        return model.model_validate(values)
+        return model.model_validate(values), []
     except ValidationError as exc:
         errors = []
         for err in exc.errors():
@@ -269,7 +274,15 @@ def validate_fields(model: type[BaseModel], values: dict[str, Any], merged: Merg
             if name in allowed:
                 entry["allowed"] = allowed[name]
             errors.append(entry)
-        raise JobError("invalid_parameters", _summary(errors), details={"errors": errors}) from None
+        return None, errors
+
+
+def validate_fields(model: type[BaseModel], values: dict[str, Any], merged: MergedParams,
+                    allowed: dict[str, str]) -> BaseModel:
+    fields, errors = collect_errors(model, values, merged, allowed)
+    if errors:
+        raise invalid(errors)
+    return fields
 
 
 def typed_effective(merged: MergedParams, fields: BaseModel) -> dict[str, Any]:

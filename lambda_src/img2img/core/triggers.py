@@ -42,6 +42,14 @@ def parse_body(body: str) -> list[Trigger]:
 
 
 def parse_message(message: Any) -> list[Trigger]:
+    try:
+        return _parse(message)
+    except (KeyError, TypeError, AttributeError, IndexError) as exc:
+        raise JobError("invalid_parameters", f"the message looks like an event but is malformed "
+                       f"({type(exc).__name__}: {exc})") from None
+
+
+def _parse(message: Any) -> list[Trigger]:
     if not isinstance(message, dict):
         raise JobError("invalid_parameters", "the queue message is not a JSON object")
     if message.get("Event") == "s3:TestEvent":

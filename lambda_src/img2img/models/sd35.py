@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..core.errors import JobError, transient
 from ..core.images import sniff_format
-from ..core.params import MergedParams, invalid, typed_effective, validate_fields
+from ..core.params import MergedParams, collect_errors, invalid, typed_effective
 from .base import GenerationResult, JobParams
 from .sdxl import DEFAULT_IMAGE_STRENGTH, decode_image
 
@@ -62,7 +62,6 @@ class SD35Adapter:
         if not merged.has_prompt:
             raise JobError("missing_parameters", "no prompt: set prompt in metadata, a sidecar or folder defaults")
         strict = _strict(merged)
-        dropped: list[dict[str, Any]] = []
         unmappable = [{"field": name, "source": merged.origin(name), "value": merged.values[name],
                        "message": "has no equivalent on SD3.5 Large"}
                       for name in NO_EQUIVALENT if merged.values.get(name) is not None]
@@ -74,18 +73,20 @@ class SD35Adapter:
         if merged.values.get("init_image_mode") == "STEP_SCHEDULE":
             unmappable.append({"field": "init_image_mode", "source": merged.origin("init_image_mode"),
                                "value": "STEP_SCHEDULE", "message": "has no equivalent on SD3.5 Large"})
-        if unmappable and strict:
-            for entry in unmappable:
-                entry["message"] += ("; remove it, set \"strict\": false to drop it, or choose "
-                                     "model_id stability.stable-diffusion-xl-v1")
-            raise invalid(unmappable)
-        dropped = [{k: e[k] for k in ("field", "source", "value")} for e in unmappable]
         values = {k: v for k, v in merged.values.items()
                   if k not in NO_EQUIVALENT and not (k == "init_image_mode" and v == "STEP_SCHEDULE")}
         values.update(model_id=model_id,
                       prompt=", ".join(str(p["text"]) for p in merged.positive if str(p["text"]).strip()),
                       negative_prompt=", ".join(str(p["text"]) for p in merged.negative) or None)
-        fields: SD35Fields = validate_fields(SD35Fields, values, merged, ALLOWED)  # type: ignore[assignment]
+        fields, errors = collect_errors(SD35Fields, values, merged, ALLOWED)
+        if unmappable and strict:
+            for entry in unmappable:
+                entry["message"] += ("; remove it, set \"strict\": false to drop it, or choose "
+                                     "model_id stability.stable-diffusion-xl-v1")
+            errors = unmappable + errors  # all problems at once
+        if errors:
+            raise invalid(errors)
+        dropped = [{k: e[k] for k in ("field", "source", "value")} for e in unmappable]
         strength = fields.strength
         if strength is None and fields.image_strength is not None:
             strength = round(1.0 - fields.image_strength, 6)

@@ -13,7 +13,7 @@ from typing import Any, Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..core.errors import JobError, transient
-from ..core.params import MergedParams, invalid, typed_effective, validate_fields
+from ..core.params import MergedParams, collect_errors, invalid, typed_effective
 from .base import GenerationResult, JobParams
 
 SIZES = ((1024, 1024), (1152, 896), (1216, 832), (1344, 768), (1536, 640),
@@ -83,9 +83,15 @@ class SDXLAdapter:
         return base_id.startswith("stability.stable-diffusion-xl")
 
     def validate(self, model_id: str, merged: MergedParams) -> JobParams:
+        if not merged.has_prompt:
+            raise JobError("missing_parameters", "no positive prompt: set prompt (metadata, sidecar or folder "
+                           "defaults) or a text_prompts item with a positive weight")
         values = {**merged.values, "model_id": model_id, "text_prompts": merged.positive + merged.negative}
-        fields: SDXLFields = validate_fields(SDXLFields, values, merged, ALLOWED)  # type: ignore[assignment]
-        self._check_combinations(fields, merged)
+        # Field errors and combination errors are reported together: one round trip fixes the job.
+        fields, errors = collect_errors(SDXLFields, values, merged, ALLOWED)
+        errors += self._combination_errors(merged)
+        if errors:
+            raise invalid(errors)
         image_strength = fields.image_strength
         if fields.strength is not None:  # the SD3.5 vocabulary, mapped exactly
             image_strength = round(1.0 - fields.strength, 6)
@@ -114,28 +120,26 @@ class SDXLAdapter:
                          restore_aspect=fields.restore_aspect)
 
     @staticmethod
-    def _check_combinations(fields: SDXLFields, merged: MergedParams) -> None:
-        errors = []
-        if not merged.has_prompt:
-            raise JobError("missing_parameters", "no positive prompt: set prompt (metadata, sidecar or folder "
-                           "defaults) or a text_prompts item with a positive weight")
-        schedule = fields.step_schedule_start is not None or fields.step_schedule_end is not None
-        if schedule and fields.init_image_mode != "STEP_SCHEDULE":
-            name = "step_schedule_start" if fields.step_schedule_start is not None else "step_schedule_end"
-            errors.append({"field": name, "source": merged.origin(name),
-                           "message": "only applies with init_image_mode=STEP_SCHEDULE"})
-        if fields.init_image_mode == "STEP_SCHEDULE" and (fields.image_strength is not None or fields.strength is not None):
-            name = "image_strength" if fields.image_strength is not None else "strength"
-            errors.append({"field": name, "source": merged.origin(name),
-                           "message": "does not apply with init_image_mode=STEP_SCHEDULE "
-                                      "(use step_schedule_start = 1 - image_strength)"})
-        if (fields.clip_guidance_preset not in (None, "NONE") and fields.sampler is not None
-                and "ANCESTRAL" not in fields.sampler):
-            errors.append({"field": "sampler", "source": merged.origin("sampler"), "value": fields.sampler,
-                           "message": f"CLIP guidance ({fields.clip_guidance_preset}) needs an ancestral sampler",
+    def _combination_errors(merged: MergedParams) -> list[dict[str, Any]]:
+        """Rules across fields, judged on the merged values (so they show up beside field errors)."""
+        v, errors = merged.values, []
+        mode = v.get("init_image_mode")
+        for name in ("step_schedule_start", "step_schedule_end"):
+            if v.get(name) is not None and mode != "STEP_SCHEDULE":
+                errors.append({"field": name, "source": merged.origin(name),
+                               "message": "only applies with init_image_mode=STEP_SCHEDULE"})
+        if mode == "STEP_SCHEDULE":
+            for name in ("image_strength", "strength"):
+                if v.get(name) is not None:
+                    errors.append({"field": name, "source": merged.origin(name),
+                                   "message": "does not apply with init_image_mode=STEP_SCHEDULE "
+                                              "(use step_schedule_start = 1 - image_strength)"})
+        clip, sampler = v.get("clip_guidance_preset"), v.get("sampler")
+        if clip not in (None, "NONE") and isinstance(sampler, str) and "ANCESTRAL" not in sampler:
+            errors.append({"field": "sampler", "source": merged.origin("sampler"), "value": sampler,
+                           "message": f"CLIP guidance ({clip}) needs an ancestral sampler",
                            "allowed": "K_DPM_2_ANCESTRAL, K_DPMPP_2S_ANCESTRAL, K_EULER_ANCESTRAL"})
-        if errors:
-            raise invalid(errors)
+        return errors
 
     def target_size(self, width: int, height: int) -> tuple[int, int]:
         """The allowed size whose aspect ratio is nearest to the input's (compared on a log scale)."""
