@@ -25,7 +25,8 @@ from moto.server import ThreadedMotoServer
 from img2img_local.engine import EngineConfig, EngineServer
 from img2img_local.event_source import FAKE_CREDENTIALS, SqsEventSource
 from img2img_local.lambda_runtime import FunctionSpec
-from img2img_local.project import IMAGE_SUFFIXES, SIDECAR_SUFFIX, PipelineConfig
+from img2img_local.project import PipelineConfig
+from infra.config import notification_suffixes
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +46,6 @@ ENV_FILE_KEYS = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_BEDROCK_RUNTIME", "AWS_AC
 class StackError(RuntimeError):
     """The local stack could not start (a port in use, a service that did not come up)."""
 
-
-def notification_suffixes() -> tuple[str, ...]:
-    """Every suffix the input bucket notifies on, in the CDK stack's order (infra/ingest.py)."""
-    return tuple(dict.fromkeys([*IMAGE_SUFFIXES, *(s.upper() for s in IMAGE_SUFFIXES), SIDECAR_SUFFIX]))
 
 
 @dataclass(frozen=True)

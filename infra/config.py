@@ -20,6 +20,13 @@ SDXL_MODEL_ID = "stability.stable-diffusion-xl-v1"
 from img2img.core.keys import IMAGE_SUFFIXES, SIDECAR_SUFFIX  # noqa: E402,F401  (one list for S3 filters and the worker)
 
 
+def notification_suffixes() -> tuple[str, ...]:
+    """Every suffix the input bucket notifies on (S3 filters are case-sensitive), in a stable order.
+
+    Used by the CDK ingest construct and the local stack alike."""
+    return tuple(dict.fromkeys([*IMAGE_SUFFIXES, *(s.upper() for s in IMAGE_SUFFIXES), SIDECAR_SUFFIX]))
+
+
 class ConfigError(ValueError):
     """A context value is invalid; raised at synth time with the key and what is allowed."""
 
@@ -64,6 +71,17 @@ class PipelineConfig:
     bedrock_latency_alarm_ms: int = 90_000  # alarm when Bedrock p90 latency exceeds this
     filter_rate_alarm_percent: int = 25  # alarm when this share of outputs is content-filtered
     event_archive_days: int = 0  # > 0: archive pipeline events on the bus for this many days
+    # Entry points (docs/api.md, docs/events.md).
+    ingest_mode: str = "s3-notifications"  # or "eventbridge": input bucket -> EventBridge rule -> job queue
+    api_auth: str = "iam"  # "iam" (SigV4), "api-key" (usage plan + key), "none"
+    api_throttle_rate_limit: int = 20  # requests per second, per stage
+    api_throttle_burst_limit: int = 40
+    api_cors_origins: tuple[str, ...] = ()  # empty: no CORS; ["*"] or exact origins
+    api_memory_mb: int = 1024
+    api_prefix: str = "api/"
+    api_upload_prefix: str = "uploads/"
+    api_sync_budget_seconds: int = 25
+    api_presign_seconds: int = 900
 
     # ---- derived -------------------------------------------------------------------------------
     @property
@@ -96,11 +114,12 @@ class PipelineConfig:
             input_bucket=input_bucket,
             output_bucket=output_bucket,
             output_prefix=self.output_prefix,
-            excluded_prefixes=self.excluded_prefixes,
+            excluded_prefixes=self.worker_excluded_prefixes,
             idempotency_table=idempotency_table,
             job_queue_url=job_queue_url,
             event_bus_name=event_bus_name,
             model_id=self.model_id,
+            bedrock_region=self.bedrock_region,
             allowed_model_ids=self.model_ids,
             default_prompt=self.default_prompt,
             default_params=dict(self.default_params),
@@ -112,7 +131,25 @@ class PipelineConfig:
             bedrock_read_timeout=self.bedrock_read_timeout,
             batch_concurrency=self.batch_concurrency,
             idempotency_ttl_seconds=self.idempotency_ttl_seconds,
+            api_prefix=self.api_prefix,
+            api_upload_prefix=self.api_upload_prefix,
+            api_sync_budget_seconds=self.api_sync_budget_seconds,
+            api_presign_seconds=self.api_presign_seconds,
         )
+
+    def api_settings(self, **resources: str) -> Settings:
+        """The API function's settings: the worker's (same pipeline, same limits, same names)."""
+        return self.worker_settings(**resources)
+
+    @property
+    def worker_excluded_prefixes(self) -> tuple[str, ...]:
+        """What uploads never start by themselves: the configured prefixes plus the API's own inputs."""
+        return tuple(dict.fromkeys((*self.excluded_prefixes, self.api_prefix)))
+
+    @property
+    def api_timeout_seconds(self) -> int:
+        """The API function's timeout: the sync budget plus time to queue the job and answer."""
+        return self.api_sync_budget_seconds + 5
 
     def powertools_env(self) -> dict[str, str]:
         return {
@@ -185,6 +222,21 @@ class PipelineConfig:
         need(1000 <= self.bedrock_latency_alarm_ms <= 900_000, "bedrock_latency_alarm_ms", "1000 .. 900000")
         need(1 <= self.filter_rate_alarm_percent <= 100, "filter_rate_alarm_percent", "1 .. 100")
         need(0 <= self.event_archive_days <= 3650, "event_archive_days", "0 (no archive) .. 3650")
+        need(self.ingest_mode in ("s3-notifications", "eventbridge"), "ingest_mode", "s3-notifications or eventbridge")
+        need(self.api_auth in ("iam", "api-key", "none"), "api_auth", "iam, api-key or none")
+        need(1 <= self.api_throttle_rate_limit <= 10000, "api_throttle_rate_limit", "1 .. 10000")
+        need(1 <= self.api_throttle_burst_limit <= 5000, "api_throttle_burst_limit", "1 .. 5000")
+        need(all(o == "*" or o.startswith(("https://", "http://")) for o in self.api_cors_origins),
+             "api_cors_origins", "'*' or origins like https://app.example.com")
+        need(128 <= self.api_memory_mb <= 10240, "api_memory_mb", "128 .. 10240")
+        for key in ("api_prefix", "api_upload_prefix"):
+            value = getattr(self, key)
+            need(bool(re.fullmatch(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*/", value)), key,
+                 "a key prefix ending in '/', like api/")
+        need(self.api_prefix != self.api_upload_prefix, "api_upload_prefix", "a prefix other than apiPrefix")
+        need(1 <= self.api_sync_budget_seconds <= 28, "api_sync_budget_seconds",
+             "1 .. 28 (API Gateway's 29 s integration timeout)")
+        need(60 <= self.api_presign_seconds <= 7 * 24 * 3600, "api_presign_seconds", "60 .. 604800")
 
     def as_context(self) -> dict[str, Any]:
         return {_camel(k): (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}

@@ -12,16 +12,10 @@ from aws_cdk import aws_s3_notifications as s3n
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from infra.config import IMAGE_SUFFIXES, SIDECAR_SUFFIX, PipelineConfig
+from infra.config import PipelineConfig, notification_suffixes
 
 DLQ_RETENTION_DAYS = 14  # SQS's maximum: time to look at and redrive failed jobs
 JOB_RETENTION_DAYS = 4
-
-
-def notification_suffixes() -> tuple[str, ...]:
-    """Every suffix the input bucket notifies on, without duplicates, in a stable order."""
-    suffixes = [*IMAGE_SUFFIXES, *(s.upper() for s in IMAGE_SUFFIXES), SIDECAR_SUFFIX]
-    return tuple(dict.fromkeys(suffixes))
 
 
 class Ingest(Construct):

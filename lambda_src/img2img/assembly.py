@@ -24,7 +24,8 @@ def get_pipeline() -> Pipeline:
     return Pipeline(
         settings=s,
         store=S3Store(),
-        model=BedrockInvoker(read_timeout=s.bedrock_read_timeout, max_attempts=s.bedrock_max_attempts),
+        model=BedrockInvoker(read_timeout=s.bedrock_read_timeout, max_attempts=s.bedrock_max_attempts,
+                             region=s.bedrock_region),
         events=EventBridgePublisher(s.event_bus_name) if s.event_bus_name else None,
         scheduler=SqsScheduler(s.job_queue_url) if s.job_queue_url else None,
         guard=DynamoDBGuard(s.idempotency_table, s.idempotency_ttl_seconds) if s.idempotency_table else None,

@@ -23,6 +23,7 @@ ENV = {
     "job_queue_url": "IMG2IMG_JOB_QUEUE_URL",
     "event_bus_name": "IMG2IMG_EVENT_BUS_NAME",
     "model_id": "IMG2IMG_MODEL_ID",
+    "bedrock_region": "IMG2IMG_BEDROCK_REGION",
     "allowed_model_ids": "IMG2IMG_ALLOWED_MODEL_IDS",
     "default_prompt": "IMG2IMG_DEFAULT_PROMPT",
     "default_params": "IMG2IMG_DEFAULT_PARAMS",
@@ -35,6 +36,12 @@ ENV = {
     "bedrock_max_attempts": "IMG2IMG_BEDROCK_MAX_ATTEMPTS",
     "batch_concurrency": "IMG2IMG_BATCH_CONCURRENCY",
     "idempotency_ttl_seconds": "IMG2IMG_IDEMPOTENCY_TTL_SECONDS",
+    # The HTTP API (handlers/api.py); the worker reads api_prefix too (it never runs API inputs by upload).
+    "api_prefix": "IMG2IMG_API_PREFIX",
+    "api_upload_prefix": "IMG2IMG_API_UPLOAD_PREFIX",
+    "api_sync_budget_seconds": "IMG2IMG_API_SYNC_BUDGET_SECONDS",
+    "api_presign_seconds": "IMG2IMG_API_PRESIGN_SECONDS",
+    "api_max_inline_bytes": "IMG2IMG_API_MAX_INLINE_BYTES",
 }
 
 
@@ -66,6 +73,7 @@ class Settings:
     job_queue_url: str = ""
     event_bus_name: str = ""
     model_id: str = DEFAULT_MODEL_ID
+    bedrock_region: str = ""  # empty: the function's own region
     allowed_model_ids: tuple[str, ...] = ()
     default_prompt: str = ""
     default_params: dict = field(default_factory=dict)
@@ -78,6 +86,11 @@ class Settings:
     bedrock_max_attempts: int = 3
     batch_concurrency: int = 4
     idempotency_ttl_seconds: int = 7 * 24 * 3600
+    api_prefix: str = "api/"              # input/output keys of API-submitted jobs: api/<job_id>/...
+    api_upload_prefix: str = "uploads/"   # presigned browser uploads: uploads/<job_id>/<file name>
+    api_sync_budget_seconds: int = 25     # POST /v1/generations answers 202 (queued) beyond this
+    api_presign_seconds: int = 900        # lifetime of presigned GET/PUT URLs
+    api_max_inline_bytes: int = 4_000_000  # larger results: 303 to a presigned URL (6 MB Lambda response)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> "Settings":
@@ -129,6 +142,9 @@ _INT_LIMITS = {
     "bedrock_max_attempts": (1, 10),
     "batch_concurrency": (1, 64),
     "idempotency_ttl_seconds": (60, 365 * 24 * 3600),
+    "api_sync_budget_seconds": (1, 900),
+    "api_presign_seconds": (60, 7 * 24 * 3600),
+    "api_max_inline_bytes": (1024, 6 * 1024 * 1024),
 }
 
 

@@ -38,6 +38,7 @@ def test_every_variable_is_parsed():
         "IMG2IMG_JOB_QUEUE_URL": "https://sqs.us-west-2.amazonaws.com/123456789012/jobs",
         "IMG2IMG_EVENT_BUS_NAME": "bus",
         "IMG2IMG_MODEL_ID": "us.stability.sd3-5-large-v1:0",
+        "IMG2IMG_BEDROCK_REGION": "us-west-2",
         "IMG2IMG_ALLOWED_MODEL_IDS": "stability.sd3-5-large-v1:0,stability.stable-diffusion-xl-v1",
         "IMG2IMG_DEFAULT_PROMPT": "a watercolor, soft light",
         "IMG2IMG_DEFAULT_PARAMS": '{"seed": 7, "negative_prompt": "blurry"}',
@@ -53,6 +54,7 @@ def test_every_variable_is_parsed():
     }
     s = Settings.from_env(env)
     assert s.excluded_prefixes == ("tmp/", "private/")
+    assert s.bedrock_region == "us-west-2"
     assert s.allowed_model_ids == ("stability.sd3-5-large-v1:0", "stability.stable-diffusion-xl-v1")
     assert s.default_params == {"seed": 7, "negative_prompt": "blurry"}
     assert s.default_prompt == "a watercolor, soft light"

@@ -54,8 +54,9 @@ def classify(exc: Exception, model_id: str) -> JobError:
 
 
 class BedrockInvoker:
-    def __init__(self, read_timeout: int = 150, max_attempts: int = 3, runtime=None):
+    def __init__(self, read_timeout: int = 150, max_attempts: int = 3, runtime=None, region: str = ""):
         self._runtime = runtime
+        self.region = region
         self.read_timeout = read_timeout
         self.max_attempts = max_attempts
 
@@ -63,7 +64,7 @@ class BedrockInvoker:
     def runtime(self):
         if self._runtime is None:
             self._runtime = client("bedrock-runtime", read_timeout=self.read_timeout,
-                                   max_attempts=self.max_attempts)
+                                   max_attempts=self.max_attempts, region=self.region or None)
         return self._runtime
 
     @tracer.capture_method(capture_response=False)

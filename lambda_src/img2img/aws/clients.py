@@ -20,7 +20,8 @@ def _session():
 
 
 @lru_cache(maxsize=None)
-def client(service: str, read_timeout: int = 30, max_attempts: int = 5, mode: str = "standard"):
+def client(service: str, read_timeout: int = 30, max_attempts: int = 5, mode: str = "standard",
+           region: str | None = None):
     """A shared client per service and settings (clients are thread-safe; sessions are not)."""
     from botocore.config import Config
 
@@ -32,4 +33,4 @@ def client(service: str, read_timeout: int = 30, max_attempts: int = 5, mode: st
         max_pool_connections=32,
     )
     with _lock:
-        return _session().client(service, config=config)
+        return _session().client(service, config=config, region_name=region or None)
