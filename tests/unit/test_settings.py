@@ -51,8 +51,15 @@ def test_every_variable_is_parsed():
         "IMG2IMG_BEDROCK_MAX_ATTEMPTS": "1",
         "IMG2IMG_BATCH_CONCURRENCY": "64",
         "IMG2IMG_IDEMPOTENCY_TTL_SECONDS": "60",
+        "IMG2IMG_API_PREFIX": "http/",
+        "IMG2IMG_API_UPLOAD_PREFIX": "browser/",
+        "IMG2IMG_API_SYNC_BUDGET_SECONDS": "20",
+        "IMG2IMG_API_PRESIGN_SECONDS": "300",
+        "IMG2IMG_API_MAX_INLINE_BYTES": "1048576",
     }
     s = Settings.from_env(env)
+    assert (s.api_prefix, s.api_upload_prefix, s.api_sync_budget_seconds, s.api_presign_seconds,
+            s.api_max_inline_bytes) == ("http/", "browser/", 20, 300, 1048576)
     assert s.excluded_prefixes == ("tmp/", "private/")
     assert s.bedrock_region == "us-west-2"
     assert s.allowed_model_ids == ("stability.sd3-5-large-v1:0", "stability.stable-diffusion-xl-v1")
