@@ -1,0 +1,120 @@
+"""The API's AWS edge: job items in the idempotency table, the job queue, presigned URLs, records.
+
+State design (docs/api.md): an API job is
+- a job item `api-job#<job_id>` in the idempotency table (its own key namespace; Powertools' items
+  are `img2img-job#<hash>` and `img2img-api#<hash>`), written when the job is accepted: `queued`;
+- `running` while the worker's idempotency item for the job is INPROGRESS (when the item names it);
+- its outcome record in the output bucket at the record key the job item names: `succeeded`/`failed`.
+Nothing is updated in place: the record is the truth, the job item only says where to look.
+"""
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from ..core.errors import JobError, transient
+from .clients import client
+
+JOB_ITEM_PREFIX = "api-job#"
+JOB_KEY_PREFIX = "img2img-job"  # aws/idempotency.py's key_prefix for the pipeline guard
+
+
+class ApiEdge:
+    def __init__(self, table_name: str, queue_url: str, ttl_seconds: int, presign_seconds: int):
+        self.table_name = table_name
+        self.queue_url = queue_url
+        self.ttl_seconds = ttl_seconds
+        self.presign_seconds = presign_seconds
+
+    # ---- job items ------------------------------------------------------------------------------
+    def put_job(self, job_id: str, item: dict[str, Any]) -> None:
+        body = json.dumps(item, separators=(",", ":"), default=str)
+        try:
+            client("dynamodb").put_item(TableName=self.table_name, Item={
+                "id": {"S": JOB_ITEM_PREFIX + job_id},
+                "job": {"S": body},
+                "expiration": {"N": str(int(time.time()) + self.ttl_seconds)},
+            })
+        except (ClientError, BotoCoreError) as exc:
+            raise transient("storage_error", f"could not store the job: {exc}") from None
+
+    def get_job(self, job_id: str) -> dict[str, Any] | None:
+        try:
+            item = client("dynamodb").get_item(TableName=self.table_name, Key={"id": {"S": JOB_ITEM_PREFIX + job_id}},
+                                               ConsistentRead=True).get("Item")
+        except (ClientError, BotoCoreError) as exc:
+            raise transient("storage_error", f"could not read the job: {exc}") from None
+        return json.loads(item["job"]["S"]) if item else None
+
+    def delete_job(self, job_id: str) -> None:
+        try:
+            client("dynamodb").delete_item(TableName=self.table_name, Key={"id": {"S": JOB_ITEM_PREFIX + job_id}})
+        except (ClientError, BotoCoreError):
+            pass  # a leftover item only says "queued" until its TTL
+
+    def in_progress(self, job_key: dict[str, Any] | None) -> bool:
+        """Is the worker's idempotency item for this job INPROGRESS? (one GetItem)"""
+        if not job_key:
+            return False
+        from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer, IdempotencyConfig
+        from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyItemNotFoundError
+
+        layer = DynamoDBPersistenceLayer(table_name=self.table_name, boto3_client=client("dynamodb"))
+        layer.configure(IdempotencyConfig(), key_prefix=JOB_KEY_PREFIX)
+        try:
+            return layer.get_record(job_key).status == "INPROGRESS"
+        except IdempotencyItemNotFoundError:
+            return False
+        except Exception:  # noqa: BLE001 - a status hint only; never fail the status call on it
+            return False
+
+    # ---- queue ----------------------------------------------------------------------------------
+    def enqueue(self, message: dict[str, Any]) -> None:
+        try:
+            client("sqs").send_message(QueueUrl=self.queue_url, MessageBody=json.dumps(message))
+        except (ClientError, BotoCoreError) as exc:
+            raise transient("storage_error", f"could not queue the job: {exc}") from None
+
+    # ---- S3 -------------------------------------------------------------------------------------
+    def put_input(self, bucket: str, key: str, data: bytes, content_type: str) -> str | None:
+        try:
+            response = client("s3").put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type)
+        except (ClientError, BotoCoreError) as exc:
+            raise transient("storage_error", f"could not store the input image: {exc}") from None
+        return response.get("VersionId")
+
+    def get_object(self, bucket: str, key: str) -> bytes | None:
+        try:
+            return client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+                return None
+            raise transient("storage_error", f"could not read s3://{bucket}/{key}: {exc}") from None
+        except BotoCoreError as exc:
+            raise transient("storage_error", f"could not read s3://{bucket}/{key}: {exc}") from None
+
+    def record(self, bucket: str, key: str) -> dict[str, Any] | None:
+        raw = self.get_object(bucket, key)
+        return json.loads(raw) if raw else None
+
+    def head(self, bucket: str, key: str) -> dict[str, Any] | None:
+        try:
+            return client("s3").head_object(Bucket=bucket, Key=key)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code")
+            if code in ("NoSuchKey", "404", "NotFound"):
+                return None
+            if code in ("403", "AccessDenied", "Forbidden"):
+                raise JobError("access_denied", f"the API may not read s3://{bucket}/{key}") from None
+            raise transient("storage_error", f"could not read s3://{bucket}/{key}: {exc}") from None
+
+    def presign_get(self, bucket: str, key: str) -> str:
+        return client("s3").generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key},
+                                                   ExpiresIn=self.presign_seconds)
+
+    def presign_put(self, bucket: str, key: str, content_type: str, metadata: dict[str, str]) -> str:
+        params = {"Bucket": bucket, "Key": key, "ContentType": content_type, "Metadata": metadata}
+        return client("s3").generate_presigned_url("put_object", Params=params, ExpiresIn=self.presign_seconds)
