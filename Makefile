@@ -9,17 +9,18 @@ export CDK_DISABLE_CLI_TELEMETRY := true
 # Tests and the demo never touch a real AWS account.
 export AWS_EC2_METADATA_DISABLED := true
 
-.PHONY: help install demo test test-fast bench synth contract clean
+.PHONY: help install demo test test-fast test-py312 bench synth contract clean
 
 help:
 	@echo "make demo   - run the whole pipeline offline on the sample photos (results in demo-out/)"
 	@echo "make test   - run the whole test suite (unit, handlers, infra, end-to-end)"
+	@echo "make test-py312 - the runtime package's tests on Python 3.12 (Lambda's runtime), if installed"
 	@echo "make synth  - synthesize the CDK app offline (cdk.out/)"
 	@echo "make bench  - run the benchmarks under bench/ (results in bench/results/)"
 
 install: $(STAMP) node_modules/.package-lock.json
 
-$(STAMP): requirements-dev.txt lambda_src/requirements.txt pyproject.toml
+$(STAMP): requirements-dev.txt requirements-test.txt lambda_src/requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
@@ -34,6 +35,14 @@ demo: $(STAMP)
 
 test: install
 	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
+
+# Lambda runs Python 3.12/3.13: run the runtime package's tests on 3.12 too, where it is installed.
+PY312 ?= $(shell for p in $$(ls $$(pyenv root 2>/dev/null)/versions/3.12*/bin/python3.12 2>/dev/null) python3.12; do "$$p" -c 'import sys; assert sys.version_info[:2] == (3, 12)' 2>/dev/null && echo "$$p" && break; done)
+test-py312:
+	@if [ -z "$(PY312)" ]; then echo "python3.12 not found: skipping the 3.12 run"; exit 0; fi; \
+	set -e; test -x .venv312/bin/python || $(PY312) -m venv .venv312; \
+	.venv312/bin/python -m pip install -q --disable-pip-version-check -r requirements-test.txt; \
+	.venv312/bin/python -m pytest -n 2 -p no:cacheprovider tests/unit tests/handlers $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -n 2 -m "not e2e and not infra" $(PYTEST_ARGS)
