@@ -111,10 +111,22 @@ class ApiEdge:
                 raise JobError("access_denied", f"the API may not read s3://{bucket}/{key}") from None
             raise transient("storage_error", f"could not read s3://{bucket}/{key}: {exc}") from None
 
+    @property
+    def presigner(self):
+        """SigV4 presigning (required for SSE-KMS objects and every region launched since 2014)."""
+        if getattr(self, "_presigner", None) is None:
+            from botocore.config import Config
+
+            from .clients import _session
+
+            self._presigner = _session().client("s3", config=Config(signature_version="s3v4",
+                                                                    s3={"addressing_style": "virtual"}))
+        return self._presigner
+
     def presign_get(self, bucket: str, key: str) -> str:
-        return client("s3").generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key},
+        return self.presigner.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key},
                                                    ExpiresIn=self.presign_seconds)
 
     def presign_put(self, bucket: str, key: str, content_type: str, metadata: dict[str, str]) -> str:
         params = {"Bucket": bucket, "Key": key, "ContentType": content_type, "Metadata": metadata}
-        return client("s3").generate_presigned_url("put_object", Params=params, ExpiresIn=self.presign_seconds)
+        return self.presigner.generate_presigned_url("put_object", Params=params, ExpiresIn=self.presign_seconds)
