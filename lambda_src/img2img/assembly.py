@@ -31,3 +31,12 @@ def get_pipeline() -> Pipeline:
         guard=DynamoDBGuard(s.idempotency_table, s.idempotency_ttl_seconds) if s.idempotency_table else None,
         log=_log,
     )
+
+
+def pipeline_for(context) -> Pipeline:
+    """The process's pipeline, told about this invocation (idempotency expiry uses its remaining time)."""
+    pipeline = get_pipeline()
+    register = getattr(pipeline.guard, "register_lambda_context", None)
+    if register is not None:
+        register(context)
+    return pipeline

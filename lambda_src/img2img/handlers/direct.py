@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..assembly import get_pipeline
+from ..assembly import pipeline_for
 from ..core.errors import JobError
 from ..core.triggers import job_trigger
-from ..observability import count_outcome, logger, metrics, tracer
+from ..observability import logger, metrics, report_outcome, tracer
 
 
 class TransientJobError(Exception):
@@ -26,9 +26,7 @@ class InvalidJobError(Exception):
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    pipeline = get_pipeline()
-    if hasattr(pipeline.guard, "register_lambda_context"):
-        pipeline.guard.register_lambda_context(context)
+    pipeline = pipeline_for(context)
     try:
         trigger = job_trigger(event if isinstance(event, dict) else {}, origin="direct")
         [record] = pipeline.handle(trigger) or [None]
@@ -38,8 +36,5 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         raise InvalidJobError(f"{exc.code}: {exc.message}") from None
     if record is None:
         raise InvalidJobError("the job produced no outcome (the source was superseded by a newer version)")
-    if not record.get("replayed"):
-        count_outcome(record)
-    record = {k: v for k, v in record.items() if k != "replayed"}
-    logger.info("job finished", extra={"job_id": record["job_id"], "status": record["status"]})
-    return record
+    report_outcome(record)
+    return {k: v for k, v in record.items() if k != "replayed"}

@@ -10,11 +10,11 @@ from typing import Any
 from aws_lambda_powertools.utilities.batch import process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from ..assembly import get_pipeline
+from ..assembly import get_pipeline, pipeline_for
 from ..batch import ConcurrentBatchProcessor
 from ..core.errors import JobError
 from ..core.triggers import parse_body
-from ..observability import count_outcome, logger, metrics, tracer
+from ..observability import logger, metrics, report_outcome, tracer
 from ..settings import get_settings
 
 
@@ -30,11 +30,7 @@ def record_handler(record: SQSRecord) -> list[dict[str, Any]]:
     outcomes = []
     for trigger in triggers:
         for outcome in get_pipeline().handle(trigger, attempt, attempt >= settings.max_receive_count):
-            if not outcome.get("replayed"):
-                count_outcome(outcome)
-            logger.info("job replayed (already done)" if outcome.get("replayed") else "job finished", extra={"job_id": outcome["job_id"], "status": outcome["status"],
-                                               "source_key": outcome["source"]["key"],
-                                               "error_code": (outcome.get("error") or {}).get("code")})
+            report_outcome(outcome)
             outcomes.append({"job_id": outcome["job_id"], "status": outcome["status"]})
     return outcomes
 
@@ -43,9 +39,7 @@ def record_handler(record: SQSRecord) -> list[dict[str, Any]]:
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    pipeline = get_pipeline()
-    if hasattr(pipeline.guard, "register_lambda_context"):
-        pipeline.guard.register_lambda_context(context)
+    pipeline_for(context)
     processor = ConcurrentBatchProcessor(max_workers=get_settings().batch_concurrency)
     return process_partial_response(event=event, record_handler=record_handler, processor=processor,
                                     context=context)
