@@ -12,11 +12,12 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from email.header import decode_header, make_header
-from typing import Any, Iterable
-
-from pydantic import BaseModel, ValidationError
+from typing import TYPE_CHECKING, Any, Iterable
 
 from .errors import JobError
+
+if TYPE_CHECKING:  # pydantic is imported by the model adapters, when the first job is validated
+    from pydantic import BaseModel
 
 DEPLOYMENT = "deployment"
 FOLDER_DEFAULTS = "folder_defaults"
@@ -259,6 +260,8 @@ def _split_text_prompts(value: Any, origin: str) -> tuple[list[dict], list[dict]
 def collect_errors(model: type[BaseModel], values: dict[str, Any], merged: MergedParams,
                    allowed: dict[str, str]) -> tuple[BaseModel | None, list[dict[str, Any]]]:
     """Validate with pydantic; each problem names the field, its source, the bad value and what is allowed."""
+    from pydantic import ValidationError
+
     try:
         return model.model_validate(values), []
     except ValidationError as exc:
