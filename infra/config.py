@@ -73,7 +73,7 @@ class PipelineConfig:
     event_archive_days: int = 0  # > 0: archive pipeline events on the bus for this many days
     # Entry points (docs/api.md, docs/events.md).
     ingest_mode: str = "s3-notifications"  # or "eventbridge": input bucket -> EventBridge rule -> job queue
-    api_auth: str = "iam"  # "iam" (SigV4), "api-key" (usage plan + key), "none"
+    api_auth: str = "iam"  # "iam" (SigV4) or "api-key" (API keys + usage plan)
     api_throttle_rate_limit: int = 20  # requests per second, per stage
     api_throttle_burst_limit: int = 40
     api_cors_origins: tuple[str, ...] = ()  # empty: no CORS; ["*"] or exact origins
@@ -135,6 +135,7 @@ class PipelineConfig:
             api_upload_prefix=self.api_upload_prefix,
             api_sync_budget_seconds=self.api_sync_budget_seconds,
             api_presign_seconds=self.api_presign_seconds,
+            api_cors_origins=self.api_cors_origins,
         )
 
     def api_settings(self, **resources: str) -> Settings:
@@ -223,7 +224,7 @@ class PipelineConfig:
         need(1 <= self.filter_rate_alarm_percent <= 100, "filter_rate_alarm_percent", "1 .. 100")
         need(0 <= self.event_archive_days <= 3650, "event_archive_days", "0 (no archive) .. 3650")
         need(self.ingest_mode in ("s3-notifications", "eventbridge"), "ingest_mode", "s3-notifications or eventbridge")
-        need(self.api_auth in ("iam", "api-key", "none"), "api_auth", "iam, api-key or none")
+        need(self.api_auth in ("iam", "api-key"), "api_auth", "iam or api-key")
         need(1 <= self.api_throttle_rate_limit <= 10000, "api_throttle_rate_limit", "1 .. 10000")
         need(1 <= self.api_throttle_burst_limit <= 5000, "api_throttle_burst_limit", "1 .. 5000")
         need(all(o == "*" or o.startswith(("https://", "http://")) for o in self.api_cors_origins),

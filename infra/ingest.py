@@ -37,6 +37,8 @@ class Ingest(Construct):
             dead_letter_queue=sqs.DeadLetterQueue(queue=self.dead_letter_queue,
                                                   max_receive_count=config.max_receive_count),
         )
+        if config.ingest_mode != "s3-notifications":
+            return  # ingestMode=eventbridge: infra/event_rules.py routes the bucket's events instead
         destination = s3n.SqsDestination(self.job_queue)
         for suffix in notification_suffixes():
             input_bucket.add_event_notification(s3.EventType.OBJECT_CREATED, destination,

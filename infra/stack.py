@@ -4,7 +4,9 @@ from __future__ import annotations
 from aws_cdk import Aws, CfnOutput, Stack
 from constructs import Construct
 
+from infra.api import HttpApi
 from infra.config import PipelineConfig
+from infra.event_rules import EventRules
 from infra.events import PipelineEvents
 from infra.ingest import Ingest
 from infra.monitoring import Monitoring
@@ -27,6 +29,17 @@ class Img2ImgStack(Stack):
         self.events = PipelineEvents(self, "Events", config=config)
         self.worker = Worker(
             self, "Worker", config=config,
+            input_bucket=self.storage.input_bucket,
+            output_bucket=self.storage.output_bucket,
+            table=self.state.table,
+            job_queue=self.ingest.job_queue,
+            bus=self.events.bus,
+            key=self.storage.key,
+        )
+        self.event_rules = EventRules(self, "EventRules", config=config, bus=self.events.bus,
+                                      input_bucket=self.storage.input_bucket, job_queue=self.ingest.job_queue)
+        self.api = HttpApi(
+            self, "Api", config=config,
             input_bucket=self.storage.input_bucket,
             output_bucket=self.storage.output_bucket,
             table=self.state.table,
@@ -58,6 +71,10 @@ class Img2ImgStack(Stack):
                 f"#dashboards:name={dashboard_name}",
                 "CloudWatch dashboard in the console"),
         }
+        outputs["ApiUrl"] = (self.api.api.url, "HTTP API base URL (docs/api.md)")
+        outputs["ApiFunctionName"] = (self.api.function.function_name, "The HTTP API Lambda")
+        if self.api.api_key is not None:
+            outputs["ApiKeyId"] = (self.api.api_key.key_id, "aws apigateway get-api-key --include-value --api-key <id>")
         if self.monitoring.topic is not None:
             outputs["AlarmTopicArn"] = (self.monitoring.topic.topic_arn, "SNS topic the alarms notify")
         for name, (value, description) in outputs.items():

@@ -42,6 +42,7 @@ ENV = {
     "api_sync_budget_seconds": "IMG2IMG_API_SYNC_BUDGET_SECONDS",
     "api_presign_seconds": "IMG2IMG_API_PRESIGN_SECONDS",
     "api_max_inline_bytes": "IMG2IMG_API_MAX_INLINE_BYTES",
+    "api_cors_origins": "IMG2IMG_API_CORS_ORIGINS",
 }
 
 
@@ -91,6 +92,7 @@ class Settings:
     api_sync_budget_seconds: int = 25     # POST /v1/generations answers 202 (queued) beyond this
     api_presign_seconds: int = 900        # lifetime of presigned GET/PUT URLs
     api_max_inline_bytes: int = 4_000_000  # larger results: 303 to a presigned URL (6 MB Lambda response)
+    api_cors_origins: tuple[str, ...] = ()  # origins answered with Access-Control-Allow-Origin
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> "Settings":
@@ -100,7 +102,7 @@ class Settings:
             raise SettingsError(f"{ENV['output_bucket']} must be set")
         values: dict = {}
         for name, text in raw.items():
-            if name in ("excluded_prefixes", "allowed_model_ids"):
+            if name in ("excluded_prefixes", "allowed_model_ids", "api_cors_origins"):
                 values[name] = _list(text)
             elif name == "default_params":
                 try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from infra_synth import CUSTOM, SECURE, Synth, synth
+from infra_synth import API_KEY_EVENTBRIDGE, CUSTOM, SECURE, Synth, synth
 
 
 @pytest.fixture(scope="session")
@@ -20,3 +20,8 @@ def custom(tmp_path_factory) -> Synth:
 @pytest.fixture(scope="session")
 def secure(tmp_path_factory) -> Synth:
     return synth(SECURE, tmp_path_factory.mktemp("secure"))
+
+
+@pytest.fixture(scope="session")
+def api_key_eventbridge(tmp_path_factory) -> Synth:
+    return synth(API_KEY_EVENTBRIDGE, tmp_path_factory.mktemp("api-key-eventbridge"))

@@ -45,6 +45,16 @@ SECURE = {
     "eventArchiveDays": 30,
 }
 
+# The HTTP API with API keys and CORS, and S3 -> EventBridge ingest instead of S3 -> SQS notifications.
+API_KEY_EVENTBRIDGE = {
+    "apiAuth": "api-key",
+    "apiCorsOrigins": "https://app.example.com",
+    "ingestMode": "eventbridge",
+    "apiThrottleRateLimit": "5",
+    "apiThrottleBurstLimit": "10",
+    "outputPrefix": "generated/",
+}
+
 
 @dataclass
 class Synth:

@@ -17,9 +17,10 @@ def bundle(tmp_path_factory) -> Path:
     app, stack, config = build({"architecture": "arm64", "pythonVersion": "3.12"}, outdir=outdir, bundling=True)
     assembly = app.synth()
     template = json.loads(Path(assembly.get_stack_artifact(stack.artifact_id).template_full_path).read_text())
-    (fn,) = [r for r in template["Resources"].values()
-             if r["Type"] == "AWS::Lambda::Function" and r["Properties"].get("Handler", "").startswith("img2img.")]
-    asset_hash = fn["Properties"]["Code"]["S3Key"].removesuffix(".zip")
+    functions = [r for r in template["Resources"].values()
+                 if r["Type"] == "AWS::Lambda::Function" and r["Properties"].get("Handler", "").startswith("img2img.")]
+    assert len(functions) == 2  # the worker and the HTTP API ship the same bundle (one asset)
+    (asset_hash,) = {fn["Properties"]["Code"]["S3Key"].removesuffix(".zip") for fn in functions}
     asset_dir = outdir / f"asset.{asset_hash}"
     assert asset_dir.is_dir()
     return asset_dir

@@ -56,7 +56,8 @@ def test_only_the_input_bucket_may_send_to_the_job_queue(default):
     input_id, _ = one(default, "AWS::S3::Bucket", "StorageInputBucket")
     policy = next(p for p in of_type(default, "AWS::SQS::QueuePolicy").values()
                   if {"Ref": queue_id} in p["Properties"]["Queues"])
-    allows = [s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s["Effect"] == "Allow"]
+    allows = [s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s["Effect"] == "Allow"
+              and s["Principal"] != {"Service": "events.amazonaws.com"}]  # EventBridge rules: test_event_rules.py
     assert len(allows) == 1
     assert allows[0]["Principal"] == {"Service": "s3.amazonaws.com"}
     assert "sqs:SendMessage" in as_actions(allows[0])

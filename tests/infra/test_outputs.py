@@ -8,7 +8,8 @@ from infra_synth import one, render
 pytestmark = pytest.mark.infra
 
 EXPECTED = {"InputBucketName", "OutputBucketName", "AccessLogBucketName", "JobQueueUrl", "DeadLetterQueueUrl",
-            "IdempotencyTableName", "EventBusName", "WorkerFunctionName", "DashboardName", "DashboardUrl"}
+            "IdempotencyTableName", "EventBusName", "WorkerFunctionName", "DashboardName", "DashboardUrl",
+            "ApiUrl", "ApiFunctionName"}
 
 
 def outputs(synth) -> dict[str, object]:

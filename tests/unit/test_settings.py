@@ -56,6 +56,7 @@ def test_every_variable_is_parsed():
         "IMG2IMG_API_SYNC_BUDGET_SECONDS": "20",
         "IMG2IMG_API_PRESIGN_SECONDS": "300",
         "IMG2IMG_API_MAX_INLINE_BYTES": "1048576",
+        "IMG2IMG_API_CORS_ORIGINS": "https://app.example.com",
     }
     s = Settings.from_env(env)
     assert (s.api_prefix, s.api_upload_prefix, s.api_sync_budget_seconds, s.api_presign_seconds,

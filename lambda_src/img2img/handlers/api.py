@@ -606,7 +606,20 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         if len(raw) > _limit(s):
             return _raw_too_large(len(raw), _limit(s))
         app.append_context(raw_image=raw)
-    return app.resolve(event, context)
+    return _with_cors(event, app.resolve(event, context))
+
+
+def _with_cors(event: dict[str, Any], response: dict[str, Any]) -> dict[str, Any]:
+    """Access-Control-Allow-Origin for the configured origins (API Gateway answers the preflight)."""
+    allowed = get_settings().api_cors_origins
+    origin = next((v for k, v in (event.get("headers") or {}).items() if k.lower() == "origin"), "")
+    if allowed and ("*" in allowed or origin in allowed):
+        headers = response.setdefault("multiValueHeaders", {})
+        headers["Access-Control-Allow-Origin"] = ["*" if "*" in allowed else origin]
+        headers["Access-Control-Expose-Headers"] = ["Location,Retry-After"]
+        if "*" not in allowed:
+            headers["Vary"] = ["Origin"]
+    return response
 
 
 def _raw_too_large(size: int, limit: int) -> dict[str, Any]:

@@ -1,0 +1,130 @@
+"""The HTTP API: REST API, stage, methods, auth, throttling, logs, gateway responses, its function and role."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from infra_synth import as_list, of_type, one, render
+
+pytestmark = pytest.mark.infra
+
+
+def methods(synth) -> dict[str, dict]:
+    out = {}
+    resources = of_type(synth, "AWS::ApiGateway::Resource")
+    for method in of_type(synth, "AWS::ApiGateway::Method").values():
+        p = method["Properties"]
+        rid = p["ResourceId"].get("Ref")
+        path = "/" + resources[rid]["Properties"]["PathPart"] if rid in resources else "/"
+        if rid in resources and "Ref" in resources[rid]["Properties"]["ParentId"]:
+            parent = resources[resources[rid]["Properties"]["ParentId"]["Ref"]]["Properties"]["PathPart"]
+            path = f"/{parent}{path}"
+        out[f"{p['HttpMethod']} {path}"] = p
+    return out
+
+
+def statements(synth) -> dict[str, dict]:
+    _, policy = one(synth, "AWS::IAM::Policy", "ApiRoleDefaultPolicy")
+    return {s.get("Sid"): s for s in policy["Properties"]["PolicyDocument"]["Statement"]}
+
+
+def test_routes_use_iam_auth_and_the_api_function_by_default(default):
+    found = methods(default)
+    assert set(found) == {"POST /generations", "POST /jobs", "GET /jobs/{job_id}", "POST /uploads"}
+    function_id, _ = one(default, "AWS::Lambda::Function", "ApiFunction")
+    for p in found.values():
+        assert p["AuthorizationType"] == "AWS_IAM" and not p.get("ApiKeyRequired")
+        assert p["Integration"]["Type"] == "AWS_PROXY"
+        assert function_id in json.dumps(p["Integration"]["Uri"])
+        assert "RequestValidatorId" in p
+    assert not of_type(default, "AWS::ApiGateway::UsagePlan") and not of_type(default, "AWS::ApiGateway::ApiKey")
+
+
+def test_api_key_mode_adds_a_usage_plan_and_key_and_cors(api_key_eventbridge):
+    found = methods(api_key_eventbridge)
+    for name, p in found.items():
+        if name.startswith("OPTIONS"):
+            assert p["AuthorizationType"] == "NONE" and p["Integration"]["Type"] == "MOCK"
+        else:
+            assert p["AuthorizationType"] == "NONE" and p["ApiKeyRequired"] is True
+    assert any(name.startswith("OPTIONS") for name in found)
+    (plan,) = of_type(api_key_eventbridge, "AWS::ApiGateway::UsagePlan").values()
+    assert plan["Properties"]["Throttle"] == {"RateLimit": 5, "BurstLimit": 10}
+    assert len(of_type(api_key_eventbridge, "AWS::ApiGateway::ApiKey")) == 1
+    assert "ApiKeyId" in api_key_eventbridge.template.to_json()["Outputs"]
+
+
+def test_stage_throttling_tracing_and_json_access_logs(default):
+    _, stage = one(default, "AWS::ApiGateway::Stage", "ApiDeploymentStage")
+    p = stage["Properties"]
+    assert p["StageName"] == "v1" and p["TracingEnabled"] is True
+    [settings] = p["MethodSettings"]
+    assert (settings["ThrottlingRateLimit"], settings["ThrottlingBurstLimit"]) == (20, 40)
+    log_id, _ = one(default, "AWS::Logs::LogGroup", "ApiAccessLogs")
+    assert p["AccessLogSetting"]["DestinationArn"] == {"Fn::GetAtt": [log_id, "Arn"]}
+    assert json.loads(p["AccessLogSetting"]["Format"])["requestId"] == "$context.requestId"
+
+
+def test_binary_images_and_gateway_errors_in_the_api_format(default):
+    _, api = one(default, "AWS::ApiGateway::RestApi", "Api")
+    assert api["Properties"]["BinaryMediaTypes"] == ["image/*"]
+    assert api["Properties"]["EndpointConfiguration"] == {"Types": ["REGIONAL"]}
+    responses = {r["Properties"]["ResponseType"]: r["Properties"]
+                 for r in of_type(default, "AWS::ApiGateway::GatewayResponse").values()}
+    too_large = responses["REQUEST_TOO_LARGE"]
+    assert too_large["StatusCode"] == "413"
+    assert json.loads(too_large["ResponseTemplates"]["application/json"])["error"]["code"] == "image_too_large"
+    assert json.loads(responses["THROTTLED"]["ResponseTemplates"]["application/json"])["error"]["code"] == "throttled"
+
+
+def test_api_function_environment_timeout_and_tracing(default):
+    _, fn = one(default, "AWS::Lambda::Function", "ApiFunction")
+    p = fn["Properties"]
+    assert p["Handler"] == "img2img.handlers.api.handler"
+    assert p["Timeout"] == default.config.api_sync_budget_seconds + 5 <= 34
+    assert p["TracingConfig"] == {"Mode": "Active"}
+    env = p["Environment"]["Variables"]
+    _, worker = one(default, "AWS::Lambda::Function", "WorkerFunction")
+    assert env == worker["Properties"]["Environment"]["Variables"]  # one Settings for both functions
+    assert env["IMG2IMG_API_PREFIX"] == "api/" and env["IMG2IMG_API_SYNC_BUDGET_SECONDS"] == "25"
+    assert env["IMG2IMG_EXCLUDED_PREFIXES"] == "api/"  # uploads under api/ never run by themselves
+
+
+def test_api_role_is_least_privilege(default):
+    found = statements(default)
+    input_id, _ = one(default, "AWS::S3::Bucket", "StorageInputBucket")
+    output_id, _ = one(default, "AWS::S3::Bucket", "StorageOutputBucket")
+    res = lambda sid: [render(r) for r in as_list(found[sid]["Resource"])]  # noqa: E731
+    assert res("WriteApiInputs") == [f"${{{input_id}.Arn}}/api/*"]
+    assert sorted(as_list(found["WriteApiInputs"]["Action"])) == ["s3:DeleteObject", "s3:PutObject"]
+    assert res("PresignUploads") == [f"${{{input_id}.Arn}}/uploads/*"]
+    assert res("WriteApiOutputs") == [f"${{{output_id}.Arn}}/api/*"]
+    assert as_list(found["ReadOutputs"]["Action"]) == ["s3:GetObject"]
+    assert as_list(found["QueueJobs"]["Action"]) == ["sqs:SendMessage"]
+    assert all("foundation-model/" in r for r in res("InvokeConfiguredBedrockModels"))
+    assert not any(a.endswith("*") for s in found.values() for a in as_list(s["Action"])
+                   if not a.startswith(("xray:", "logs:")))
+    _, role = one(default, "AWS::IAM::Role", "ApiRole")
+    assert "ManagedPolicyArns" not in role["Properties"]
+
+
+def test_output_prefix_scopes_the_api_output_writes(api_key_eventbridge):
+    output_id, _ = one(api_key_eventbridge, "AWS::S3::Bucket", "StorageOutputBucket")
+    found = statements(api_key_eventbridge)
+    assert [render(r) for r in as_list(found["WriteApiOutputs"]["Resource"])] == [
+        f"${{{output_id}.Arn}}/generated/api/*"]
+
+
+def test_api_url_output(default):
+    out = default.template.to_json()["Outputs"]
+    rest_id, _ = one(default, "AWS::ApiGateway::RestApi", "Api")
+    assert render(out["ApiUrl"]["Value"]).startswith(f"https://${{{rest_id}}}.execute-api.")
+    stage_id, _ = one(default, "AWS::ApiGateway::Stage", "ApiDeploymentStage")
+    assert render(out["ApiUrl"]["Value"]).endswith(f"/${{{stage_id}}}/")  # the stage name: v1
+
+
+def test_kms_key_is_granted_to_the_api_function(secure):
+    found = statements(secure)
+    key_id, _ = one(secure, "AWS::KMS::Key", "StorageKey")
+    assert found["UsePipelineKey"]["Resource"] == {"Fn::GetAtt": [key_id, "Arn"]}
