@@ -1,0 +1,92 @@
+"""Incoming events: ImageGenerationRequested and S3 Object Created through EventBridge -> job queue -> worker,
+as the infra's rules deliver them (moto's EventBridge writes the whole envelope as the SQS body);
+and the sample Step Functions definition for the direct-invoke function."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import boto3
+import pytest
+
+import schema_check
+from aws_world import INPUT, png_bytes, sd35_ok
+
+ASL = Path(__file__).resolve().parents[2] / "docs" / "step-functions" / "img2img-direct.asl.json"
+
+
+@pytest.fixture
+def routed(world):
+    """A bus with the infra's ImageGenerationRequested rule, and the default bus's S3 rule, to the job queue."""
+    events = boto3.client("events", region_name="us-east-1")
+    events.create_event_bus(Name="img2img-bus")
+    arn = world.sqs.get_queue_attributes(QueueUrl=world.queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.put_rule(Name="requested", EventBusName="img2img-bus",
+                    EventPattern=json.dumps({"detail-type": ["ImageGenerationRequested"]}))
+    events.put_targets(Rule="requested", EventBusName="img2img-bus", Targets=[{"Id": "jobs", "Arn": arn}])
+    events.put_rule(Name="s3-ingest", EventPattern=json.dumps({
+        "source": ["aws.s3"], "detail-type": ["Object Created"],
+        "detail": {"bucket": {"name": [INPUT]}, "object": {"key": [{"anything-but": {"prefix": "api/"}}]}}}))
+    events.put_targets(Rule="s3-ingest", Targets=[{"Id": "jobs", "Arn": arn}])
+    return events
+
+
+def bodies(world) -> list[str]:
+    messages = world.sqs.receive_message(QueueUrl=world.queue_url, MaxNumberOfMessages=10).get("Messages", [])
+    return [m["Body"] for m in messages]
+
+
+def test_image_generation_requested_becomes_a_job(world, routed):
+    world.put("req/cat.png", png_bytes((256, 256)))
+    detail = {"source": f"s3://{INPUT}/req/cat.png", "params": {"prompt": "a cat", "seed": 21},
+              "output": {"prefix": "from-events/"}}
+    assert schema_check.check(detail, schema_check.load("ImageGenerationRequested")) == []
+    routed.put_events(Entries=[{"EventBusName": "img2img-bus", "Source": "my.app",
+                                "DetailType": "ImageGenerationRequested", "Detail": json.dumps(detail)}])
+    [body] = bodies(world)
+    assert json.loads(body)["detail-type"] == "ImageGenerationRequested"
+    world.stub.add_response("invoke_model", sd35_ok(seed=21))
+    world.run(body)
+    record = json.loads(world.s3.get_object(Bucket="img2img-test-output", Key="from-events/req/cat.png.json")["Body"].read())
+    assert record["status"] == "succeeded" and record["trigger"] == "eventbridge"
+    assert record["param_sources"]["seed"] == "eventbridge request"
+
+
+def test_other_detail_types_are_not_routed(world, routed):
+    routed.put_events(Entries=[{"EventBusName": "img2img-bus", "Source": "bedrock-img2img",
+                                "DetailType": "ImageGenerationSucceeded", "Detail": "{}"}])
+    assert bodies(world) == []
+
+
+def test_s3_object_created_through_eventbridge_runs_the_upload_and_skips_the_api_prefix(world, routed):
+    put = world.put("eb/dog.png", png_bytes((256, 256)), {"prompt": "a dog"})
+    for key in ("eb/dog.png", "api/api-1/input.png"):
+        routed.put_events(Entries=[{"Source": "aws.s3", "DetailType": "Object Created", "Detail": json.dumps({
+            "version": "0", "bucket": {"name": INPUT},
+            "object": {"key": key, "size": 10, "etag": put["ETag"].strip('"'), "version-id": put["VersionId"],
+                       "sequencer": "1"}, "reason": "PutObject"})}])
+    [body] = bodies(world)  # the api/ upload is filtered out by the rule
+    world.stub.add_response("invoke_model", sd35_ok())
+    world.run(body)
+    assert world.record("eb/dog.png")["status"] == "succeeded"
+
+
+def test_step_functions_sample_is_valid_asl_with_the_right_names():
+    asl = json.loads(ASL.read_text())
+    states = asl["States"]
+    assert asl["StartAt"] in states
+    task = states["Generate"]
+    assert task["Type"] == "Task" and task["Resource"] == "arn:aws:states:::lambda:invoke"
+    from img2img.handlers.direct import InvalidJobError, TransientJobError
+
+    assert task["Retry"][0]["ErrorEquals"] == [TransientJobError.__name__]
+    assert task["Catch"][0]["ErrorEquals"] == [InvalidJobError.__name__]
+    choice = states[task["Next"]]
+    assert choice["Type"] == "Choice"
+    assert {c["Variable"] for c in choice["Choices"]} == {"$.status"}
+    assert {c["StringEquals"] for c in choice["Choices"]} == {"succeeded", "failed"}
+    for state in states.values():  # every transition names a state that exists
+        for target in [state.get("Next"), state.get("Default"), *[c["Next"] for c in state.get("Choices", [])],
+                       *[c["Next"] for c in state.get("Catch", [])]]:
+            assert target is None or target in states
+        assert state.get("End") or state["Type"] in ("Fail", "Succeed", "Choice") or state.get("Next")
