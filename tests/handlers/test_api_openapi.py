@@ -1,0 +1,23 @@
+"""docs/openapi.json is generated from the handler's code and must not go stale."""
+from __future__ import annotations
+
+import json
+
+from img2img_local import openapi
+
+
+def test_committed_openapi_document_is_current():
+    assert openapi.DOCUMENT.read_text() == openapi.render(), \
+        "docs/openapi.json is stale: run `.venv/bin/python -m img2img_local.openapi`"
+
+
+def test_document_describes_every_route_status_and_the_error_format():
+    doc = json.loads(openapi.render())
+    paths = doc["paths"]
+    assert set(paths) == {"/v1/generations", "/v1/jobs", "/v1/jobs/{job_id}", "/v1/uploads"}
+    generations = paths["/v1/generations"]["post"]
+    assert {"200", "202", "303", "413", "422", "429", "503"} <= set(generations["responses"])
+    assert set(generations["requestBody"]["content"]) == {"application/json", "image/*"}
+    assert any(p["name"] == "idempotency-key" and p["in"] == "header" for p in generations["parameters"])
+    assert "code" in doc["components"]["schemas"]["ErrorDetail"]["properties"]
+    assert doc["security"] == [{"sigv4": []}]
