@@ -28,7 +28,7 @@ from infra.storage import removal_policy
 from infra.worker import ARCHITECTURES, RUNTIMES, _retention, bedrock_model_arns
 
 HANDLER = "img2img.handlers.api.handler"
-STAGE = "v1"
+STAGE = "prod"  # URLs: <ApiUrl>v1/generations, as on the local stack (<IMG2IMG_API_URL>/v1/...)
 CORS_HEADERS = ["Content-Type", "Accept", "Authorization", "X-Amz-Date", "X-Amz-Security-Token",
                 "X-Amz-Content-Sha256", "X-Api-Key", "Idempotency-Key"]
 # API Gateway's own answers, in the API's error format (docs/api.md): {"error": {"code", "message"}}.
@@ -150,7 +150,7 @@ class HttpApi(Construct):
                 templates={"application/json": json.dumps({"error": {"code": code, "message": message}})})
 
         integration = apigw.LambdaIntegration(self.function)
-        v1 = self.api.root
+        v1 = self.api.root.add_resource("v1")  # the routes' paths are /v1/... in the handler too
         generations = v1.add_resource("generations")
         jobs = v1.add_resource("jobs")
         job = jobs.add_resource("{job_id}")

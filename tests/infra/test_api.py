@@ -11,17 +11,16 @@ pytestmark = pytest.mark.infra
 
 
 def methods(synth) -> dict[str, dict]:
-    out = {}
     resources = of_type(synth, "AWS::ApiGateway::Resource")
-    for method in of_type(synth, "AWS::ApiGateway::Method").values():
-        p = method["Properties"]
-        rid = p["ResourceId"].get("Ref")
-        path = "/" + resources[rid]["Properties"]["PathPart"] if rid in resources else "/"
-        if rid in resources and "Ref" in resources[rid]["Properties"]["ParentId"]:
-            parent = resources[resources[rid]["Properties"]["ParentId"]["Ref"]]["Properties"]["PathPart"]
-            path = f"/{parent}{path}"
-        out[f"{p['HttpMethod']} {path}"] = p
-    return out
+
+    def path(rid) -> str:
+        if rid not in resources:
+            return ""
+        props = resources[rid]["Properties"]
+        return path(props["ParentId"].get("Ref")) + "/" + props["PathPart"]
+
+    return {f"{m['Properties']['HttpMethod']} {path(m['Properties']['ResourceId'].get('Ref')) or '/'}": m["Properties"]
+            for m in of_type(synth, "AWS::ApiGateway::Method").values()}
 
 
 def statements(synth) -> dict[str, dict]:
@@ -31,7 +30,11 @@ def statements(synth) -> dict[str, dict]:
 
 def test_routes_use_iam_auth_and_the_api_function_by_default(default):
     found = methods(default)
-    assert set(found) == {"POST /generations", "POST /jobs", "GET /jobs/{job_id}", "POST /uploads"}
+    # The same paths as the handler's routes (API Gateway passes the resource path without the stage).
+    from img2img.handlers.api import app
+
+    assert set(found) == {"POST /v1/generations", "POST /v1/jobs", "GET /v1/jobs/{job_id}", "POST /v1/uploads"}
+    assert {f"{r.method} {r.openapi_path}" for r in app._static_routes + app._dynamic_routes} == set(found)
     function_id, _ = one(default, "AWS::Lambda::Function", "ApiFunction")
     for p in found.values():
         assert p["AuthorizationType"] == "AWS_IAM" and not p.get("ApiKeyRequired")
@@ -58,7 +61,7 @@ def test_api_key_mode_adds_a_usage_plan_and_key_and_cors(api_key_eventbridge):
 def test_stage_throttling_tracing_and_json_access_logs(default):
     _, stage = one(default, "AWS::ApiGateway::Stage", "ApiDeploymentStage")
     p = stage["Properties"]
-    assert p["StageName"] == "v1" and p["TracingEnabled"] is True
+    assert p["StageName"] == "prod" and p["TracingEnabled"] is True
     [settings] = p["MethodSettings"]
     assert (settings["ThrottlingRateLimit"], settings["ThrottlingBurstLimit"]) == (20, 40)
     log_id, _ = one(default, "AWS::Logs::LogGroup", "ApiAccessLogs")
@@ -121,7 +124,7 @@ def test_api_url_output(default):
     rest_id, _ = one(default, "AWS::ApiGateway::RestApi", "Api")
     assert render(out["ApiUrl"]["Value"]).startswith(f"https://${{{rest_id}}}.execute-api.")
     stage_id, _ = one(default, "AWS::ApiGateway::Stage", "ApiDeploymentStage")
-    assert render(out["ApiUrl"]["Value"]).endswith(f"/${{{stage_id}}}/")  # the stage name: v1
+    assert render(out["ApiUrl"]["Value"]).endswith(f"/${{{stage_id}}}/")  # the stage name: prod
 
 
 def test_kms_key_is_granted_to_the_api_function(secure):

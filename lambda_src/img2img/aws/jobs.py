@@ -119,8 +119,7 @@ class ApiEdge:
 
             from .clients import _session
 
-            self._presigner = _session().client("s3", config=Config(signature_version="s3v4",
-                                                                    s3={"addressing_style": "virtual"}))
+            self._presigner = _session().client("s3", config=Config(signature_version="s3v4"))
         return self._presigner
 
     def presign_get(self, bucket: str, key: str) -> str:
