@@ -133,12 +133,15 @@ def _describe(stack: LocalStack, env_file: Path | None) -> str:
         f"  input bucket   s3://{bucket_in}",
         f"  output bucket  s3://{r.output_bucket}",
         f"  events queue   {r.events_queue_url}",
+        f"  HTTP API       {stack.api.url + '/v1/' if stack.api else 'off'}   (docs/api.md; no credentials)",
         f"  dead letters   {r.dlq_url}",
         f"  {source}",
         "Try it:",
         f"  set -a; . {env_file or './local.env'}; set +a",
         f"  aws s3 cp photo.jpg s3://{bucket_in}/ --metadata prompt='a watercolor painting'",
         f"  aws s3 ls s3://{r.output_bucket}/ --recursive",
+        f"  curl -s '{stack.api.url if stack.api else '$IMG2IMG_API_URL'}/v1/generations?prompt=a%20watercolor' "
+        "-H 'Content-Type: image/jpeg' -H 'Accept: image/png' --data-binary @photo.jpg -o out.png",
         # AWS CLI v1 sends SQS calls in us-east-1 to queue.amazonaws.com whatever AWS_ENDPOINT_URL says.
         f"  aws sqs receive-message --endpoint-url {stack.endpoint_url} --queue-url {r.events_queue_url} "
         "--max-number-of-messages 10",

@@ -40,7 +40,8 @@ IDEMPOTENCY_PARTITION_KEY = "id"  # as infra/state.py
 IDEMPOTENCY_TTL_ATTRIBUTE = "expiration"
 ENV_FILE_KEYS = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_BEDROCK_RUNTIME", "AWS_ACCESS_KEY_ID",
                  "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "IMG2IMG_INPUT_BUCKET", "IMG2IMG_OUTPUT_BUCKET",
-                 "IMG2IMG_EVENTS_QUEUE_URL", "IMG2IMG_JOB_QUEUE_URL", "IMG2IMG_DLQ_URL")
+                 "IMG2IMG_EVENTS_QUEUE_URL", "IMG2IMG_JOB_QUEUE_URL", "IMG2IMG_DLQ_URL", "IMG2IMG_EVENT_BUS_NAME",
+                 "IMG2IMG_API_URL")
 
 
 class StackError(RuntimeError):
@@ -63,6 +64,7 @@ class LocalResources:
     event_bus_name: str
     events_rule_name: str
     function_name: str
+    requested_rule_name: str = ""
 
 
 class LocalStack:
@@ -72,7 +74,7 @@ class LocalStack:
                  engine_config: EngineConfig | None = None,
                  visibility_timeout_seconds: int = DEFAULT_VISIBILITY_TIMEOUT_SECONDS,
                  handler: str = WORKER_HANDLER, name_prefix: str = "img2img-local",
-                 attach_worker: bool = True) -> None:
+                 attach_worker: bool = True, serve_api: bool = True, api_port: int = 0) -> None:
         self.config = config
         self.port = port
         self.engine_port = engine_port
@@ -81,6 +83,9 @@ class LocalStack:
         self.handler = handler
         self.name_prefix = name_prefix
         self.attach_worker = attach_worker
+        self.serve_api = serve_api
+        self.api_port = api_port
+        self.api = None  # img2img_local.api_server.LocalApi when serve_api
         self.endpoint_url = ""
         self.engine_url = ""
         self.resources: LocalResources | None = None
@@ -101,6 +106,19 @@ class LocalStack:
                                  f"{exc.strerror}") from None
             self.engine_url = self.engine.url
             log.info("Bedrock engine listening at %s", self.engine_url)
+            if self.serve_api:
+                from img2img_local.api_server import LocalApi
+
+                try:
+                    self.api = LocalApi(self.worker_environment(), port=self.api_port,
+                                        timeout_seconds=self.config.api_timeout_seconds,
+                                        memory_mb=self.config.api_memory_mb,
+                                        function_name=f"{self.name_prefix}-api",
+                                        python_version=self.config.python_version).start()
+                except OSError as exc:
+                    raise StackError(f"the HTTP API cannot listen on {LOOPBACK}:{self.api_port}: "
+                                     f"{exc.strerror}") from None
+                log.info("HTTP API listening at %s", self.api.url)
             if self.attach_worker:
                 self.event_source = self._event_source().start()
                 log.info("worker %s attached to %s", self.handler, self.resources.job_queue_url)
@@ -114,6 +132,9 @@ class LocalStack:
         if self.event_source is not None:
             self.event_source.stop()
             self.event_source = None
+        if self.api is not None:
+            self.api.stop()
+            self.api = None
         if self.engine is not None:
             self.engine.stop()
             self.engine = None
@@ -165,6 +186,8 @@ class LocalStack:
             "IMG2IMG_EVENTS_QUEUE_URL": r.events_queue_url,
             "IMG2IMG_JOB_QUEUE_URL": r.job_queue_url,
             "IMG2IMG_DLQ_URL": r.dlq_url,
+            "IMG2IMG_EVENT_BUS_NAME": r.event_bus_name,
+            "IMG2IMG_API_URL": self.api.url if self.api is not None else "",
         }
 
     def write_env_file(self, path: Path) -> None:
@@ -259,12 +282,18 @@ class LocalStack:
                            "Action": "sqs:SendMessage", "Resource": events_queue_arn,
                            "Condition": {"ArnEquals": {"aws:SourceArn": rule_arn}}}]})})
         events.put_targets(Rule=rule, EventBusName=bus, Targets=[{"Id": "events-queue", "Arn": events_queue_arn}])
+        # infra/event_rules.py: ImageGenerationRequested events on the bus become jobs.
+        requested_rule = f"{prefix}-requested-to-jobs"
+        events.put_rule(Name=requested_rule, EventBusName=bus,
+                        EventPattern=json.dumps({"detail-type": ["ImageGenerationRequested"]}))
+        events.put_targets(Rule=requested_rule, EventBusName=bus, Targets=[{"Id": "job-queue", "Arn": job_queue_arn}])
         log.debug("event bus %s routes to %s", bus_arn, events_queue_url)
 
         return LocalResources(
             input_bucket=input_bucket, output_bucket=output_bucket, job_queue_url=job_queue_url,
             job_queue_arn=job_queue_arn, dlq_url=dlq_url, dlq_arn=dlq_arn, events_queue_url=events_queue_url,
-            idempotency_table=table, event_bus_name=bus, events_rule_name=rule, function_name=f"{prefix}-worker")
+            idempotency_table=table, event_bus_name=bus, events_rule_name=rule, function_name=f"{prefix}-worker",
+            requested_rule_name=requested_rule)
 
     def _event_source(self) -> SqsEventSource:
         resources = self._ready_resources()
