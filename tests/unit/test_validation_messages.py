@@ -266,7 +266,7 @@ def pipeline(**settings) -> Pipeline:
 def test_model_not_enabled_in_this_deployment():
     pipe = pipeline(allowed_model_ids=(SD35,))
     with pytest.raises(JobError) as info:
-        pipe._validate(merged(metadata={"prompt": "a cat", "model-id": SDXL}))
+        pipe.validate(merged(metadata={"prompt": "a cat", "model-id": SDXL}))
     entry = only_error(info.value)
     assert entry["field"] == "model_id" and entry["value"] == SDXL
     assert entry["source"] == "metadata x-amz-meta-model-id"
@@ -278,12 +278,12 @@ def test_model_not_enabled_in_this_deployment():
                                       "arn:aws:bedrock:us-west-2::foundation-model/stability.sd3-5-large-v1:0"])
 def test_allowed_list_accepts_profiles_and_arns_of_an_allowed_base_model(model_id):
     pipe = pipeline(allowed_model_ids=(SD35,))
-    job, adapter = pipe._validate(merged(sidecar={"prompt": "a cat", "model_id": model_id}))
+    job, adapter = pipe.validate(merged(sidecar={"prompt": "a cat", "model_id": model_id}))
     assert adapter.family == "sd3.5" and job.model_id == model_id
 
 
 def test_empty_allowed_list_allows_any_supported_model():
-    job, adapter = pipeline()._validate(merged(sidecar={"prompt": "a cat", "model_id": SDXL}))
+    job, adapter = pipeline().validate(merged(sidecar={"prompt": "a cat", "model_id": SDXL}))
     assert adapter.family == "sdxl"
 
 
@@ -300,7 +300,7 @@ def test_unsupported_model_id_fails_clearly(model_id):
 
 def test_unsupported_model_id_through_the_pipeline_names_its_source():
     with pytest.raises(JobError) as info:
-        pipeline()._validate(merged(sidecar={"prompt": "a cat", "model_id": "amazon.nova-canvas-v1:0"}))
+        pipeline().validate(merged(sidecar={"prompt": "a cat", "model_id": "amazon.nova-canvas-v1:0"}))
     assert "amazon.nova-canvas-v1:0" in info.value.message
 
 

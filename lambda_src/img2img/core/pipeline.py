@@ -128,7 +128,7 @@ class Pipeline:
     def _run(self, trigger: Trigger, label: str, attempt: int, last_attempt: bool) -> list[dict[str, Any]]:
         job = Job(trigger, label)
         try:
-            if not self._resolve(job):
+            if not self.resolve(job):
                 return []
             ran = []
             record = self.guard.once(job.idempotency_key, lambda: ran.append(1) or self._execute(job, attempt))
@@ -144,8 +144,11 @@ class Pipeline:
             raise
 
     # ---- resolving -----------------------------------------------------------------------------
-    def _resolve(self, job: Job) -> bool:
-        """Fill `job`; False when there is nothing to do now (superseded, or waiting for a sidecar)."""
+    def resolve(self, job: Job) -> bool:
+        """Fill `job` with what it saw and its parameters, or the permanent error that ends it.
+
+        False when there is nothing to do now (superseded, or waiting for a sidecar). Callers that
+        accept jobs (the API) use it to refuse bad ones early and to learn the idempotency key."""
         t = job.trigger
         current = self.store.head(t.bucket, t.key)
         if current is None:
@@ -177,7 +180,7 @@ class Pipeline:
                                  f"{keys.DEFAULTS_NAME}")
             return True
         try:
-            job.params, job.adapter = self._validate(job.merged)
+            job.params, job.adapter = self.validate(job.merged)
         except JobError as exc:
             job.error = exc
         return True
@@ -217,7 +220,8 @@ class Pipeline:
         self.log("no prompt yet: waiting for a sidecar", key=t.key, seconds=int(remaining + 0.999))
         return True
 
-    def _validate(self, merged: P.MergedParams) -> tuple[JobParams, ModelAdapter]:
+    def validate(self, merged: P.MergedParams) -> tuple[JobParams, ModelAdapter]:
+        """The model these parameters select (if this deployment allows it), and its validation."""
         model_id = str(merged.values.get("model_id") or self.settings.model_id)
         allowed = self.settings.allowed_model_ids
         if allowed and model_id not in allowed and base_model_id(model_id) not in allowed:

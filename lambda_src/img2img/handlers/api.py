@@ -27,14 +27,13 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Pat
 from pydantic import BaseModel, ConfigDict, Field
 from typing_extensions import Annotated
 
-from ..assembly import get_pipeline
+from ..assembly import get_pipeline, pipeline_for
 from ..core import params as P
 from ..core import records
 from ..core.errors import JobError
 from ..core.pipeline import Job, Pipeline
 from ..core.triggers import JOB_MESSAGE, job_trigger
-from ..models.base import adapter_for, base_model_id
-from ..observability import count_outcome, logger, metrics, tracer
+from ..observability import logger, metrics, report_outcome, tracer
 from ..settings import Settings, get_settings
 
 API_TITLE = "bedrock-img2img API"
@@ -268,12 +267,7 @@ def check_params(settings: Settings, params: dict[str, Any], where: str, require
         if require_prompt:
             raise JobError("missing_parameters", "no prompt: set params.prompt (or text_prompts)")
         merged.positive = [{"text": "stand-in", "weight": 1.0}]
-    model_id = str(merged.values.get("model_id") or settings.model_id)
-    allowed = settings.allowed_model_ids
-    if allowed and model_id not in allowed and base_model_id(model_id) not in allowed:
-        raise P.invalid([{"field": "model_id", "source": merged.origin("model_id"), "value": model_id,
-                          "message": "is not enabled in this deployment", "allowed": ", ".join(allowed)}])
-    adapter_for(model_id).validate(model_id, merged)
+    get_pipeline().validate(merged)
 
 
 def _query_params() -> dict[str, Any]:
@@ -339,7 +333,7 @@ def _prepare_job(body: GenerationRequest, route: str) -> tuple[str, dict[str, An
     try:
         # The resolution the worker will do (folder defaults, model rules): a bad job is a 422 now, and
         # the job's idempotency key lets GET /v1/jobs/{id} say `running`.
-        if get_pipeline()._resolve(job) and job.error is not None:
+        if get_pipeline().resolve(job) and job.error is not None:
             raise job.error
         item["job_key"] = job.idempotency_key
     except JobError as exc:
@@ -436,8 +430,7 @@ def _generate(body: GenerationRequest) -> dict[str, Any]:
         raise ApiError(503, "service_unavailable", f"{exc.code}: {exc.message}",
                        {"Retry-After": str(RETRY_AFTER_SECONDS)}) from None
     record = outcomes[0]
-    if not record.get("replayed"):
-        count_outcome(record)
+    report_outcome(record)
     record = {k: v for k, v in record.items() if k != "replayed"}
     if record["status"] != "succeeded":
         return _error_answer(record)
@@ -597,9 +590,7 @@ def _raw_image_event(event: dict[str, Any]) -> tuple[dict[str, Any], bytes | Non
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    pipeline = get_pipeline()
-    if hasattr(pipeline.guard, "register_lambda_context"):
-        pipeline.guard.register_lambda_context(context)
+    pipeline_for(context)
     event, raw = _raw_image_event(event)
     if raw is not None:
         s = get_settings()
