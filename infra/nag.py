@@ -47,10 +47,11 @@ def acknowledge(stack: Img2ImgStack) -> None:
         _ack(policy, f"AwsSolutions-IAM5[Resource::<{_logical_id(stack, bucket)}.Arn>/*]",
              f"Object ARN wildcard 'bucket/*' on this stack's own bucket only: the worker must {what} "
              "under any user-chosen key; actions are limited to the listed object operations.")
-    _ack(worker.function, "AwsSolutions-L1",
-         "The Python version is a deliberate, validated deployment choice (pythonVersion context: 3.12 or "
-         "3.13) matched by the manylinux wheels the bundler installs (Pillow, pillow-heif, pydantic-core); "
-         "moving to a newer runtime needs those wheels first.")
+    for function in (worker.function, worker.direct_function):
+        _ack(function, "AwsSolutions-L1",
+             "The Python version is a deliberate, validated deployment choice (pythonVersion context: 3.12 "
+             "or 3.13) matched by the manylinux wheels the bundler installs (Pillow, pillow-heif, "
+             "pydantic-core); moving to a newer runtime needs those wheels first.")
 
     _acknowledge_api(stack)
 

@@ -65,6 +65,8 @@ class Img2ImgStack(Stack):
             "IdempotencyTableName": (self.state.table.table_name, "Powertools idempotency records"),
             "EventBusName": (self.events.bus.event_bus_name, "ImageGenerationSucceeded / Failed events"),
             "WorkerFunctionName": (self.worker.function.function_name, "The worker Lambda"),
+            "DirectFunctionArn": (self.worker.direct_function.function_arn,
+                                  "Direct-invoke Lambda for Step Functions (docs/events.md)"),
             "DashboardName": (dashboard_name, "CloudWatch dashboard"),
             "DashboardUrl": (
                 f"https://{Aws.REGION}.console.aws.amazon.com/cloudwatch/home?region={Aws.REGION}"

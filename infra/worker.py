@@ -32,6 +32,7 @@ from infra.config import PipelineConfig
 from infra.storage import removal_policy
 
 HANDLER = "img2img.handlers.sqs_worker.handler"
+DIRECT_HANDLER = "img2img.handlers.direct.handler"
 
 # Destination regions of the geographic cross-region inference profiles (Bedrock user guide,
 # "Supported Regions and models for inference profiles"). A profile may route a request to any of
@@ -126,6 +127,29 @@ class Worker(Construct):
             role=self.role,
         )
         self.log_group.grant_write(self.role)
+
+        # Direct invoke (Step Functions, other services): same code, role and settings, its own logs.
+        self.direct_log_group = logs.LogGroup(
+            self, "DirectLogGroup",
+            retention=_retention(config.log_retention_days),
+            removal_policy=removal_policy(config),
+        )
+        self.direct_function = lambda_.Function(
+            self, "DirectFunction",
+            description=f"{config.service_name}: job JSON in, outcome record out (direct invoke)",
+            code=worker_code(architecture=config.architecture, python_version=config.python_version,
+                             runtime=runtime),
+            handler=DIRECT_HANDLER,
+            runtime=runtime,
+            architecture=ARCHITECTURES[config.architecture],
+            memory_size=config.worker_memory_mb,
+            timeout=Duration.seconds(config.worker_timeout_seconds),
+            environment=self.environment,
+            log_group=self.direct_log_group,
+            tracing=lambda_.Tracing.ACTIVE,
+            role=self.role,
+        )
+        self.direct_log_group.grant_write(self.role)
 
         # ---- least-privilege statements -------------------------------------------------------
         region = config.bedrock_region or stack.region

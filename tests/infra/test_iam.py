@@ -113,10 +113,10 @@ def test_wildcard_resource_only_for_xray_and_logs_scoped(default):
     statements = worker_statements(default)
     star = [s for s in statements if "*" in resources(s)]
     assert len(star) == 1 and actions(star[0]) == {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
-    group_id, _ = one(default, "AWS::Logs::LogGroup", "WorkerLogGroup")
+    groups = {one(default, "AWS::Logs::LogGroup", prefix)[0] for prefix in ("WorkerLogGroup", "WorkerDirectLogGroup")}
     (logs,) = with_action(statements, "logs:")
     assert actions(logs) == {"logs:CreateLogStream", "logs:PutLogEvents"}
-    assert resources(logs) == {f"${{{group_id}.Arn}}"}
+    assert resources(logs) == {f"${{{group_id}.Arn}}" for group_id in groups}  # its two log groups only
     known = ("bedrock:", "s3:", "dynamodb:", "events:", "sqs:", "xray:", "logs:")
     assert all(a.startswith(known) for s in statements for a in actions(s))
     assert not with_action(statements, "kms:")

@@ -126,3 +126,16 @@ def test_event_bus_and_optional_archive(default, secure):
     (archive,) = of_type(secure, "AWS::Events::Archive").values()
     assert archive["Properties"]["RetentionDays"] == 30
     assert archive["Properties"]["SourceArn"] == {"Fn::GetAtt": [bus_id, "Arn"]}
+
+
+def test_direct_invoke_function_shares_code_role_and_settings_with_the_worker(default):
+    worker = function(default)
+    direct = one(default, "AWS::Lambda::Function", "WorkerDirectFunction")[1]["Properties"]
+    assert direct["Handler"] == "img2img.handlers.direct.handler"
+    assert direct["Role"] == worker["Role"]
+    assert direct["Code"] == worker["Code"]
+    assert direct["Environment"] == worker["Environment"]
+    assert direct["TracingConfig"] == {"Mode": "Active"}
+    assert direct["LoggingConfig"] != worker["LoggingConfig"]  # its own log group
+    mappings = of_type(default, "AWS::Lambda::EventSourceMapping").values()
+    assert all("WorkerDirectFunction" not in str(m["Properties"]["FunctionName"]) for m in mappings)
