@@ -1,0 +1,121 @@
+"""The real worker through the local stack: real photos dropped with metadata and with sidecars,
+outcomes read back as a client would, the demo, and `img2img generate --offline`."""
+from __future__ import annotations
+
+import io
+import json
+import logging
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageChops, ImageStat
+
+from img2img_local.demo import run_demo
+from img2img_local.project import load_pipeline_config
+from img2img_local.stack import LocalStack
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLES = REPO / "samples"
+IMG2IMG = Path(sys.executable).parent / "img2img"
+SDXL = "stability.stable-diffusion-xl-v1"
+GRACE = 4
+
+
+@pytest.fixture(scope="module")
+def stack():
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    config = load_pipeline_config([f"sidecarGraceSeconds={GRACE}", "logLevel=WARNING"])
+    with LocalStack(config, visibility_timeout_seconds=10) as running:
+        yield running
+
+
+def wait_for_record(stack, key: str, timeout: float = 45) -> dict:
+    s3 = stack.client("s3")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            body = s3.get_object(Bucket=stack.resources.output_bucket, Key=f"{key}.json")["Body"].read()
+            return json.loads(body)
+        except s3.exceptions.NoSuchKey:
+            time.sleep(0.3)
+    raise AssertionError(f"no outcome record for {key} within {timeout} s")
+
+
+def engine_calls(stack) -> int:
+    return stack.engine.stats()["total"]
+
+
+def test_a_photo_with_metadata_comes_out_transformed_with_its_record(stack):
+    s3, r = stack.client("s3"), stack.resources
+    photo = (SAMPLES / "rocket.jpg").read_bytes()
+    s3.put_object(Bucket=r.input_bucket, Key="e2e/my rocket+1 ü.jpg", Body=photo,
+                  Metadata={"prompt": "a rocket drawn as a comic", "style-preset": "comic-book", "seed": "11",
+                            "model-id": SDXL})
+    record = wait_for_record(stack, "e2e/my rocket+1 ü.jpg")
+    assert record["status"] == "succeeded", record["error"]
+    assert record["source"]["key"] == "e2e/my rocket+1 ü.jpg" and record["seeds"] == [11]
+    output = record["outputs"][0]
+    head = s3.head_object(Bucket=r.output_bucket, Key=output["key"])
+    assert head["Metadata"]["seed"] == "11" and head["ContentType"] == "image/png"
+    generated = Image.open(io.BytesIO(s3.get_object(Bucket=r.output_bucket, Key=output["key"])["Body"].read()))
+    assert generated.size == (1216, 832)  # SDXL's nearest size to the 3:2 photo
+    original = Image.open(io.BytesIO(photo)).convert("RGB").resize(generated.size)
+    difference = ImageStat.Stat(ImageChops.difference(original, generated.convert("RGB"))).mean
+    assert sum(difference) / 3 > 5  # really transformed, not a copy
+
+
+def test_a_sidecar_after_the_image_runs_it_once(stack):
+    s3, r = stack.client("s3"), stack.resources
+    before = engine_calls(stack)
+    s3.put_object(Bucket=r.input_bucket, Key="e2e/cat.png", Body=(SAMPLES / "chelsea.png").read_bytes())
+    time.sleep(1)
+    s3.put_object(Bucket=r.input_bucket, Key="e2e/cat.png.json",
+                  Body=json.dumps({"prompt": "a cat made of origami paper", "strength": 0.6}).encode())
+    record = wait_for_record(stack, "e2e/cat.png")
+    assert record["status"] == "succeeded" and record["sidecar"]["key"] == "e2e/cat.png.json"
+    assert record["model_request"]["strength"] == 0.6
+    time.sleep(GRACE + 4)  # the image's own deferred check comes back and replays, not regenerates
+    assert engine_calls(stack) - before == 1
+    assert wait_for_record(stack, "e2e/cat.png")["job_id"] == record["job_id"]
+
+
+def test_an_image_whose_sidecar_never_comes_fails_after_the_grace_period(stack):
+    s3, r = stack.client("s3"), stack.resources
+    s3.put_object(Bucket=r.input_bucket, Key="e2e/lonely.png", Body=(SAMPLES / "coffee.png").read_bytes())
+    record = wait_for_record(stack, "e2e/lonely.png", timeout=GRACE + 40)
+    assert record["status"] == "failed" and record["error"]["code"] == "missing_parameters"
+    assert f"waited {GRACE} s" in record["error"]["message"]
+
+
+def test_the_demo_reaches_every_expected_outcome(stack, tmp_path):
+    assert run_demo(stack, tmp_path / "demo-out", timeout=60, progress=lambda *_: None) == 0
+    sheet = Image.open(tmp_path / "demo-out" / "contact-sheet.png")
+    assert sheet.width > 900 and sheet.height > 8 * 256
+    dlq = stack.client("sqs").get_queue_attributes(QueueUrl=stack.resources.dlq_url,
+                                                   AttributeNames=["ApproximateNumberOfMessages"])
+    assert dlq["Attributes"]["ApproximateNumberOfMessages"] == "0"
+
+
+def test_generate_offline_writes_the_image_and_its_record(tmp_path):
+    out = tmp_path / "out.png"
+    done = subprocess.run([str(IMG2IMG), "generate", str(SAMPLES / "coffee.png"), "--offline", "--prompt",
+                           "coffee on the moon", "--param", "seed=5", "-o", str(out)],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert Image.open(out).size == (1280, 832)  # SD3.5: about 1 MP at the photo's aspect
+    record = json.loads(Path(str(out) + ".json").read_text())
+    assert record["status"] == "succeeded" and record["seeds"] == [5]
+
+
+def test_generate_reports_a_bad_parameter_in_one_line(tmp_path):
+    done = subprocess.run([str(IMG2IMG), "generate", str(SAMPLES / "coffee.png"), "--offline", "--prompt", "x",
+                           "--param", "style_preset=anime", "-o", str(tmp_path / "o.png")],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 2
+    assert "invalid_parameters" in done.stderr and "style_preset" in done.stderr
+    assert "Traceback" not in done.stderr
