@@ -1,0 +1,130 @@
+"""Cold start: the time a fresh worker process needs before it can serve its first job.
+
+Measured in fresh interpreters (several repetitions, interleaved, median) with the environment a Lambda
+sandbox of the local stack has (the IMG2IMG_* settings from infra/config.py, the Powertools variables,
+fake credentials, the region, Lambda's reserved variables):
+
+- worker: import img2img.handlers.sqs_worker, call img2img.assembly.get_pipeline() and touch every
+  lazily built boto3 client a first job uses (S3, bedrock-runtime, DynamoDB for idempotency, EventBridge);
+- floor: import boto3 and PIL.Image and create one boto3 client, which no Python worker can avoid.
+
+Interpreter start-up (the same for both) is not included: each process times itself from its first line.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+
+from bench.common import PYTHON, SUBPROCESS_PATH, median, run_json, table, verdict, write_results
+
+WORKER = """
+import time, sys
+t0 = time.perf_counter()
+import img2img.handlers.sqs_worker
+t1 = time.perf_counter()
+from img2img.assembly import get_pipeline
+p = get_pipeline()
+t2 = time.perf_counter()
+p.store.s3; p.model.runtime; p.events.events
+t3 = time.perf_counter()
+import json
+print(json.dumps({"total_ms": (t3 - t0) * 1000, "import_ms": (t1 - t0) * 1000, "pipeline_ms": (t2 - t1) * 1000,
+                  "clients_ms": (t3 - t2) * 1000, "modules": len(sys.modules)}))
+"""
+
+FLOOR = """
+import time, sys
+t0 = time.perf_counter()
+import boto3
+import PIL.Image
+boto3.client("s3")
+t1 = time.perf_counter()
+import json
+print(json.dumps({"total_ms": (t1 - t0) * 1000, "modules": len(sys.modules)}))
+"""
+
+
+def sandbox_environment() -> dict[str, str]:
+    """What an emulated Lambda sandbox of the local stack gets (img2img_local.stack.LocalStack), offline."""
+    from img2img_local.lambda_runtime import FunctionSpec, lambda_environment
+    from img2img_local.project import load_pipeline_config
+
+    config = load_pipeline_config()
+    env = config.worker_settings(
+        input_bucket="img2img-local-input", output_bucket="img2img-local-output",
+        idempotency_table="img2img-local-idempotency",
+        job_queue_url="http://127.0.0.1:9/123456789012/img2img-local-jobs",
+        event_bus_name="img2img-local-bus").to_env()
+    env.update(config.powertools_env())
+    env.update({"AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": "http://127.0.0.1:9",
+                "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing",
+                "AWS_DEFAULT_REGION": "us-east-1", "POWERTOOLS_TRACE_DISABLED": "true"})
+    spec = FunctionSpec(handler="img2img.handlers.sqs_worker.handler", environment=env,
+                        memory_mb=config.worker_memory_mb)
+    full = lambda_environment(spec, "2026/01/01/[$LATEST]bench")
+    full["PYTHONPATH"] = SUBPROCESS_PATH
+    return full
+
+
+def _run(code: str, env: dict[str, str]) -> dict:
+    done = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr[-2000:])
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def top_imports(env: dict[str, str], limit: int = 12) -> list[dict]:
+    """The heaviest imports of the worker (cumulative, from -X importtime), for the tuning notes."""
+    done = subprocess.run([PYTHON, "-X", "importtime", "-c", WORKER], capture_output=True, text=True, env=env,
+                          timeout=60)
+    rows = []
+    for line in done.stderr.splitlines():
+        if not line.startswith("import time:") or "|" not in line:
+            continue
+        try:
+            self_us, cumulative_us, name = line[len("import time:"):].split("|")
+            rows.append({"module": name.strip(), "self_ms": int(self_us) / 1000,
+                         "cumulative_ms": int(cumulative_us) / 1000,
+                         "depth": (len(name) - len(name.lstrip()) - 1) // 2})
+        except ValueError:
+            continue
+    rows.sort(key=lambda r: -r["cumulative_ms"])
+    return [r for r in rows if r["depth"] <= 2][:limit]
+
+
+def main(quick: bool = False) -> dict:
+    env = sandbox_environment()
+    reps = 5 if quick else 15
+    _run(FLOOR, env)  # page cache warm for both (the first run of all reads .pyc files from disk)
+    _run(WORKER, env)
+    worker, floor = [], []
+    for _ in range(reps):  # interleaved, so machine noise hits both alike
+        worker.append(_run(WORKER, env))
+        floor.append(_run(FLOOR, env))
+    w = {k: median([r[k] for r in worker]) for k in worker[0]}
+    f = {k: median([r[k] for r in floor]) for k in floor[0]}
+    ratio = w["total_ms"] / f["total_ms"]
+    print(table(["what", "median ms", "import ms", "get_pipeline ms", "clients ms", "modules"], [
+        ("worker: import handler + get_pipeline() + 4 clients", w["total_ms"], w["import_ms"], w["pipeline_ms"],
+         w["clients_ms"], int(w["modules"])),
+        ("floor: import boto3 + PIL.Image + 1 client", f["total_ms"], "", "", "", int(f["modules"])),
+    ]))
+    print(f"\nworker / floor = {ratio:.2f} (target <= 1.5: {verdict(ratio <= 1.5)}), {reps} runs each")
+    heavy = top_imports(env)
+    print(table(["heaviest imports (worker)", "cumulative ms", "self ms"],
+                [(("  " * r["depth"]) + r["module"], r["cumulative_ms"], r["self_ms"]) for r in heavy]))
+    payload = {"quick": quick, "repetitions": reps, "worker": {"median": w, "runs": worker},
+               "floor": {"median": f, "runs": floor}, "heaviest_imports": heavy,
+               "environment": sorted(k for k in env if k != "PATH"),
+               "targets": {"worker_over_floor": {"value": round(ratio, 3), "target": "<= 1.5", "holds": ratio <= 1.5}}}
+    write_results("cold_start", payload)
+    return payload
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    main(quick=parser.parse_args().quick)
+    sys.exit(0)
