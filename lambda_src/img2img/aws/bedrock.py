@@ -53,6 +53,9 @@ def classify(exc: Exception, model_id: str) -> JobError:
     return transient(cause, f"Bedrock {code or 'error'} for {model_id}: {message}", bedrock_error=code)
 
 
+_THROTTLES = {"ThrottlingException", "ModelNotReadyException", "ServiceQuotaExceededException"}
+
+
 class BedrockInvoker:
     def __init__(self, read_timeout: int = 150, max_attempts: int = 3, runtime=None, region: str = ""):
         self._runtime = runtime
@@ -63,22 +66,28 @@ class BedrockInvoker:
     @property
     def runtime(self):
         if self._runtime is None:
-            self._runtime = client("bedrock-runtime", read_timeout=self.read_timeout,
-                                   max_attempts=self.max_attempts, region=self.region or None)
+            runtime = client("bedrock-runtime", read_timeout=self.read_timeout, max_attempts=self.max_attempts,
+                             region=self.region or None)
+            # Count every throttled attempt, also those botocore retries successfully (the quota signal).
+            runtime.meta.events.register_first("needs-retry.bedrock-runtime.InvokeModel", self._on_attempt)
+            self._runtime = runtime
         return self._runtime
+
+    def _on_attempt(self, response=None, **_) -> None:
+        code = (response[1].get("Error", {}).get("Code") if response and isinstance(response[1], dict) else None)
+        if code in _THROTTLES:
+            metrics.add_metric(BEDROCK_THROTTLES, MetricUnit.Count, 1)
 
     @tracer.capture_method(capture_response=False)
     def invoke(self, model_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        runtime = self.runtime
         started = time.perf_counter()
         try:
-            response = self.runtime.invoke_model(modelId=model_id, body=json.dumps(body),
-                                                 contentType="application/json", accept="application/json")
+            response = runtime.invoke_model(modelId=model_id, body=json.dumps(body),
+                                            contentType="application/json", accept="application/json")
             payload = json.loads(response["body"].read())
         except (ClientError, BotoCoreError, ConnectionError) as exc:
-            error = classify(exc, model_id)
-            if error.code in ("throttled", "quota_exceeded"):
-                metrics.add_metric(BEDROCK_THROTTLES, MetricUnit.Count, 1)
-            raise error from None
+            raise classify(exc, model_id) from None
         except ValueError:
             raise transient("model_error", f"{model_id} answered with a body that is not JSON") from None
         finally:
