@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 import io
 
-from aws_world import OUTPUT, INPUT, SD35, SDXL, bedrock_body, png_bytes, s3_body, sd35_ok, sdxl_ok
+from aws_world import INPUT, OUTPUT, SD35, SDXL, Context, bedrock_body, png_bytes, s3_body, sd35_ok, sdxl_ok, sqs_event
 from img2img.core.images import prepare
 from img2img.models.sd35 import SD35Adapter
 from img2img.models.sdxl import SDXLAdapter
@@ -218,3 +218,20 @@ def test_output_format_jpeg_is_requested_and_stored_as_jpeg(world):
     assert record["model_request"]["output_format"] == "jpeg"
     assert record["outputs"][0]["key"] == "o/cat.png.jpeg"
     assert world.s3.head_object(Bucket=OUTPUT, Key="o/cat.png.jpeg")["ContentType"] == "image/jpeg"
+
+
+def test_a_transient_fault_brings_the_message_back_after_a_backoff_not_the_queue_timeout(world):
+    """The queue's visibility timeout is ~36 min in the stack; a throttled job comes back in seconds."""
+    import time
+
+    world.put("t/retry.png", png_bytes((256, 256)), {"prompt": "a cat"})
+    world.sqs.send_message(QueueUrl=world.queue_url, MessageBody=s3_body("t/retry.png"))
+    [message] = world.sqs.receive_message(QueueUrl=world.queue_url, VisibilityTimeout=1)["Messages"]
+    world.stub.add_client_error("invoke_model", service_error_code="ThrottlingException", http_status_code=429)
+    event = sqs_event(message["Body"])
+    event["Records"][0]["receiptHandle"] = message["ReceiptHandle"]
+    from img2img.handlers import sqs_worker
+
+    assert sqs_worker.handler(event, Context()) == {"batchItemFailures": [{"itemIdentifier": "m0"}]}
+    time.sleep(1.5)  # the 1 s visibility of the receive above has passed: the back-off (>= 10 s) holds it
+    assert world.sqs.receive_message(QueueUrl=world.queue_url).get("Messages", []) == []

@@ -172,3 +172,4 @@ def test_to_env_of_parsed_settings_is_stable():
                              "IMG2IMG_DEFAULT_PARAMS": '{ "seed" : 1 }'}).to_env()
     assert env["IMG2IMG_EXCLUDED_PREFIXES"] == "a/,b/"
     assert Settings.from_env(env).to_env() == env
+

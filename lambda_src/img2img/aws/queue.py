@@ -1,4 +1,5 @@
-"""SQS as the core's Scheduler: a delayed message brings a job back later (the sidecar grace period)."""
+"""SQS as the core's Scheduler: a delayed message brings a job back later (the sidecar grace period),
+and a failed message's visibility is shortened so a transient fault is retried after a back-off."""
 from __future__ import annotations
 
 import json
@@ -27,3 +28,12 @@ class SqsScheduler:
                                   DelaySeconds=max(0, min(900, delay_seconds)))
         except (ClientError, BotoCoreError) as exc:
             raise transient("storage_error", f"could not schedule the sidecar check: {exc}") from None
+
+    def retry_later(self, receipt_handle: str, delay_seconds: int) -> bool:
+        """Make a failed message visible again after `delay_seconds` (False: the queue's timeout applies)."""
+        try:
+            self.sqs.change_message_visibility(QueueUrl=self.queue_url, ReceiptHandle=receipt_handle,
+                                               VisibilityTimeout=max(0, min(43200, delay_seconds)))
+            return True
+        except (ClientError, BotoCoreError):
+            return False

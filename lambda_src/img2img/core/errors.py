@@ -49,3 +49,13 @@ class JobError(Exception):
 
 def transient(cause: str, message: str, **details: Any) -> JobError:
     return JobError(cause, message, retryable=True, details=details)
+
+
+def retry_delay(attempt: int, base: int = 20, cap: int = 900, jitter: float = 0.5) -> int:
+    """Seconds before delivery `attempt + 1` of a transiently failed job: exponential with jitter.
+
+    The queue's own visibility timeout (6x the function timeout, ~36 min) would make every throttled
+    job wait that long; this brings it back sooner, and spreads a throttled burst out in time.
+    `jitter` is a number in [0, 1] (random in production) picking a point in the upper half."""
+    ceiling = min(cap, base * 2 ** max(0, attempt - 1))
+    return max(1, int(ceiling / 2 + ceiling / 2 * jitter))

@@ -49,6 +49,8 @@ class EventPublisher(Protocol):
 class Scheduler(Protocol):
     def defer(self, message: dict[str, Any], delay_seconds: int) -> None: ...
 
+    def retry_later(self, receipt_handle: str, delay_seconds: int) -> bool: ...
+
 
 class Guard(Protocol):
     """Runs `work` at most once per key (Powertools idempotency in production)."""

@@ -5,6 +5,7 @@ only those messages return to the queue (partial batch response).
 """
 from __future__ import annotations
 
+import random
 from typing import Any
 
 from aws_lambda_powertools.utilities.batch import process_partial_response
@@ -12,7 +13,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from ..assembly import get_pipeline, pipeline_for
 from ..batch import ConcurrentBatchProcessor
-from ..core.errors import JobError
+from ..core.errors import JobError, retry_delay
 from ..core.triggers import parse_body
 from ..observability import logger, metrics, report_outcome, tracer
 from ..settings import get_settings
@@ -27,11 +28,20 @@ def record_handler(record: SQSRecord) -> list[dict[str, Any]]:
     except JobError as exc:  # a message that is no job at all: retrying cannot help
         logger.error("unreadable queue message dropped", extra={"error": exc.message, "body": record.body[:500]})
         return []
+    last_attempt = attempt >= settings.max_receive_count
     outcomes = []
-    for trigger in triggers:
-        for outcome in get_pipeline().handle(trigger, attempt, attempt >= settings.max_receive_count):
-            report_outcome(outcome)
-            outcomes.append({"job_id": outcome["job_id"], "status": outcome["status"]})
+    try:
+        for trigger in triggers:
+            for outcome in get_pipeline().handle(trigger, attempt, last_attempt):
+                report_outcome(outcome)
+                outcomes.append({"job_id": outcome["job_id"], "status": outcome["status"]})
+    except JobError as exc:
+        scheduler = get_pipeline().scheduler
+        if exc.retryable and not last_attempt and scheduler is not None:
+            delay = retry_delay(attempt, jitter=random.random())
+            if scheduler.retry_later(record.receipt_handle, delay):
+                logger.info("transient fault: retrying later", extra={"cause": exc.code, "seconds": delay})
+        raise
     return outcomes
 
 
