@@ -137,3 +137,29 @@ def test_broken_sidecar_json_fails_with_its_position(world):
     error = world.record("cats/bad.png")["error"]
     assert error["code"] == "invalid_parameters"
     assert "cats/bad.png.json" in error["message"] and "line 1 column" in error["message"]
+
+
+def test_a_job_whose_sidecar_changes_while_it_runs_leaves_the_outcome_to_the_newer_job(world):
+    import base64 as b64
+
+    world.put("race/cat.png", png_bytes((256, 256)))
+    world.put("race/cat.png.json", {"prompt": "first"})
+
+    class Model:
+        def __init__(self, seed, during_call=lambda: None):
+            self.seed, self.during_call = seed, during_call
+
+        def invoke(self, model_id, body):
+            self.during_call()
+            return {"seeds": [self.seed], "finish_reasons": [None],
+                    "images": [b64.b64encode(png_bytes()).decode()]}
+
+    # The user re-uploads the sidecar while the first job waits on Bedrock.
+    world.pipeline.model = Model(1, lambda: world.put("race/cat.png.json", {"prompt": "second"}))
+    world.run(s3_body("race/cat.png"))
+    assert world.output_keys() == []  # the old job writes nothing: it would overwrite the newer result
+
+    world.pipeline.model = Model(2)
+    world.run(s3_body("race/cat.png.json"))
+    record = world.record("race/cat.png")
+    assert record["model_request"]["prompt"] == "second" and record["seeds"] == [2]

@@ -132,6 +132,8 @@ class Pipeline:
                 return []
             ran = []
             record = self.guard.once(job.idempotency_key, lambda: ran.append(1) or self._execute(job, attempt))
+            if record is None:  # superseded while it ran
+                return []
             # A replayed record (idempotency hit) is the earlier outcome: the caller must not count it again.
             return [record if ran else {**record, "replayed": True}]
         except JobError as exc:
@@ -231,26 +233,50 @@ class Pipeline:
         return adapter.validate(model_id, merged), adapter
 
     # ---- running -------------------------------------------------------------------------------
-    def _execute(self, job: Job, attempt: int) -> dict[str, Any]:
-        """Runs under the idempotency guard: generate and store, or record a permanent failure."""
+    def _execute(self, job: Job, attempt: int) -> dict[str, Any] | None:
+        """Runs under the idempotency guard: generate and store, or record a permanent failure.
+
+        None when the input changed while the job ran: the newer version's job writes the outcome, so
+        a slow old job can never overwrite a newer result."""
         started = time.perf_counter()
         timings: dict[str, int] = {}
         prefix = self._output_prefix(job)
+        image = None
         try:
             if job.error:
                 raise job.error
-            record = self._generate(job, attempt, prefix, timings)
+            record, image = self._generate(job, attempt, prefix, timings)
         except JobError as exc:
             if exc.retryable:
                 raise
             timings["total"] = _ms(started)
             record = records.failure_record(self._common(job, "failed", attempt), exc.as_record(), timings)
-        else:
-            timings["total"] = _ms(started)
+        if self._changed_since_resolved(job):
+            self.log("superseded while running: a newer image or sidecar version decides", key=job.trigger.key)
+            return None
+        t0 = time.perf_counter()
+        if image is not None:
+            self.store.put(self.settings.output_bucket, *image)
+            timings["store"] = _ms(t0)
+        timings["total"] = _ms(started)
         self._store_record(job, record, prefix)
         return record
 
-    def _generate(self, job: Job, attempt: int, prefix: str, timings: dict[str, int]) -> dict[str, Any]:
+    def _changed_since_resolved(self, job: Job) -> bool:
+        """Has the image, or which sidecar applies, changed since this job resolved its parameters?"""
+        t = job.trigger
+        if job.source is None or t.kind == "job":
+            return False  # explicit requests are about the version they named
+        current = self.store.head(t.bucket, t.key)
+        if current is None or current.version != job.source.version:
+            return True
+        heads = (self.store.head(t.bucket, k) for k in keys.sidecar_candidates(t.key))
+        applies = next((info for info in heads if info is not None), None)
+        now = (applies.key, applies.version) if applies else None
+        return now != ((job.sidecar.key, job.sidecar.version) if job.sidecar else None)
+
+    def _generate(self, job: Job, attempt: int, prefix: str, timings: dict[str, int]):
+        """(success record, (key, bytes, content type, metadata) of the image to store)."""
         params, adapter, source = job.params, job.adapter, job.source
         assert params and adapter and source
         t0 = time.perf_counter()
@@ -279,10 +305,9 @@ class Pipeline:
             "seed": str(seed),
             "job-id": job.job_id,
         }
-        self.store.put(self.settings.output_bucket, image_key, output.data, output.content_type,
-                       {k: v for k, v in metadata.items() if v})
-        timings["store"] = _ms(t0)
-        return records.success_record(
+        image = (image_key, output.data, output.content_type, {k: v for k, v in metadata.items() if v})
+        timings["finish"] = _ms(t0)
+        record = records.success_record(
             self._common(job, "succeeded", attempt),
             request=params.request, seeds=result.seeds or [seed],
             outputs=[{"bucket": self.settings.output_bucket, "key": image_key, "content_type": output.content_type,
@@ -294,6 +319,7 @@ class Pipeline:
             prepared={"width": prepared.width, "height": prepared.height, "fit": prepared.fit,
                       "restore_aspect": params.restore_aspect},
             dropped=params.dropped, timings_ms=timings)
+        return record, image
 
     def _common(self, job: Job, status: str, attempt: int) -> dict[str, Any]:
         sidecar = job.sidecar.ref() if job.sidecar else None
