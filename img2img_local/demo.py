@@ -197,11 +197,17 @@ def run(args) -> int:
     from img2img_local.project import load_pipeline_config
     from img2img_local.stack import LocalStack
 
+    class QuietStack(LocalStack):
+        """The demo's stack: workers keep their metrics (EMF lines) to themselves."""
+
+        def worker_environment(self):
+            return {**super().worker_environment(), "POWERTOOLS_METRICS_DISABLED": "true"}
+
     started = time.monotonic()
     print("starting the local stack (moto S3/SQS/DynamoDB/EventBridge, offline Bedrock engine, worker)")
     # Quiet workers (warnings and errors still show): the table and the contact sheet tell the story.
     logging.getLogger("img2img_local.event_source").setLevel(logging.WARNING)
-    with LocalStack(load_pipeline_config(["sidecarGraceSeconds=30", "logLevel=WARNING"])) as stack:
+    with QuietStack(load_pipeline_config(["sidecarGraceSeconds=30", "logLevel=WARNING"])) as stack:
         code = run_demo(stack, args.out, args.timeout)
     print(f"demo finished in {time.monotonic() - started:.0f} s")
     return code
