@@ -91,12 +91,7 @@ class Worker(Construct):
         stack = Stack.of(self)
         runtime = RUNTIMES[config.python_version]
 
-        self.log_group = logs.LogGroup(
-            self, "LogGroup",
-            retention=_retention(config.log_retention_days),
-            removal_policy=removal_policy(config),
-        )
-        # Own role, no managed policies: logging is granted on this function's log group only.
+        # Own role, no managed policies: logging is granted on this construct's log groups only.
         self.role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
                              description=f"{config.service_name} worker")
 
@@ -111,45 +106,34 @@ class Worker(Construct):
             **config.powertools_env(),
         }
 
-        self.function = lambda_.Function(
-            self, "Function",
-            description=f"{config.service_name}: S3 image + parameters -> Bedrock image-to-image -> output bucket",
-            code=worker_code(architecture=config.architecture, python_version=config.python_version,
-                             runtime=runtime),
-            handler=HANDLER,
-            runtime=runtime,
-            architecture=ARCHITECTURES[config.architecture],
-            memory_size=config.worker_memory_mb,
-            timeout=Duration.seconds(config.worker_timeout_seconds),
-            environment=self.environment,
-            log_group=self.log_group,
-            tracing=lambda_.Tracing.ACTIVE,
-            role=self.role,
-        )
-        self.log_group.grant_write(self.role)
+        def function(name: str, log_name: str, handler: str, description: str):
+            """A function on the shared bundle, role and settings, with a log group of its own."""
+            log_group = logs.LogGroup(self, log_name,
+                                      retention=_retention(config.log_retention_days),
+                                      removal_policy=removal_policy(config))
+            fn = lambda_.Function(
+                self, name,
+                description=f"{config.service_name}: {description}",
+                code=worker_code(architecture=config.architecture, python_version=config.python_version,
+                                 runtime=runtime),
+                handler=handler,
+                runtime=runtime,
+                architecture=ARCHITECTURES[config.architecture],
+                memory_size=config.worker_memory_mb,
+                timeout=Duration.seconds(config.worker_timeout_seconds),
+                environment=self.environment,
+                log_group=log_group,
+                tracing=lambda_.Tracing.ACTIVE,
+                role=self.role,
+            )
+            log_group.grant_write(self.role)
+            return fn, log_group
 
+        self.function, self.log_group = function(
+            "Function", "LogGroup", HANDLER, "S3 image + parameters -> Bedrock image-to-image -> output bucket")
         # Direct invoke (Step Functions, other services): same code, role and settings, its own logs.
-        self.direct_log_group = logs.LogGroup(
-            self, "DirectLogGroup",
-            retention=_retention(config.log_retention_days),
-            removal_policy=removal_policy(config),
-        )
-        self.direct_function = lambda_.Function(
-            self, "DirectFunction",
-            description=f"{config.service_name}: job JSON in, outcome record out (direct invoke)",
-            code=worker_code(architecture=config.architecture, python_version=config.python_version,
-                             runtime=runtime),
-            handler=DIRECT_HANDLER,
-            runtime=runtime,
-            architecture=ARCHITECTURES[config.architecture],
-            memory_size=config.worker_memory_mb,
-            timeout=Duration.seconds(config.worker_timeout_seconds),
-            environment=self.environment,
-            log_group=self.direct_log_group,
-            tracing=lambda_.Tracing.ACTIVE,
-            role=self.role,
-        )
-        self.direct_log_group.grant_write(self.role)
+        self.direct_function, self.direct_log_group = function(
+            "DirectFunction", "DirectLogGroup", DIRECT_HANDLER, "job JSON in, outcome record out (direct invoke)")
 
         # ---- least-privilege statements -------------------------------------------------------
         region = config.bedrock_region or stack.region

@@ -457,8 +457,16 @@ def test_sniff_format():
     assert images.sniff_format(g.encode(g.solid(), "PNG")) == "png"
     assert images.sniff_format(g.encode(g.solid(), "JPEG")) == "jpeg"
     assert images.sniff_format(g.encode(g.solid(), "WEBP")) == "webp"
-    assert images.sniff_format(g.encode(g.solid(), "GIF")) is None
-    assert images.sniff_format(b"") is None
+    assert images.sniff_format(g.encode(g.solid(), "GIF")) == "gif"
+    assert images.sniff_format(g.encode(g.solid(), "TIFF")) == "tiff"
+    assert images.sniff_format(b"") is None and images.sniff_format(b"hello world") is None
+
+
+def test_model_output_that_is_not_png_jpeg_or_webp_is_a_transient_model_error():
+    prepared, _ = prepare(g.sample_bytes("rocket.jpg"))
+    with pytest.raises(JobError) as info:
+        images.finish_output(g.encode(g.solid(), "GIF"), prepared, "png", restore_aspect=False)
+    assert info.value.retryable and info.value.code == "model_error"
 
 
 def test_prepare_does_not_depend_on_file_objects_being_left_open():

@@ -73,14 +73,20 @@ class OutputImage:
         return CONTENT_TYPES[self.format]
 
 
+_SIGNATURES = (
+    ("png", lambda d: d.startswith(b"\x89PNG\r\n\x1a\n")),
+    ("jpeg", lambda d: d.startswith(b"\xff\xd8")),
+    ("webp", lambda d: d[:4] == b"RIFF" and d[8:12] == b"WEBP"),
+    ("gif", lambda d: d[:4] == b"GIF8"),
+    ("bmp", lambda d: d[:2] == b"BM"),
+    ("tiff", lambda d: d[:4] in (b"II*\x00", b"MM\x00*")),
+    ("heic", lambda d: d[4:8] == b"ftyp"),
+)
+
+
 def sniff_format(data: bytes) -> str | None:
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "png"
-    if data.startswith(b"\xff\xd8"):
-        return "jpeg"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "webp"
-    return None
+    """The image format named by the first bytes (no decoding), or None."""
+    return next((name for name, matches in _SIGNATURES if matches(data)), None)
 
 
 def _ensure_heif(data: bytes) -> None:
@@ -210,7 +216,7 @@ def _fit(image: Image.Image, target: tuple[int, int], fit: str, transpose: Image
 def finish_output(data: bytes, prepared: PreparedImage, output_format: str, restore_aspect: bool) -> OutputImage:
     """The stored image: the model's bytes untouched when they already fit, else converted once."""
     model_format = sniff_format(data)
-    if model_format is None:
+    if model_format not in CONTENT_TYPES:
         raise JobError("model_error", "the model returned bytes that are not PNG, JPEG or WebP", retryable=True)
     image = Image.open(io.BytesIO(data))
     if model_format == output_format and not restore_aspect:

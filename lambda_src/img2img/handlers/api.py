@@ -31,6 +31,7 @@ from ..assembly import get_pipeline, pipeline_for
 from ..core import params as P
 from ..core import records
 from ..core.errors import JobError
+from ..core.images import sniff_format
 from ..core.pipeline import Job, Pipeline
 from ..core.triggers import JOB_MESSAGE, job_trigger
 from ..observability import logger, metrics, report_outcome, tracer
@@ -237,22 +238,10 @@ def status_url(job_id: str) -> str:
     return f"/v1/jobs/{job_id}"
 
 
-def _sniff_suffix(data: bytes) -> str:
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "png"
-    if data.startswith(b"\xff\xd8"):
-        return "jpg"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "webp"
-    if data[:4] == b"GIF8":
-        return "gif"
-    if data[:2] == b"BM":
-        return "bmp"
-    if data[:4] in (b"II*\x00", b"MM\x00*"):
-        return "tif"
-    if data[4:8] == b"ftyp":
-        return "heic"
-    return "img"  # the pipeline answers invalid_image
+def _suffix(data: bytes) -> str:
+    """A file extension for a stored API input (an unknown one is answered invalid_image by the pipeline)."""
+    fmt = sniff_format(data)
+    return {"jpeg": "jpg", "tiff": "tif"}.get(fmt, fmt) if fmt else "img"
 
 
 def check_params(settings: Settings, params: dict[str, Any], where: str, require_prompt: bool) -> None:
@@ -320,7 +309,7 @@ def _prepare_job(body: GenerationRequest, route: str) -> tuple[str, dict[str, An
     job_id = new_job_id()
     output_prefix = s.output_prefix
     if data is not None:
-        key = f"{s.api_prefix}{job_id}/input.{_sniff_suffix(data)}"
+        key = f"{s.api_prefix}{job_id}/input.{_suffix(data)}"
         version = edge().put_input(s.input_bucket, key, data, "application/octet-stream")
         source = {"bucket": s.input_bucket, "key": key, "version_id": version}
     else:
