@@ -14,7 +14,10 @@ from typing import Any, Iterable, Sequence
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
-RESULTS = BENCH_DIR / "results"
+# Quick runs (any entry point given --quick) keep their figures apart: the committed results/*.json and
+# the docs' plots come from full runs only.
+QUICK = "--quick" in sys.argv[1:]
+RESULTS = BENCH_DIR / "results" / ("quick" if QUICK else "")
 SAMPLES = REPO / "samples"
 # Generated inputs (tens of MB) live outside the repository and are reused across runs.
 CACHE = Path(os.environ.get("IMG2IMG_BENCH_CACHE", Path(tempfile.gettempdir()) / "img2img-bench-cache"))

@@ -25,8 +25,12 @@ def main(argv: list[str] | None = None) -> int:
         missed = [k for k, t in payload.get("targets", {}).items() if not t["holds"]]
         failed += [f"{name}.{k}" for k in missed]
         print(f"--- {name}: {time.monotonic() - t0:.0f} s", flush=True)
-    plots.main()
-    print(f"\nall benchmarks: {time.monotonic() - started:.0f} s; results in bench/results/, plots in docs/img/")
+    if args.quick:
+        print(f"\nall benchmarks (quick): {time.monotonic() - started:.0f} s; results in bench/results/quick/ "
+              "(not plotted: docs/img/ shows full runs)")
+    else:
+        plots.main()
+        print(f"\nall benchmarks: {time.monotonic() - started:.0f} s; results in bench/results/, plots in docs/img/")
     print("targets missed: " + (", ".join(failed) if failed else "none"))
     return 0
 
