@@ -4,7 +4,6 @@ from __future__ import annotations
 import base64
 import io
 import threading
-import time
 
 from PIL import Image
 
@@ -36,20 +35,15 @@ def test_a_batch_mixing_good_invalid_and_throttled_records_returns_only_the_thro
     assert "b/throttled.png.json" not in world.output_keys()
 
 
-class SlowModel:
-    """Waits like Bedrock does, and remembers how many calls overlapped."""
+class RendezvousModel:
+    """Answers only once `parties` calls are in flight together: proves the records really overlap
+    (run one at a time, the rendezvous would time out), without measuring time."""
 
-    def __init__(self, seconds: float):
-        self.seconds, self.in_flight, self.peak = seconds, 0, 0
-        self.lock = threading.Lock()
+    def __init__(self, parties: int):
+        self.rendezvous = threading.Barrier(parties, timeout=30)
 
     def invoke(self, model_id, body):
-        with self.lock:
-            self.in_flight += 1
-            self.peak = max(self.peak, self.in_flight)
-        time.sleep(self.seconds)
-        with self.lock:
-            self.in_flight -= 1
+        self.rendezvous.wait()
         if "fail" in body["prompt"]:
             from img2img.core.errors import transient
             raise transient("throttled", "slow down")
@@ -63,12 +57,11 @@ def test_records_of_a_batch_run_concurrently_with_partial_failures_intact(world,
 
     monkeypatch.setenv("IMG2IMG_BATCH_CONCURRENCY", "4")
     settings.get_settings.cache_clear()
-    model = world.pipeline.model = SlowModel(0.3)
+    world.pipeline.model = RendezvousModel(4)
     for i in range(4):
         world.put(f"c/{i}.png", png_bytes((128, 128)), {"prompt": "fail" if i == 2 else f"ok {i}"})
 
     response = world.run(*[s3_body(f"c/{i}.png") for i in range(4)])
 
-    assert model.peak == 4
     assert response == {"batchItemFailures": [{"itemIdentifier": "m2"}]}
     assert [world.record(f"c/{i}.png")["status"] for i in (0, 1, 3)] == ["succeeded"] * 3
