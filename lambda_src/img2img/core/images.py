@@ -141,7 +141,10 @@ def prepare(data: bytes, target_size: Callable[[int, int], tuple[int, int]], fit
         image.load()
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise JobError("invalid_image", f"the image data is truncated or corrupt: {exc}") from None
-    image = to_rgb(image)
+    # Transparency is flattened after the resize (on ~1 MP, not the full image); other modes become RGB
+    # first, since Pillow resizes palette and bilevel images only with nearest-neighbour.
+    image = image.convert("RGBA") if _has_alpha(image) and image.mode != "RGBA" else image
+    image = image if image.mode == "RGBA" else to_rgb(image)
     # Orientation is applied after the resize, to the ~1 MP result rather than the decoded image.
     canvas, box = _fit(image, (target_w, target_h), fit, _TRANSPOSE.get(orientation))
     buffer = io.BytesIO()
@@ -173,7 +176,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
             low, span = 0, 255  # an 8-bit range stored in a wide mode: keep it
         gray = as_float.point(lambda v: (v - low) * (255.0 / span)).convert("L")
         return gray.convert("RGB")
-    if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in image.info):
+    if _has_alpha(image):
         rgba = image.convert("RGBA")
         background = Image.new("RGB", rgba.size, ALPHA_BACKGROUND)
         background.paste(rgba, mask=rgba.getchannel("A"))
@@ -182,6 +185,10 @@ def to_rgb(image: Image.Image) -> Image.Image:
         return image.convert("RGB")
     except ValueError:
         raise JobError("invalid_image", f"the image's colour mode {mode} cannot be converted to RGB") from None
+
+
+def _has_alpha(image: Image.Image) -> bool:
+    return image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (image.mode == "P" and "transparency" in image.info)
 
 
 def _fit(image: Image.Image, target: tuple[int, int], fit: str, transpose: Image.Transpose | None = None):
@@ -198,6 +205,7 @@ def _fit(image: Image.Image, target: tuple[int, int], fit: str, transpose: Image
     def resized(size: tuple[int, int], box=None) -> Image.Image:
         out = image.resize((size[1], size[0]) if swap else size, Image.Resampling.LANCZOS, box=box,
                            reducing_gap=3.0)
+        out = to_rgb(out)  # RGB already, or RGBA flattened over white at the small size
         return out.transpose(transpose) if transpose is not None else out
 
     if fit == "crop":
