@@ -12,6 +12,11 @@ def _log(message: str, **fields) -> None:
     logger.info(message, extra=fields)
 
 
+def _correlate(job_id: str) -> None:
+    """Every log line of this record's thread from here on carries the job id (records run in threads)."""
+    logger.thread_safe_append_keys(correlation_id=job_id)
+
+
 @lru_cache(maxsize=1)
 def get_pipeline() -> Pipeline:
     from .aws.bedrock import BedrockInvoker
@@ -30,6 +35,7 @@ def get_pipeline() -> Pipeline:
         scheduler=SqsScheduler(s.job_queue_url) if s.job_queue_url else None,
         guard=DynamoDBGuard(s.idempotency_table, s.idempotency_ttl_seconds) if s.idempotency_table else None,
         log=_log,
+        on_job=_correlate,
     )
 
 

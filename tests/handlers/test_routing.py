@@ -78,3 +78,26 @@ def test_an_event_for_an_overwritten_version_is_superseded(world):
     world.put("v/cat.png", png_bytes((128, 128), (0, 0, 0)), {"prompt": "new"})
     world.run(s3_body("v/cat.png", versionId=old["VersionId"]))
     assert world.output_keys() == []  # the newer version's own event decides
+
+
+def test_log_lines_of_a_job_carry_its_job_id_as_correlation_id(world):
+    import io
+    import logging
+
+    from img2img.observability import logger
+
+    out = io.StringIO()
+    tap = logging.StreamHandler(out)
+    tap.setFormatter(logger.registered_formatter)  # the JSON lines CloudWatch gets
+    logger.addHandler(tap)
+    try:
+        world.put("log/cat.png", png_bytes((256, 256)), {"prompt": "a secret prompt"})
+        world.stub.add_response("invoke_model", sd35_ok())
+        world.run(s3_body("log/cat.png"))
+    finally:
+        logger.removeHandler(tap)
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    job_id = world.record("log/cat.png")["job_id"]
+    finished = [line for line in lines if line["message"] == "job finished"]
+    assert finished and all(line["correlation_id"] == job_id for line in finished)
+    assert not any("a secret prompt" in json.dumps(line) for line in lines)  # prompts only at DEBUG

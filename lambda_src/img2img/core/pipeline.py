@@ -74,7 +74,7 @@ class Pipeline:
     def __init__(self, settings: Settings, store: ObjectStore, model: ModelInvoker,
                  events: EventPublisher | None = None, scheduler: Scheduler | None = None,
                  guard: Guard | None = None, clock: Callable[[], float] = time.time,
-                 log: Callable[..., None] | None = None):
+                 log: Callable[..., None] | None = None, on_job: Callable[[str], None] | None = None):
         self.settings = settings
         self.store = store
         self.model = model
@@ -83,6 +83,7 @@ class Pipeline:
         self.guard = guard or RunEveryTime()
         self.clock = clock
         self.log = log or (lambda message, **fields: None)
+        self.on_job = on_job or (lambda job_id: None)  # e.g. make the job id the logs' correlation id
 
     # ---- routing -------------------------------------------------------------------------------
     def handle(self, trigger: Trigger, attempt: int = 1, last_attempt: bool = False) -> list[dict[str, Any]]:
@@ -130,6 +131,7 @@ class Pipeline:
         try:
             if not self.resolve(job):
                 return []
+            self.on_job(job.job_id)
             ran = []
             record = self.guard.once(job.idempotency_key, lambda: ran.append(1) or self._execute(job, attempt))
             if record is None:  # superseded while it ran

@@ -22,6 +22,7 @@ from ..settings import get_settings
 def record_handler(record: SQSRecord) -> list[dict[str, Any]]:
     settings = get_settings()
     attempt = int(record.attributes.approximate_receive_count or 1)
+    logger.thread_safe_remove_keys(["correlation_id"])  # a thread's previous record is not this one
     logger.thread_safe_append_keys(message_id=record.message_id, attempt=attempt)
     try:
         triggers = parse_body(record.body)
