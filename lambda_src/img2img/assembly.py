@@ -45,4 +45,5 @@ def pipeline_for(context) -> Pipeline:
     register = getattr(pipeline.guard, "register_lambda_context", None)
     if register is not None:
         register(context)
+    pipeline.time_left = lambda: context.get_remaining_time_in_millis() / 1000
     return pipeline

@@ -235,3 +235,17 @@ def test_a_transient_fault_brings_the_message_back_after_a_backoff_not_the_queue
     assert sqs_worker.handler(event, Context()) == {"batchItemFailures": [{"itemIdentifier": "m0"}]}
     time.sleep(1.5)  # the 1 s visibility of the receive above has passed: the back-off (>= 10 s) holds it
     assert world.sqs.receive_message(QueueUrl=world.queue_url).get("Messages", []) == []
+
+
+def test_no_bedrock_call_starts_that_the_function_timeout_would_cut_off(world):
+    from img2img.handlers import sqs_worker
+
+    class AlmostOutOfTime(Context):
+        @staticmethod
+        def get_remaining_time_in_millis() -> int:
+            return 100_000  # less than a 150 s Bedrock read timeout + storing
+
+    world.put("t/late.png", png_bytes((256, 256)), {"prompt": "a cat"})
+    response = sqs_worker.handler(sqs_event(s3_body("t/late.png")), AlmostOutOfTime())
+    assert response == {"batchItemFailures": [{"itemIdentifier": "m0"}]}  # retried by a later delivery
+    assert world.output_keys() == []  # and the Stubber saw no call

@@ -24,7 +24,7 @@ ERROR_CODES: dict[str, str] = {
 
 # Transient causes, recorded inside a retries_exhausted failure's `error.cause`.
 TRANSIENT_CAUSES = ("throttled", "quota_exceeded", "model_timeout", "model_error", "service_error",
-                    "storage_error", "in_progress", "deferred")
+                    "storage_error", "in_progress", "deadline", "internal_error")
 
 
 @dataclass

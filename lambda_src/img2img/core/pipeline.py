@@ -26,6 +26,7 @@ from .ports import EventPublisher, Guard, ModelInvoker, ObjectInfo, ObjectStore,
 from .triggers import SIDECAR_CHECK, Trigger
 
 SUCCEEDED_EVENT = "ImageGenerationSucceeded"
+DEADLINE_MARGIN_SECONDS = 15  # storing the outputs after the call
 FAILED_EVENT = "ImageGenerationFailed"
 
 
@@ -84,6 +85,8 @@ class Pipeline:
         self.clock = clock
         self.log = log or (lambda message, **fields: None)
         self.on_job = on_job or (lambda job_id: None)  # e.g. make the job id the logs' correlation id
+        # Seconds left in the current invocation (set per invocation by the handler; None: no limit).
+        self.time_left: Callable[[], float] | None = None
 
     # ---- routing -------------------------------------------------------------------------------
     def handle(self, trigger: Trigger, attempt: int = 1, last_attempt: bool = False) -> list[dict[str, Any]]:
@@ -291,6 +294,7 @@ class Pipeline:
         prepared = images.prepare(data, adapter.target_size, params.fit, self.settings.max_input_pixels)
         body = adapter.build_body(params, prepared.base64)
         timings["prepare"] = _ms(t0)
+        self._check_time_for_a_model_call()
         t0 = time.perf_counter()
         result = adapter.parse_response(self.model.invoke(params.model_id, body))
         timings["model"] = _ms(t0)
@@ -322,6 +326,15 @@ class Pipeline:
                       "restore_aspect": params.restore_aspect},
             dropped=params.dropped, timings_ms=timings)
         return record, image
+
+    def _check_time_for_a_model_call(self) -> None:
+        """Do not start a Bedrock call the function's timeout would cut off: a later delivery runs it."""
+        if self.time_left is None:
+            return
+        left, needed = self.time_left(), self.settings.bedrock_read_timeout + DEADLINE_MARGIN_SECONDS
+        if left < needed:
+            raise transient("deadline", f"{left:.0f} s left in this invocation, less than the {needed} s a "
+                            "Bedrock call may take; a later delivery runs the job")
 
     def _common(self, job: Job, status: str, attempt: int) -> dict[str, Any]:
         sidecar = job.sidecar.ref() if job.sidecar else None
