@@ -18,16 +18,16 @@ from constructs import Construct
 
 from infra.config import PipelineConfig
 
-# Names the worker publishes (Powertools Metrics). BedrockLatency is in milliseconds.
-METRIC_BEDROCK_THROTTLES = "BedrockThrottles"
-METRIC_BEDROCK_LATENCY = "BedrockLatency"
-METRIC_IMAGES_GENERATED = "ImagesGenerated"
-METRIC_IMAGES_FILTERED = "ImagesFiltered"
-METRIC_IMAGES_INVALID = "ImagesInvalid"
-METRIC_IMAGES_FAILED = "ImagesFailed"
+# The names the worker publishes (Powertools Metrics), from the one module that defines them.
+from img2img.metric_names import (BEDROCK_LATENCY as METRIC_BEDROCK_LATENCY,  # noqa: E402
+                                  BEDROCK_THROTTLES as METRIC_BEDROCK_THROTTLES,
+                                  IMAGES_FAILED as METRIC_IMAGES_FAILED,
+                                  IMAGES_FILTERED as METRIC_IMAGES_FILTERED,
+                                  IMAGES_GENERATED as METRIC_IMAGES_GENERATED,
+                                  IMAGES_INVALID as METRIC_IMAGES_INVALID)
 
 PERIOD = Duration.minutes(5)
-BEDROCK_THROTTLES_THRESHOLD = 10  # per 5 minutes, after the client's own retries
+BEDROCK_THROTTLES_THRESHOLD = 10  # throttled attempts per 5 minutes (botocore's retries included)
 FILTER_RATE_MIN_SAMPLES = 5  # below this many outputs in 15 minutes the rate alarm stays quiet
 
 

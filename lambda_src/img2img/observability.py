@@ -11,6 +11,9 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.tracing.base import BaseProvider, BaseSegment
 
+from .metric_names import (BEDROCK_LATENCY, BEDROCK_THROTTLES, EVENTS_FAILED, IMAGES_FAILED,  # noqa: F401
+                           IMAGES_FILTERED, IMAGES_GENERATED, IMAGES_INVALID)
+
 
 class _Untraced(BaseSegment):
     def close(self, end_time=None): pass
@@ -47,15 +50,6 @@ def _tracer(service: str) -> Tracer:
 logger = Logger(service="bedrock-img2img")
 metrics = Metrics(namespace="BedrockImg2Img", service="bedrock-img2img")
 tracer = _tracer("bedrock-img2img")
-
-# Metric names (the CDK monitoring construct alarms on these).
-IMAGES_GENERATED = "ImagesGenerated"
-IMAGES_FILTERED = "ImagesFiltered"
-IMAGES_INVALID = "ImagesInvalid"
-IMAGES_FAILED = "ImagesFailed"
-BEDROCK_LATENCY = "BedrockLatency"
-BEDROCK_THROTTLES = "BedrockThrottles"
-EVENTS_FAILED = "EventsFailed"
 
 _INVALID_CODES = {"invalid_image", "image_too_large", "invalid_parameters", "missing_parameters"}
 

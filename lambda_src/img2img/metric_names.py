@@ -1,0 +1,9 @@
+"""Custom metric names: published by the worker (observability.py), alarmed on by infra/monitoring.py."""
+
+IMAGES_GENERATED = "ImagesGenerated"
+IMAGES_FILTERED = "ImagesFiltered"
+IMAGES_INVALID = "ImagesInvalid"
+IMAGES_FAILED = "ImagesFailed"
+BEDROCK_LATENCY = "BedrockLatency"  # milliseconds
+BEDROCK_THROTTLES = "BedrockThrottles"  # every throttled attempt, botocore's retries included
+EVENTS_FAILED = "EventsFailed"
