@@ -54,3 +54,17 @@ def world(settings_env, monkeypatch):
             yield World(s3, sqs, queue_url, stub, pipeline)
         for cache in (settings.get_settings, assembly.get_pipeline, clients.client, clients._session):
             cache.cache_clear()
+
+
+@pytest.fixture
+def api(world, monkeypatch):
+    """The world, with the HTTP API handler's cached edge reset and its Bedrock calls on the stub."""
+    from img2img.handlers import api as module
+
+    for cache in (module.edge, module._answers, module._invokers):
+        cache.cache_clear()
+    # The sync route's Bedrock invoker (one attempt, budget-bounded timeout) shares the stubbed client.
+    monkeypatch.setattr(module, "model_invoker", lambda seconds: world.pipeline.model)
+    yield world
+    for cache in (module.edge, module._answers, module._invokers):
+        cache.cache_clear()

@@ -9,19 +9,6 @@ from api_world import ShortContext, b64, get, post
 from aws_world import INPUT, OUTPUT, bedrock_body, png_bytes, sd35_ok
 
 
-@pytest.fixture
-def api(world, monkeypatch):
-    from img2img.handlers import api as module
-
-    for cache in (module.edge, module._answers, module._invokers):
-        cache.cache_clear()
-    # The sync route's Bedrock invoker (one attempt, budget-bounded timeout) shares the stubbed client.
-    monkeypatch.setattr(module, "model_invoker", lambda seconds: world.pipeline.model)
-    yield world
-    for cache in (module.edge, module._answers, module._invokers):
-        cache.cache_clear()
-
-
 def queued(world) -> list[dict]:
     return world.deferred()
 

@@ -9,18 +9,6 @@ from api_world import b64, get, post
 from aws_world import INPUT, OUTPUT, png_bytes, s3_body, sd35_ok
 
 
-@pytest.fixture
-def api(world, monkeypatch):
-    from img2img.handlers import api as module
-
-    for cache in (module.edge, module._answers, module._invokers):
-        cache.cache_clear()
-    monkeypatch.setattr(module, "model_invoker", lambda seconds: world.pipeline.model)
-    yield world
-    for cache in (module.edge, module._answers, module._invokers):
-        cache.cache_clear()
-
-
 def test_job_is_queued_as_a_job_message_then_succeeds(api):
     answer = post("/v1/jobs", {"image": b64(png_bytes((256, 256))), "params": {"prompt": "a fox", "seed": 4}})
     assert answer.status == 202, answer.raw
