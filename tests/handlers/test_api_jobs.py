@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 
 from api_world import b64, get, post
 from aws_world import INPUT, OUTPUT, png_bytes, s3_body, sd35_ok
