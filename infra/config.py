@@ -100,7 +100,14 @@ class PipelineConfig:
 
     @property
     def bedrock_read_timeout(self) -> int:
+        """Seconds one Bedrock image call may take (they take 30-90 s; the 60 s default is too short)."""
         return 150
+
+    @property
+    def bedrock_max_attempts(self) -> int:
+        """Attempts per Bedrock call, retries included: a second attempt absorbs a passing throttle, and
+        two read timeouts still fit the function timeout. Further retries come from the queue's back-off."""
+        return 2
 
     @property
     def queue_visibility_timeout_seconds(self) -> int:
@@ -129,6 +136,7 @@ class PipelineConfig:
             sidecar_grace_seconds=self.sidecar_grace_seconds,
             max_receive_count=self.max_receive_count,
             bedrock_read_timeout=self.bedrock_read_timeout,
+            bedrock_max_attempts=self.bedrock_max_attempts,
             batch_concurrency=self.batch_concurrency,
             idempotency_ttl_seconds=self.idempotency_ttl_seconds,
             api_prefix=self.api_prefix,
@@ -198,8 +206,10 @@ class PipelineConfig:
         need(0 <= self.batch_window_seconds <= 300, "batch_window_seconds", "0 .. 300")
         need(1 <= self.max_receive_count <= 1000, "max_receive_count", "1 .. 1000")
         need(256 <= self.worker_memory_mb <= 10240, "worker_memory_mb", "256 .. 10240")
-        need(self.bedrock_read_timeout + 30 <= self.worker_timeout_seconds <= 900, "worker_timeout_seconds",
-             f"{self.bedrock_read_timeout + 30} .. 900 (room for one {self.bedrock_read_timeout} s Bedrock call)")
+        floor = self.bedrock_read_timeout * self.bedrock_max_attempts + 30
+        need(floor <= self.worker_timeout_seconds <= 900, "worker_timeout_seconds",
+             f"{floor} .. 900 (room for {self.bedrock_max_attempts} Bedrock attempts of up to "
+             f"{self.bedrock_read_timeout} s each: botocore retries read timeouts)")
         need(self.architecture in ("arm64", "x86_64"), "architecture", "arm64 or x86_64")
         need(self.python_version in ("3.12", "3.13"), "python_version", "3.12 or 3.13")
         need(self.log_level in ("DEBUG", "INFO", "WARNING", "ERROR"), "log_level", "DEBUG, INFO, WARNING or ERROR")

@@ -84,7 +84,7 @@ class Settings:
     sidecar_grace_seconds: int = 120
     max_receive_count: int = 5
     bedrock_read_timeout: int = 150
-    bedrock_max_attempts: int = 3
+    bedrock_max_attempts: int = 2
     batch_concurrency: int = 4
     idempotency_ttl_seconds: int = 7 * 24 * 3600
     api_prefix: str = "api/"              # input/output keys of API-submitted jobs: api/<job_id>/...

@@ -62,7 +62,7 @@ def test_derived_limits():
     ({"batchSize": True}, "context batchSize=True is invalid"),
     ({"architecture": "arm"}, "context architecture='arm' is invalid: arm64 or x86_64"),
     ({"pythonVersion": "3.11"}, "context pythonVersion='3.11' is invalid: 3.12 or 3.13"),
-    ({"workerTimeoutSeconds": 60}, "context workerTimeoutSeconds=60 is invalid: 180 .. 900"),
+    ({"workerTimeoutSeconds": 300}, "context workerTimeoutSeconds=300 is invalid: 330 .. 900"),
     ({"modelId": "not a model"}, "context modelId='not a model' is invalid"),
     ({"additionalModelIds": ["ok.model-v1", "bad model"]}, "additionalModelIds has 'bad model'"),
     ({"logRetentionDays": 31}, "context logRetentionDays=31 is invalid: one of CloudWatch's retention periods"),
