@@ -9,6 +9,7 @@ import urllib.request
 from pathlib import Path
 
 import boto3
+import pytest
 from botocore.config import Config
 from PIL import Image, ImageChops, ImageOps, ImageStat
 
@@ -89,3 +90,23 @@ def http(method: str, url: str, payload: dict | None = None) -> tuple[int, dict,
             return response.status, dict(response.headers), json.loads(response.read())
     except urllib.error.HTTPError as err:
         return err.code, dict(err.headers), json.loads(err.read())
+
+
+# Fixtures shared by the engine's test modules (import them by name: pytest uses imported fixtures).
+@pytest.fixture(scope="module")
+def server():
+    from img2img_local.engine import EngineConfig, EngineServer
+
+    with EngineServer(EngineConfig(), host="127.0.0.1", port=0) as engine:
+        yield engine
+
+
+@pytest.fixture(autouse=True)
+def fresh(server):
+    """Each test starts from the start-up config with zeroed counters."""
+    server.reset()
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return bedrock_client(server.url)

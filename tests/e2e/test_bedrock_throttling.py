@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine_fixtures import b64, sample, sd35_body
+from tests.e2e.engine_fixtures import b64, sample, sd35_body
 from img2img.aws import clients
 from img2img.aws.bedrock import BedrockInvoker
 from img2img.core.errors import JobError

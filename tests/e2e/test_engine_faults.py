@@ -14,7 +14,8 @@ from PIL import ImageFilter
 from img2img_local.engine import (ConfigError, EngineConfig, EngineServer, add_engine_arguments,
                                   config_from_args)
 from img2img_local.engine.faults import EOL_MESSAGE, FaultState
-from tests.e2e.engine_fixtures import (SD35, SDXL, b64, bedrock_client, decode, http, invoke, mean_difference,
+from tests.e2e.engine_fixtures import (client, fresh, server,  # noqa: F401 (fixtures)
+                                       SD35, SDXL, b64, bedrock_client, decode, http, invoke, mean_difference,
                                        sample, sd35_body, sdxl_body)
 
 pytestmark = pytest.mark.e2e
@@ -25,20 +26,6 @@ SQUARE_B64 = b64(sample("astronaut.png", (1024, 1024)))
 INVALID = {"prompt": "x", "cfg_scale": 7}  # rejected after every fault check, without rendering
 
 
-@pytest.fixture(scope="module")
-def server():
-    with EngineServer(EngineConfig(), port=0) as engine:
-        yield engine
-
-
-@pytest.fixture(autouse=True)
-def fresh(server):
-    server.reset()
-
-
-@pytest.fixture(scope="module")
-def client(server):
-    return bedrock_client(server.url)
 
 
 def outcome(client, model_id=SD35, body=None, headers=None) -> str:

@@ -5,8 +5,9 @@ from base64 import b64decode, b64encode
 import pytest
 from PIL import Image
 
-from img2img_local.engine import ERRORS, EngineConfig, EngineServer
-from tests.e2e.engine_fixtures import (SD35, SDXL, b64, bedrock_client, decode, http, invoke, sample,
+from img2img_local.engine import ERRORS
+from tests.e2e.engine_fixtures import (client, fresh, server,  # noqa: F401 (fixtures)
+                                       SD35, SDXL, b64, bedrock_client, decode, http, invoke, sample,
                                        sd35_body, sdxl_body)
 
 pytestmark = pytest.mark.e2e
@@ -15,20 +16,6 @@ SQUARE_B64 = b64(sample("astronaut.png", (1024, 1024)))
 SMALL_B64 = b64(sample("chelsea.png", (96, 64)))
 
 
-@pytest.fixture(scope="module")
-def server():
-    with EngineServer(EngineConfig(), host="127.0.0.1", port=0) as engine:
-        yield engine
-
-
-@pytest.fixture(autouse=True)
-def fresh(server):
-    server.reset()
-
-
-@pytest.fixture(scope="module")
-def client(server):
-    return bedrock_client(server.url)
 
 
 def test_sdxl_answer_has_exactly_bedrocks_shape(client):
