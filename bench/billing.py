@@ -10,13 +10,11 @@ The concurrent side reuses bench/results/throughput.json when it comes from the 
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import sys
 from dataclasses import replace
 
-from bench.common import RESULTS, table, verdict, write_results
+from bench.common import RESULTS, run_as_script, table, verdict, write_results
 from bench.throughput import FULL, QUICK, report, run_workload
 
 
@@ -80,7 +78,4 @@ def main(quick: bool = False) -> dict:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    main(quick=parser.parse_args().quick)
-    sys.exit(0)
+    run_as_script(main, __doc__)

@@ -15,12 +15,10 @@ Interpreter start-up (the same for both) is not included: each process times its
 """
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
-import sys
 
-from bench.common import PYTHON, SUBPROCESS_PATH, median, run_json, table, verdict, write_results
+from bench.common import PYTHON, SUBPROCESS_PATH, median, run_as_script, table, verdict, write_results
 
 WORKER = """
 import time, sys
@@ -138,7 +136,4 @@ def main(quick: bool = False) -> dict:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    main(quick=parser.parse_args().quick)
-    sys.exit(0)
+    run_as_script(main, __doc__)

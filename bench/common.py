@@ -101,3 +101,12 @@ def run_json(args: list[str], env: dict[str, str] | None = None, timeout: float 
 
 def verdict(ok: bool) -> str:
     return "holds" if ok else "MISSED"
+
+
+def run_as_script(main, doc: str) -> None:
+    """`python -m bench.<name> [--quick]`: the same entry for every benchmark."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    main(quick=parser.parse_args().quick)

@@ -13,16 +13,15 @@ batch concurrency. billing.py reuses `run_workload` for the sequential compariso
 """
 from __future__ import annotations
 
-import argparse
 import concurrent.futures
 import contextlib
 import logging
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
-from bench.common import CACHE, SAMPLES, percentile, table, verdict, write_results
+from bench.common import CACHE, SAMPLES, percentile, run_as_script, table, verdict, write_results
 
 SAMPLE_FILES = ("rocket.jpg", "coffee.png", "astronaut.png", "chelsea.png")
 
@@ -236,7 +235,4 @@ def main(quick: bool = False) -> dict:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    main(quick=parser.parse_args().quick)
-    sys.exit(0)
+    run_as_script(main, __doc__)
