@@ -10,7 +10,7 @@ import base64
 import io
 import math
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 from PIL import Image, UnidentifiedImageError
@@ -66,7 +66,6 @@ class OutputImage:
     format: str
     width: int
     height: int
-    meta: dict = field(default_factory=dict)
 
     @property
     def content_type(self) -> str:

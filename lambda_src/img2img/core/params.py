@@ -3,7 +3,7 @@
 Sources, later overriding earlier field by field:
 deployment defaults < folder `_defaults.json` (root first, nearest last) < S3 metadata < sidecar JSON
 (< an API or event request's own parameters). Values are checked here for shape only; each model
-adapter then validates the merged values against its own rules with `validate_fields`.
+adapter then validates the merged values against its own rules with `collect_errors`.
 """
 from __future__ import annotations
 
@@ -278,14 +278,6 @@ def collect_errors(model: type[BaseModel], values: dict[str, Any], merged: Merge
                 entry["allowed"] = allowed[name]
             errors.append(entry)
         return None, errors
-
-
-def validate_fields(model: type[BaseModel], values: dict[str, Any], merged: MergedParams,
-                    allowed: dict[str, str]) -> BaseModel:
-    fields, errors = collect_errors(model, values, merged, allowed)
-    if errors:
-        raise invalid(errors)
-    return fields
 
 
 def typed_effective(merged: MergedParams, fields: BaseModel) -> dict[str, Any]:

@@ -7,7 +7,7 @@ Accepted: S3 event notifications (keys are form-URL-encoded: decoded exactly onc
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -30,7 +30,6 @@ class Trigger:
     job_id: str | None = None
     output: dict[str, Any] | None = None
     origin: str = "s3"
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def parse_body(body: str) -> list[Trigger]:
