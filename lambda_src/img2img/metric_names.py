@@ -7,3 +7,4 @@ IMAGES_FAILED = "ImagesFailed"
 BEDROCK_LATENCY = "BedrockLatency"  # milliseconds
 BEDROCK_THROTTLES = "BedrockThrottles"  # every throttled attempt, botocore's retries included
 EVENTS_FAILED = "EventsFailed"
+INTERNAL_ERRORS = "InternalErrors"  # internal_error outcomes: defects, alarmed

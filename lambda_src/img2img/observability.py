@@ -12,7 +12,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.tracing.base import BaseProvider, BaseSegment
 
 from .metric_names import (BEDROCK_LATENCY, BEDROCK_THROTTLES, EVENTS_FAILED, IMAGES_FAILED,  # noqa: F401
-                           IMAGES_FILTERED, IMAGES_GENERATED, IMAGES_INVALID)
+                           IMAGES_FILTERED, IMAGES_GENERATED, IMAGES_INVALID, INTERNAL_ERRORS)
 
 
 class _Untraced(BaseSegment):
@@ -51,21 +51,14 @@ logger = Logger(service="bedrock-img2img")
 metrics = Metrics(namespace="BedrockImg2Img", service="bedrock-img2img")
 tracer = _tracer("bedrock-img2img")
 
-_INVALID_CODES = {"invalid_image", "image_too_large", "invalid_parameters", "missing_parameters"}
-
-
 def count_outcome(record: dict) -> None:
-    """One metric per outcome record, by what a dashboard wants to see."""
+    """One metric per outcome record, the one its error code names (core/errors.py)."""
+    from .core.errors import metric_for
+
     if record.get("status") == "succeeded":
         metrics.add_metric(IMAGES_GENERATED, MetricUnit.Count, 1)
         return
-    code = (record.get("error") or {}).get("code")
-    if code == "content_filtered":
-        metrics.add_metric(IMAGES_FILTERED, MetricUnit.Count, 1)
-    elif code in _INVALID_CODES:
-        metrics.add_metric(IMAGES_INVALID, MetricUnit.Count, 1)
-    else:
-        metrics.add_metric(IMAGES_FAILED, MetricUnit.Count, 1)
+    metrics.add_metric(metric_for((record.get("error") or {}).get("code")), MetricUnit.Count, 1)
 
 
 def report_outcome(record: dict) -> None:

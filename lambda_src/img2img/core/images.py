@@ -16,6 +16,7 @@ from typing import Callable
 from PIL import Image, UnidentifiedImageError
 
 from .errors import JobError
+from .formats import CONTENT_TYPES, OUTPUT_FORMATS  # noqa: F401  (re-exported)
 
 ORIENTATION_TAG = 0x0112
 _ROTATED = (5, 6, 7, 8)  # EXIF orientations that swap width and height
@@ -29,7 +30,6 @@ ALPHA_BACKGROUND = (255, 255, 255)
 # Our own limit is checked on the header of every upload (below), before any pixel is decoded.
 # Pillow's global bomb check would apply one process-wide number to uploads and model outputs alike.
 Image.MAX_IMAGE_PIXELS = None
-CONTENT_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 _heif_registered = False
 
 

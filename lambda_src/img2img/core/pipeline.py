@@ -16,6 +16,7 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any, Callable
 
 from ..models.base import JobParams, ModelAdapter, adapter_for, base_model_id
@@ -28,6 +29,20 @@ from .triggers import SIDECAR_CHECK, Trigger
 SUCCEEDED_EVENT = "ImageGenerationSucceeded"
 DEADLINE_MARGIN_SECONDS = 15  # storing the outputs after the call
 FAILED_EVENT = "ImageGenerationFailed"
+
+
+class Resolution(Enum):
+    """What resolving a job found: run it, record its permanent failure, or leave it for now."""
+
+    READY = "ready"            # parameters valid: run the model
+    FAILED = "failed"          # `job.error` is the permanent outcome to record
+    WAITING = "waiting"        # no prompt yet: a delayed sidecar check was scheduled
+    SUPERSEDED = "superseded"  # a newer version of the object has its own event
+
+    @property
+    def runs(self) -> bool:
+        """Does this job end in a record now (a success or a failure)?"""
+        return self in (Resolution.READY, Resolution.FAILED)
 
 
 @dataclass
@@ -132,7 +147,7 @@ class Pipeline:
     def _run(self, trigger: Trigger, label: str, attempt: int, last_attempt: bool) -> list[dict[str, Any]]:
         job = Job(trigger, label)
         try:
-            if not self.resolve(job):
+            if not self.resolve(job).runs:
                 return []
             self.on_job(job.job_id)
             ran = []
@@ -151,46 +166,46 @@ class Pipeline:
             raise
 
     # ---- resolving -----------------------------------------------------------------------------
-    def resolve(self, job: Job) -> bool:
+    def resolve(self, job: Job) -> Resolution:
         """Fill `job` with what it saw and its parameters, or the permanent error that ends it.
 
-        False when there is nothing to do now (superseded, or waiting for a sidecar). Callers that
-        accept jobs (the API) use it to refuse bad ones early and to learn the idempotency key."""
+        Callers that accept jobs (the API) use it to refuse bad ones early and to learn the idempotency key."""
         t = job.trigger
         current = self.store.head(t.bucket, t.key)
         if current is None:
             job.error = JobError("source_not_found", f"s3://{t.bucket}/{t.key} does not exist (deleted, or "
                                  "not readable by the worker)")
-            return True
+            return Resolution.FAILED
         if _superseded(t, current):
             self.log("superseded by a newer version of the object; that version's event decides",
                      key=t.key, event_version=t.version_id or t.etag, current=current.version)
-            return False
+            return Resolution.SUPERSEDED
         job.source = current
         if current.size > self.settings.max_input_bytes:
             job.error = JobError("image_too_large", f"the input is {current.size:,} bytes; this deployment "
                                  f"accepts at most {self.settings.max_input_bytes:,} bytes (IMG2IMG_MAX_INPUT_BYTES)")
-            return True
+            return Resolution.FAILED
         try:
             layers = self._layers(job)
         except JobError as exc:
             job.error = exc
-            return True
+            return Resolution.FAILED
         job.merged = P.merge(layers)
         if not job.merged.has_prompt:
             if self._wait_for_sidecar(job):
-                return False
+                return Resolution.WAITING
             waited = f" (waited {self.settings.sidecar_grace_seconds} s for a sidecar)" if t.kind == "check" else ""
             candidates = " or ".join(keys.sidecar_candidates(t.key))
             job.error = JobError("missing_parameters", f"no prompt from any source{waited}: set metadata "
                                  f"x-amz-meta-prompt, upload a sidecar {candidates}, or add prompt to a folder "
                                  f"{keys.DEFAULTS_NAME}")
-            return True
+            return Resolution.FAILED
         try:
             job.params, job.adapter = self.validate(job.merged)
         except JobError as exc:
             job.error = exc
-        return True
+            return Resolution.FAILED
+        return Resolution.READY
 
     def _layers(self, job: Job) -> list[P.Layer]:
         t, s = job.trigger, self.settings

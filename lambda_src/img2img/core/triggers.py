@@ -30,6 +30,9 @@ class Trigger:
     job_id: str | None = None
     output: dict[str, Any] | None = None
     origin: str = "s3"
+    # A permanent problem found while parsing a message whose source is known: the pipeline records
+    # this failure for that source instead of resolving the job.
+    error: JobError | None = None
 
 
 def parse_body(body: str) -> list[Trigger]:

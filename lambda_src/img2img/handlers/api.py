@@ -32,7 +32,7 @@ from ..core import params as P
 from ..core import records
 from ..core.errors import JobError
 from ..core.images import sniff_format
-from ..core.pipeline import Job, Pipeline
+from ..core.pipeline import Job, Pipeline, Resolution
 from ..core.triggers import JOB_MESSAGE, job_trigger
 from ..observability import logger, metrics, report_outcome, tracer
 from ..settings import Settings, get_settings
@@ -322,7 +322,7 @@ def _prepare_job(body: GenerationRequest, route: str) -> tuple[str, dict[str, An
     try:
         # The resolution the worker will do (folder defaults, model rules): a bad job is a 422 now, and
         # the job's idempotency key lets GET /v1/jobs/{id} say `running`.
-        if get_pipeline().resolve(job) and job.error is not None:
+        if get_pipeline().resolve(job) is Resolution.FAILED:
             raise job.error
         item["job_key"] = job.idempotency_key
     except JobError as exc:
@@ -389,7 +389,7 @@ class _DeadlineInvoker:
     def invoke(self, model_id: str, body: dict[str, Any]) -> dict[str, Any]:
         left = self.deadline - time.monotonic()
         if left < MIN_MODEL_SECONDS:
-            raise JobError("deferred", f"{left:.1f} s left of the sync budget: queued instead", retryable=True)
+            raise JobError("deadline", f"{left:.1f} s left of the sync budget: queued instead", retryable=True)
         return model_invoker(int(left)).invoke(model_id, body)
 
 
@@ -406,7 +406,7 @@ def _generate(body: GenerationRequest) -> dict[str, Any]:
     try:
         outcomes = pipeline.handle(job_trigger(message, origin="api"))
     except JobError as exc:
-        if exc.code in ("deferred", "model_timeout", "in_progress"):
+        if exc.code in ("deadline", "model_timeout", "in_progress"):
             # Nothing was stored and the idempotency item was released (or belongs to the run in
             # progress): the worker completes the same job id exactly once.
             edge().enqueue(message)
