@@ -374,6 +374,9 @@ class _CapturingStore:
     def list_keys(self, *a, **k):
         return self.inner.list_keys(*a, **k)
 
+    def delete(self, *a, **k):
+        return self.inner.delete(*a, **k)
+
     def put(self, bucket, key, data, content_type, metadata=None):
         self.inner.put(bucket, key, data, content_type, metadata)
         if bucket == self.output_bucket and content_type.startswith("image/"):
