@@ -60,6 +60,7 @@ class Job:
     error: JobError | None = None
     ignored_metadata: list[str] = field(default_factory=list)
     recorded: bool = False  # its one record is written: no other path may write another
+    layers_read: bool = False  # every parameter source (sidecar included) was read
 
     @property
     def idempotency_key(self) -> dict[str, Any]:
@@ -185,6 +186,7 @@ class Pipeline:
             return []
         record = records.failure_record(self._common(job, "failed", attempt), error.as_record())
         self._store_record(job, record, self._output_prefix(job))
+        self._drop_checkpoint(job)
         return [record]
 
     # ---- resolving -----------------------------------------------------------------------------
@@ -254,6 +256,7 @@ class Pipeline:
                 uri = f"s3://{t.bucket}/{sidecar_key}"
                 layers.append(P.sidecar_layer(P.parse_json_document(data, f"sidecar {uri}"), uri))
                 break
+        job.layers_read = True
         if t.params is not None:
             layers.append(P.request_layer(t.params, f"{t.origin} request"))
         return layers
@@ -363,8 +366,8 @@ class Pipeline:
         """"deleted" or "superseded" when the image, or which sidecar applies, changed since this job
         resolved its parameters; None when it did not."""
         t = job.trigger
-        if job.source is None:
-            return None
+        if job.source is None or not job.layers_read:
+            return None  # it failed before it knew which sidecar applies: its failure is the outcome
         current = self.store.head(t.bucket, t.key, job.source.version_id if t.kind == "job" else None)
         if current is None:
             return "deleted"
@@ -453,8 +456,8 @@ class Pipeline:
             return
         try:
             self.store.delete(self.settings.output_bucket, self._checkpoint_key(job))
-        except JobError as exc:  # a leftover expires with the bucket's lifecycle rule for _staging/
-            self.log("could not delete the checkpoint", key=job.trigger.key, error=exc.code)
+        except Exception:  # cleanup only: a leftover expires with the bucket's lifecycle rule for _staging/
+            self.log_exception("could not delete the checkpoint", key=job.trigger.key)
 
     def _check_time_for_a_model_call(self) -> None:
         """Do not start a Bedrock call the function's timeout would cut off: a later delivery runs it."""
@@ -488,12 +491,23 @@ class Pipeline:
     def _store_record(self, job: Job, record: dict[str, Any], prefix: str) -> None:
         key = records.record_key(prefix, job.trigger.key)
         record["record"] = {"bucket": self.settings.output_bucket, "key": key}
-        self.store.put(self.settings.output_bucket, key, records.to_json(record), "application/json",
-                       {"status": record["status"], "job-id": job.job_id})
+        try:
+            self.store.put(self.settings.output_bucket, key, records.to_json(record), "application/json",
+                           {"status": record["status"], "job-id": job.job_id})
+        except Exception as exc:
+            if isinstance(exc, JobError) and exc.retryable:
+                raise
+            # No record can say it, so the message must come back (from the checkpoint, never paying
+            # again) until the write works, or end in the alarmed DLQ: the one place besides a record.
+            self.log_exception("could not store the record", job_id=job.job_id)
+            raise transient("storage_error", f"could not store the record: {type(exc).__name__}: {exc}") from None
         job.recorded = True
         if self.events:
-            self.events.publish(SUCCEEDED_EVENT if record["status"] == "succeeded" else FAILED_EVENT,
-                                records.safe(event_detail(record)))
+            try:
+                self.events.publish(SUCCEEDED_EVENT if record["status"] == "succeeded" else FAILED_EVENT,
+                                    records.safe(event_detail(record)))
+            except Exception:  # the record is the outcome; an event is a notification about it
+                self.log_exception("could not publish the outcome event", job_id=job.job_id)
 
     def _exhausted(self, job: Job, cause: JobError, attempt: int) -> None:
         """The last attempt of a transient fault: its failure record, before the message goes to the DLQ."""
