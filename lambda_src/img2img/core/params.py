@@ -232,7 +232,7 @@ def _unknown(name: str, where: str) -> dict[str, Any]:
     hint = f"; did you mean {close[0]!r}?" if close else ""
     if name in _IMAGE_FIELDS:
         hint = "; the image is the uploaded object itself, remove this field"
-    return entry(name, where, f"unknown parameter {name!r}{hint}")
+    return entry(name or repr(name), where, f"unknown parameter {name!r}{hint}")
 
 
 def _normal_name(raw: str) -> str:
@@ -330,7 +330,10 @@ def decode_metadata_value(value: str, name: str = "?", where: str = "metadata") 
     if "=?" not in value:
         return value
     try:
-        return str(make_header(decode_header(value)))
+        parts = decode_header(value)
+        if any(charset == "unknown-8bit" for _, charset in parts):  # would decode to U+FFFD: guessed text
+            raise LookupError("charset unknown-8bit")
+        return str(make_header(parts))
     except Exception as exc:  # noqa: BLE001 - see the docstring
         raise invalid([entry(name, where, f"is not a decodable RFC 2047 encoded value ({type(exc).__name__}); "
                                           "encode it as =?UTF-8?B?<base64 of the UTF-8 text>?=",
