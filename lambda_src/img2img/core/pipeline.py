@@ -231,9 +231,9 @@ class Pipeline:
                 return Resolution.WAITING
             waited = f" (waited {self.settings.sidecar_grace_seconds} s for a sidecar)" if t.kind == "check" else ""
             candidates = " or ".join(keys.sidecar_candidates(t.key))
-            job.error = JobError("missing_parameters", f"no prompt from any source{waited}: set metadata "
-                                 f"x-amz-meta-prompt, upload a sidecar {candidates}, or add prompt to a folder "
-                                 f"{keys.DEFAULTS_NAME}")
+            job.error = P.missing_prompt(job.merged, f"no prompt from any source{waited}: set metadata "
+                                         f"x-amz-meta-prompt, upload a sidecar {candidates}, or add prompt to a "
+                                         f"folder {keys.DEFAULTS_NAME}")
             return Resolution.FAILED
         job.params, job.adapter = self.validate(job.merged)
         self._check_output_keys(job)
@@ -277,13 +277,13 @@ class Pipeline:
 
     def validate(self, merged: P.MergedParams) -> tuple[JobParams, ModelAdapter]:
         """The model these parameters select (if this deployment allows it), and its validation."""
-        model_id = str(merged.values.get("model_id") or self.settings.model_id)
+        model_id = merged.values.get("model_id", self.settings.model_id)  # a non-empty string (params.py)
         if not self.model_allowed(model_id):
             allowed = self.settings.allowed_model_ids
             raise P.invalid([{"field": "model_id", "source": merged.origin("model_id"), "value": model_id,
                               "message": "is not enabled in this deployment (an ARN must be of this account "
                                          "and name an enabled id)", "allowed": ", ".join(allowed)}])
-        adapter = adapter_for(model_id)
+        adapter = adapter_for(model_id, merged.origin("model_id"))
         return adapter.validate(model_id, merged), adapter
 
     def model_allowed(self, model_id: str) -> bool:

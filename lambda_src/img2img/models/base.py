@@ -99,7 +99,7 @@ def adapters() -> tuple[ModelAdapter, ...]:
     return (SDXLAdapter(), SD35Adapter())
 
 
-def adapter_for(model_id: str) -> ModelAdapter:
+def adapter_for(model_id: str, source: str = "model_id") -> ModelAdapter:
     """The adapter for a model id, inference-profile id or ARN; a clear error for anything else."""
     base = base_model_id(model_id)
     for adapter in adapters():
@@ -110,5 +110,8 @@ def adapter_for(model_id: str) -> ModelAdapter:
         f"model_id {model_id!r} is not an image-to-image model this pipeline supports; supported "
         "families: stability.stable-diffusion-xl-v1 (SDXL 1.0) and stability.sd3-5-large-v1:0 "
         "(SD3.5 Large), also as inference profiles (us./eu./apac./global.) or ARNs",
-        details={"field": "model_id", "value": model_id},
+        details={"errors": [{"field": "model_id", "source": source, "value": model_id,
+                             "message": "is not a supported image-to-image model",
+                             "allowed": "stability.stable-diffusion-xl-v1, stability.sd3-5-large-v1:0 (or their "
+                                        "profiles/ARNs)"}]},
     )
