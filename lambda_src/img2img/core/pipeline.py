@@ -424,10 +424,7 @@ class Pipeline:
         if size > MAX_REQUEST_BYTES:
             raise JobError("invalid_image", f"the model request would be {size:,} bytes; Bedrock accepts at most "
                            f"{MAX_REQUEST_BYTES:,}: send a smaller image")
-        check_output = getattr(images, "check_output_size", None)
-        planned = getattr(images, "planned_output_size", None)
-        if check_output and planned:
-            check_output(*planned(prepared, params.restore_aspect), params.output_format)
+        images.check_output_size(*images.planned_output_size(prepared, params.restore_aspect), params.output_format)
 
     def _model_result(self, job: Job, params: JobParams, adapter: ModelAdapter, body: dict) -> GenerationResult:
         """The model's answer: from this run's checkpoint when an earlier delivery already paid for it,
