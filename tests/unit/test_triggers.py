@@ -6,7 +6,7 @@ import json
 import pytest
 
 from img2img.core.errors import JobError
-from img2img.core.triggers import Trigger, parse_body, parse_message
+from img2img.core.triggers import Trigger, UnreadableMessage, job_trigger, parse_body, parse_message
 
 ENCODED = "uploads/my+photo%2B1+%C3%BC.png"
 DECODED = "uploads/my photo+1 ü.png"
@@ -93,21 +93,22 @@ def test_image_generation_requested_event_with_s3_uri():
 
 
 def test_job_message_with_a_source_object():
-    body = json.dumps({"type": "img2img.job", "source": {"bucket": "b", "key": "k.png", "version_id": "v2"},
+    body = json.dumps({"type": "img2img.job", "source": {"bucket": "in-b", "key": "k.png", "version_id": "v2"},
                        "params": {"prompt": "x"}, "origin": "api"})
     [trigger] = parse_body(body)
-    assert (trigger.kind, trigger.bucket, trigger.key, trigger.version_id) == ("job", "b", "k.png", "v2")
-    assert trigger.origin == "api" and trigger.params == {"prompt": "x"}
+    assert (trigger.kind, trigger.bucket, trigger.key, trigger.version_id) == ("job", "in-b", "k.png", "v2")
+    assert trigger.origin == "api" and trigger.params == {"prompt": "x"} and trigger.error is None
 
 
 def test_job_message_with_flat_bucket_and_key():
-    [trigger] = parse_message({"type": "img2img.job", "bucket": "b", "key": "k.png"})
-    assert (trigger.bucket, trigger.key, trigger.params, trigger.origin) == ("b", "k.png", None, "job")
+    [trigger] = parse_message({"type": "img2img.job", "bucket": "in-b", "key": "k.png"})
+    assert (trigger.bucket, trigger.key, trigger.params, trigger.origin) == ("in-b", "k.png", None, "job")
+    assert trigger.error is None
 
 
 def test_job_key_from_an_s3_uri_is_taken_literally():
-    [trigger] = parse_message({"type": "img2img.job", "source": "s3://b/dir/a+b%20c.png"})
-    assert trigger.key == "dir/a+b%20c.png"
+    [trigger] = parse_message({"type": "img2img.job", "source": "s3://in-b/dir/a+b%20c.png"})
+    assert trigger.key == "dir/a+b%20c.png" and trigger.error is None
 
 
 def test_sidecar_check_message():
@@ -128,15 +129,25 @@ def test_sidecar_check_message():
     ('{"type": "img2img.job", "source": "s3://bucket-only"}', "is not an s3://bucket/key URI"),
     ('{"type": "img2img.job", "source": "s3://b/"}', "needs a source"),
     ('{"type": "img2img.job", "source": {"bucket": "b"}}', "needs a source"),
-    ('{"type": "img2img.job", "source": "s3://b/k.png", "params": [1]}', "params must be a JSON object"),
-    ('{"type": "img2img.job", "source": "s3://b/k.png", "params": "prompt=cat"}', "params must be a JSON object"),
     ('{"detail-type": "ImageGenerationRequested", "detail": {}}', "needs a source"),
 ])
 def test_malformed_bodies_are_clear_job_errors(body, fragment):
-    with pytest.raises(JobError) as info:
+    with pytest.raises(UnreadableMessage) as info:  # no source: nothing to record a failure for
         parse_body(body)
+    assert isinstance(info.value, JobError)
     assert info.value.code == "invalid_parameters" and not info.value.retryable
     assert fragment in info.value.message
+
+
+@pytest.mark.parametrize("body, fragment", [
+    ('{"type": "img2img.job", "source": "s3://in-b/k.png", "params": [1]}', "params must be a JSON object"),
+    ('{"type": "img2img.job", "source": "s3://in-b/k.png", "params": "prompt=cat"}', "params must be a JSON object"),
+])
+def test_a_bad_field_of_a_job_with_a_known_source_is_a_trigger_with_an_error(body, fragment):
+    [trigger] = parse_body(body)  # the source is known: the pipeline records the failure for it
+    assert (trigger.bucket, trigger.key, trigger.params) == ("in-b", "k.png", None)
+    assert trigger.error.code == "invalid_parameters" and not trigger.error.retryable
+    assert fragment in trigger.error.message
 
 
 @pytest.mark.parametrize("message", [
@@ -149,6 +160,6 @@ def test_malformed_bodies_are_clear_job_errors(body, fragment):
     {"type": "img2img.sidecar-check", "key": "a.png"},
 ])
 def test_structurally_broken_events_are_job_errors_not_crashes(message):
-    with pytest.raises(JobError) as info:
+    with pytest.raises(UnreadableMessage) as info:
         parse_message(message)
     assert info.value.code == "invalid_parameters"
