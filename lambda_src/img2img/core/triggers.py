@@ -121,9 +121,15 @@ def _sns(message: dict[str, Any], depth: int) -> list[Trigger]:
     if not isinstance(inner, str):
         raise _unreadable("the SNS notification's Message is not a string", message)
     try:
-        return _parse(_loads(inner, "the SNS notification's Message"), depth + 1)
+        decoded = _loads(inner, "the SNS notification's Message")
     except UnreadableMessage as exc:
-        raise UnreadableMessage(f"in an SNS notification: {exc.message}", exc.details) from None
+        raise _unreadable(exc.details["problem"], message) from None
+    try:
+        return _parse(decoded, depth + 1)
+    except UnreadableMessage as exc:
+        problem, shape = exc.details["problem"], exc.details["shape"]
+        raise _unreadable(f"in an SNS notification's Message, {problem}", None,
+                          f"an SNS notification whose Message is {shape}") from None
 
 
 def _s3_test_event(message: dict[str, Any], depth: int) -> list[Trigger]:
@@ -401,12 +407,12 @@ class _Problems:
 
 def _loads(text: Any, what: str) -> Any:
     if not isinstance(text, (str, bytes, bytearray)):
-        raise UnreadableMessage(f"{what} is {_kind(text)}, not JSON text")
+        raise _unreadable(f"{what} is {_kind(text)}, not JSON text", text)
     try:
         return json.loads(text)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError, bad UTF-8, too many digits, too deep
         reason = exc.msg if isinstance(exc, json.JSONDecodeError) else type(exc).__name__
-        raise UnreadableMessage(f"{what} is not JSON ({reason}; {len(text)} characters)") from None
+        raise _unreadable(f"{what} is not JSON ({reason})", text, f"text of {len(text)} characters") from None
 
 
 def _at(obj: Any, *path: str) -> Any:
@@ -420,8 +426,8 @@ def _obj(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _unreadable(problem: str, message: Any) -> UnreadableMessage:
-    shape = describe(message)
+def _unreadable(problem: str, message: Any, shape: str | None = None) -> UnreadableMessage:
+    shape = shape or describe(message)
     return UnreadableMessage(f"unreadable message: {problem}; the message is {shape}",
                              details={"problem": problem, "shape": shape})
 
