@@ -231,8 +231,8 @@ class PipelineConfig:
         need(self.architecture in ("arm64", "x86_64"), "architecture", "arm64 or x86_64")
         need(self.python_version in ("3.12", "3.13"), "python_version", "3.12 or 3.13")
         need(self.log_level in ("DEBUG", "INFO", "WARNING", "ERROR"), "log_level", "DEBUG, INFO, WARNING or ERROR")
-        need(self.log_retention_days in _RETENTION_DAYS, "log_retention_days",
-             f"one of CloudWatch's retention periods {sorted(_RETENTION_DAYS)}")
+        need(self.log_retention_days in RETENTION_DAYS, "log_retention_days",
+             f"one of CloudWatch's retention periods {sorted(RETENTION_DAYS)}")
         need(self.removal_policy in ("retain", "destroy"), "removal_policy", "retain or destroy")
         need(self.encryption in ("s3-managed", "kms"), "encryption", "s3-managed or kms")
         need(not self.alarm_email or bool(re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", self.alarm_email)),
@@ -269,8 +269,14 @@ _MODEL_ID = re.compile(r"^(arn:aws[a-z-]*:bedrock:[a-z0-9-]*:\d{0,12}:[a-z-]+/[A
                        r"|[a-z0-9-]+(\.[A-Za-z0-9_-]+)+(:\d+)?(:[0-9a-z]+)?)$")
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 _NAME = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-_RETENTION_DAYS = {1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192,
-                   2557, 2922, 3288, 3653}
+# CloudWatch Logs' retention periods (days) and their aws_logs.RetentionDays member names.
+RETENTION_DAYS = {
+    1: "ONE_DAY", 3: "THREE_DAYS", 5: "FIVE_DAYS", 7: "ONE_WEEK", 14: "TWO_WEEKS", 30: "ONE_MONTH",
+    60: "TWO_MONTHS", 90: "THREE_MONTHS", 120: "FOUR_MONTHS", 150: "FIVE_MONTHS", 180: "SIX_MONTHS",
+    365: "ONE_YEAR", 400: "THIRTEEN_MONTHS", 545: "EIGHTEEN_MONTHS", 731: "TWO_YEARS", 1096: "THREE_YEARS",
+    1827: "FIVE_YEARS", 2192: "SIX_YEARS", 2557: "SEVEN_YEARS", 2922: "EIGHT_YEARS", 3288: "NINE_YEARS",
+    3653: "TEN_YEARS",
+}
 
 
 def _camel(name: str) -> str:
