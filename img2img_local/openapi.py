@@ -13,8 +13,7 @@ DOCUMENT = Path(__file__).resolve().parent.parent / "docs" / "openapi.json"
 
 
 def render() -> str:
-    sys.path.insert(0, str(DOCUMENT.parent.parent / "lambda_src"))
-    from img2img.handlers.api import openapi_document
+    from img2img.handlers.api import openapi_document  # the runtime package, installed with the project
 
     return json.dumps(openapi_document(), indent=2, sort_keys=False) + "\n"
 

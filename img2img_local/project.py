@@ -1,22 +1,18 @@
 """The deployment configuration, read exactly as `cdk synth` reads it: cdk.json's context plus `-c` overrides.
 
-infra/ is not an installed package (only lambda_src/img2img and img2img_local are), so the repository's
-root is put on sys.path to import infra.config, the pure-Python module the CDK stack uses too.
+The parsing itself is infra.config, the pure-Python module the CDK stack uses too (installed with the
+project: `pip install -e .` covers img2img, img2img_local and infra).
 """
 from __future__ import annotations
 
 import json
-import sys
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
+
+from infra.config import IMAGE_SUFFIXES, SIDECAR_SUFFIX, ConfigError, PipelineConfig
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CDK_JSON = REPO_ROOT / "cdk.json"
-
-if str(REPO_ROOT) not in sys.path:
-    sys.path.append(str(REPO_ROOT))
-
-from infra.config import IMAGE_SUFFIXES, SIDECAR_SUFFIX, ConfigError, PipelineConfig  # noqa: E402
 
 __all__ = ["CDK_JSON", "IMAGE_SUFFIXES", "SIDECAR_SUFFIX", "ConfigError", "PipelineConfig",
            "load_pipeline_config", "parse_context_overrides"]

@@ -16,16 +16,13 @@ from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
-from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from infra.bundling import worker_code
 from infra.config import PipelineConfig
-from infra.storage import removal_policy
-from infra.worker import ARCHITECTURES, RUNTIMES, _retention, bedrock_model_arns
+from infra.functions import environment, function_role, log_group, pipeline_function
+from infra.worker import bedrock_model_arns
 
 HANDLER = "img2img.handlers.api.handler"
 STAGE = "prod"  # URLs: <ApiUrl>v1/generations, as on the local stack (<IMG2IMG_API_URL>/v1/...)
@@ -48,30 +45,16 @@ class HttpApi(Construct):
                  job_queue: sqs.IQueue, bus: events.IEventBus, key: kms.IKey | None = None) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
-        runtime = RUNTIMES[config.python_version]
 
-        self.log_group = logs.LogGroup(self, "LogGroup", retention=_retention(config.log_retention_days),
-                                       removal_policy=removal_policy(config))
-        self.role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-                             description=f"{config.service_name} HTTP API")
-        self.environment = {
-            **config.api_settings(
-                input_bucket=input_bucket.bucket_name, output_bucket=output_bucket.bucket_name,
-                idempotency_table=table.table_name, job_queue_url=job_queue.queue_url,
-                event_bus_name=bus.event_bus_name).to_env(),
-            **config.powertools_env(),
-        }
-        self.function = lambda_.Function(
-            self, "Function",
-            description=f"{config.service_name}: HTTP API (sync generations, jobs, uploads)",
-            code=worker_code(architecture=config.architecture, python_version=config.python_version,
-                             runtime=runtime),
-            handler=HANDLER, runtime=runtime, architecture=ARCHITECTURES[config.architecture],
-            memory_size=config.api_memory_mb, timeout=Duration.seconds(config.api_timeout_seconds),
-            environment=self.environment, log_group=self.log_group, tracing=lambda_.Tracing.ACTIVE,
-            role=self.role,
-        )
-        self.log_group.grant_write(self.role)
+        self.role = function_role(self, config, "HTTP API")
+        self.environment = environment(config, config.api_settings(
+            input_bucket=input_bucket.bucket_name, output_bucket=output_bucket.bucket_name,
+            idempotency_table=table.table_name, job_queue_url=job_queue.queue_url,
+            event_bus_name=bus.event_bus_name))
+        self.function, self.log_group = pipeline_function(
+            self, "Function", config=config, role=self.role, environment=self.environment, handler=HANDLER,
+            description="HTTP API (sync generations, jobs, uploads)",
+            memory_mb=config.api_memory_mb, timeout_seconds=config.api_timeout_seconds)
 
         # ---- least privilege ------------------------------------------------------------------------
         api_inputs = input_bucket.arn_for_objects(f"{config.api_prefix}*")
@@ -110,8 +93,7 @@ class HttpApi(Construct):
             self.role.add_to_policy(statement)
 
         # ---- the REST API ------------------------------------------------------------------------------
-        self.access_logs = logs.LogGroup(self, "AccessLogs", retention=_retention(config.log_retention_days),
-                                         removal_policy=removal_policy(config))
+        self.access_logs = log_group(self, "AccessLogs", config)
         iam_auth = config.api_auth == "iam"
         cors = None
         if config.api_cors_origins:

@@ -1,23 +1,48 @@
 """Typed deployment configuration, read from CDK context (cdk.json or `-c key=value`).
 
 Pure Python (no aws_cdk import) so the local stack builds the very same resources and Lambda
-environment from it: one source of truth for names, limits and defaults.
+environment from it. What the worker reads too (defaults, numeric ranges, output formats) comes from the
+runtime package (img2img.settings, img2img.limits, img2img.core.formats); the infrastructure-only knobs
+are stated here, in `INFRA_LIMITS` and the field list.
 """
 from __future__ import annotations
 
 import json
 import math
 import re
-import sys
+from collections.abc import Mapping
 from dataclasses import MISSING, asdict, dataclass, field, fields
-from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "lambda_src"))
-from img2img.settings import DEFAULT_MODEL_ID, Settings  # noqa: E402
+from img2img.core.formats import OUTPUT_FORMATS
+from img2img.core.keys import IMAGE_SUFFIXES, SIDECAR_SUFFIX  # one list for S3 filters and the worker
+from img2img.limits import LIMITS, Limit, either
+from img2img.settings import DEFAULT_MODEL_ID, Settings
+
+__all__ = ["IMAGE_SUFFIXES", "INFRA_LIMITS", "SIDECAR_SUFFIX", "ConfigError", "PipelineConfig",
+           "notification_suffixes"]
 
 SDXL_MODEL_ID = "stability.stable-diffusion-xl-v1"
-from img2img.core.keys import IMAGE_SUFFIXES, SIDECAR_SUFFIX  # noqa: E402,F401  (one list for S3 filters and the worker)
+
+# Numeric knobs of the infrastructure only (the worker never reads them): default and allowed range.
+INFRA_LIMITS: dict[str, Limit] = {
+    # Concurrency: at most this many Bedrock requests in flight across the whole pipeline.
+    "bedrock_max_concurrency": Limit(8, 1, 1000),
+    "batch_size": Limit(4, 1, 10),
+    "batch_window_seconds": Limit(1, 0, 300),
+    "worker_memory_mb": Limit(1024, 256, 10240),
+    "queue_age_alarm_seconds": Limit(1800, 60, 14 * 24 * 3600, "SQS keeps messages at most 14 days"),
+    "bedrock_latency_alarm_ms": Limit(90_000, 1000, 900_000),
+    "filter_rate_alarm_percent": Limit(25, 1, 100),
+    "event_archive_days": Limit(0, 0, 3650, "0: no archive"),
+    "api_throttle_rate_limit": Limit(20, 1, 10000),  # requests per second, per stage
+    "api_throttle_burst_limit": Limit(40, 1, 5000),
+    "api_memory_mb": Limit(1024, 128, 10240),
+}
+
+
+def _default(name: str) -> int:
+    return (INFRA_LIMITS.get(name) or LIMITS[name]).default
 
 
 def notification_suffixes() -> tuple[str, ...]:
@@ -42,19 +67,18 @@ class PipelineConfig:
     bedrock_region: str = ""  # empty: the stack's region
     default_prompt: str = ""
     default_params: dict = field(default_factory=dict)
-    output_format: str = "png"
+    output_format: str = Settings.output_format
     output_prefix: str = ""
     excluded_prefixes: tuple[str, ...] = ()
-    max_input_bytes: int = 30 * 1024 * 1024
-    max_input_pixels: int = 40_000_000
-    sidecar_grace_seconds: int = 120
-    # Concurrency: at most this many Bedrock requests in flight across the whole pipeline.
-    bedrock_max_concurrency: int = 8
-    batch_size: int = 4
-    batch_window_seconds: int = 1
-    max_receive_count: int = 5
-    worker_memory_mb: int = 1024
-    worker_timeout_seconds: int = 360
+    max_input_bytes: int = _default("max_input_bytes")
+    max_input_pixels: int = _default("max_input_pixels")
+    sidecar_grace_seconds: int = _default("sidecar_grace_seconds")
+    bedrock_max_concurrency: int = _default("bedrock_max_concurrency")
+    batch_size: int = _default("batch_size")
+    batch_window_seconds: int = _default("batch_window_seconds")
+    max_receive_count: int = _default("max_receive_count")
+    worker_memory_mb: int = _default("worker_memory_mb")
+    worker_timeout_seconds: int = 360  # its floor depends on the Bedrock timeouts: see validate()
     architecture: str = "arm64"
     python_version: str = "3.12"
     log_level: str = "INFO"
@@ -63,25 +87,25 @@ class PipelineConfig:
     encryption: str = "s3-managed"
     alarm_email: str = ""
     alarm_topic_arn: str = ""
-    idempotency_ttl_seconds: int = 7 * 24 * 3600
+    idempotency_ttl_seconds: int = _default("idempotency_ttl_seconds")
     service_name: str = "bedrock-img2img"
     metrics_namespace: str = "BedrockImg2Img"
     # Infrastructure-only knobs (not part of the worker's environment).
-    queue_age_alarm_seconds: int = 1800  # alarm when the oldest job waited longer than this
-    bedrock_latency_alarm_ms: int = 90_000  # alarm when Bedrock p90 latency exceeds this
-    filter_rate_alarm_percent: int = 25  # alarm when this share of outputs is content-filtered
-    event_archive_days: int = 0  # > 0: archive pipeline events on the bus for this many days
+    queue_age_alarm_seconds: int = _default("queue_age_alarm_seconds")  # the oldest job waited longer
+    bedrock_latency_alarm_ms: int = _default("bedrock_latency_alarm_ms")  # Bedrock p90 latency above
+    filter_rate_alarm_percent: int = _default("filter_rate_alarm_percent")  # share content-filtered
+    event_archive_days: int = _default("event_archive_days")  # > 0: archive pipeline events on the bus
     # Entry points (docs/api.md, docs/events.md).
     ingest_mode: str = "s3-notifications"  # or "eventbridge": input bucket -> EventBridge rule -> job queue
     api_auth: str = "iam"  # "iam" (SigV4) or "api-key" (API keys + usage plan)
-    api_throttle_rate_limit: int = 20  # requests per second, per stage
-    api_throttle_burst_limit: int = 40
+    api_throttle_rate_limit: int = _default("api_throttle_rate_limit")
+    api_throttle_burst_limit: int = _default("api_throttle_burst_limit")
     api_cors_origins: tuple[str, ...] = ()  # empty: no CORS; ["*"] or exact origins
-    api_memory_mb: int = 1024
-    api_prefix: str = "api/"
-    api_upload_prefix: str = "uploads/"
-    api_sync_budget_seconds: int = 25
-    api_presign_seconds: int = 900
+    api_memory_mb: int = _default("api_memory_mb")
+    api_prefix: str = Settings.api_prefix
+    api_upload_prefix: str = Settings.api_upload_prefix
+    api_sync_budget_seconds: int = _default("api_sync_budget_seconds")
+    api_presign_seconds: int = _default("api_presign_seconds")
 
     # ---- derived -------------------------------------------------------------------------------
     @property
@@ -100,14 +124,14 @@ class PipelineConfig:
 
     @property
     def bedrock_read_timeout(self) -> int:
-        """Seconds one Bedrock image call may take (they take 30-90 s; the 60 s default is too short)."""
-        return 150
+        """Seconds one Bedrock image call may take (not a context key: the worker's default)."""
+        return LIMITS["bedrock_read_timeout"].default
 
     @property
     def bedrock_max_attempts(self) -> int:
-        """Attempts per Bedrock call, retries included: a second attempt absorbs a passing throttle, and
-        two read timeouts still fit the function timeout. Further retries come from the queue's back-off."""
-        return 2
+        """Attempts per Bedrock call, retries included (not a context key: the worker's default); two read
+        timeouts still fit the function timeout (see validate)."""
+        return LIMITS["bedrock_max_attempts"].default
 
     @property
     def queue_visibility_timeout_seconds(self) -> int:
@@ -190,7 +214,7 @@ class PipelineConfig:
         for mid in self.additional_model_ids:
             if not _MODEL_ID.match(mid):
                 raise ConfigError(f"context additionalModelIds has {mid!r}: not a Bedrock model id")
-        need(self.output_format in ("png", "jpeg", "webp"), "output_format", "png, jpeg or webp")
+        need(self.output_format in OUTPUT_FORMATS, "output_format", either(OUTPUT_FORMATS))
         from img2img.core.errors import JobError
         from img2img.core.params import deployment_layer
 
@@ -198,14 +222,8 @@ class PipelineConfig:
             deployment_layer(self.model_id, self.output_format, self.default_prompt, dict(self.default_params))
         except JobError as exc:
             raise ConfigError(f"context defaultParams is invalid: {exc.message}") from None
-        need(1024 <= self.max_input_bytes <= 500 * 1024 * 1024, "max_input_bytes", "1 KiB .. 500 MiB")
-        need(4096 <= self.max_input_pixels <= 500_000_000, "max_input_pixels", "4096 .. 500,000,000")
-        need(0 <= self.sidecar_grace_seconds <= 900, "sidecar_grace_seconds", "0 .. 900 (an SQS delay)")
-        need(1 <= self.bedrock_max_concurrency <= 1000, "bedrock_max_concurrency", "1 .. 1000")
-        need(1 <= self.batch_size <= 10, "batch_size", "1 .. 10")
-        need(0 <= self.batch_window_seconds <= 300, "batch_window_seconds", "0 .. 300")
-        need(1 <= self.max_receive_count <= 1000, "max_receive_count", "1 .. 1000")
-        need(256 <= self.worker_memory_mb <= 10240, "worker_memory_mb", "256 .. 10240")
+        for name, limit in NUMERIC_LIMITS.items():
+            need(limit.allows(getattr(self, name)), name, limit.allowed)
         floor = self.bedrock_read_timeout * self.bedrock_max_attempts + 30
         need(floor <= self.worker_timeout_seconds <= 900, "worker_timeout_seconds",
              f"{floor} .. 900 (room for {self.bedrock_max_attempts} Bedrock attempts of up to "
@@ -213,14 +231,13 @@ class PipelineConfig:
         need(self.architecture in ("arm64", "x86_64"), "architecture", "arm64 or x86_64")
         need(self.python_version in ("3.12", "3.13"), "python_version", "3.12 or 3.13")
         need(self.log_level in ("DEBUG", "INFO", "WARNING", "ERROR"), "log_level", "DEBUG, INFO, WARNING or ERROR")
-        need(self.log_retention_days in _RETENTION_DAYS, "log_retention_days",
-             f"one of CloudWatch's retention periods {sorted(_RETENTION_DAYS)}")
+        need(self.log_retention_days in RETENTION_DAYS, "log_retention_days",
+             f"one of CloudWatch's retention periods {sorted(RETENTION_DAYS)}")
         need(self.removal_policy in ("retain", "destroy"), "removal_policy", "retain or destroy")
         need(self.encryption in ("s3-managed", "kms"), "encryption", "s3-managed or kms")
         need(not self.alarm_email or bool(re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", self.alarm_email)),
              "alarm_email", "an e-mail address")
         need(not self.alarm_topic_arn or self.alarm_topic_arn.startswith("arn:"), "alarm_topic_arn", "an SNS topic ARN")
-        need(60 <= self.idempotency_ttl_seconds <= 365 * 24 * 3600, "idempotency_ttl_seconds", "60 s .. 1 year")
         need(all(not p.startswith("/") for p in self.excluded_prefixes), "excluded_prefixes",
              "key prefixes without a leading '/'")
         need(not self.output_prefix.startswith("/"), "output_prefix", "a key prefix without a leading '/'")
@@ -228,37 +245,38 @@ class PipelineConfig:
              "empty (the stack's region) or a region name like us-west-2")
         need(bool(_NAME.match(self.service_name)), "service_name", "1-64 characters of A-Z a-z 0-9 . _ -")
         need(bool(_NAME.match(self.metrics_namespace)), "metrics_namespace", "1-64 characters of A-Z a-z 0-9 . _ -")
-        need(60 <= self.queue_age_alarm_seconds <= 14 * 24 * 3600, "queue_age_alarm_seconds",
-             "60 .. 1209600 (SQS keeps messages at most 14 days)")
-        need(1000 <= self.bedrock_latency_alarm_ms <= 900_000, "bedrock_latency_alarm_ms", "1000 .. 900000")
-        need(1 <= self.filter_rate_alarm_percent <= 100, "filter_rate_alarm_percent", "1 .. 100")
-        need(0 <= self.event_archive_days <= 3650, "event_archive_days", "0 (no archive) .. 3650")
         need(self.ingest_mode in ("s3-notifications", "eventbridge"), "ingest_mode", "s3-notifications or eventbridge")
         need(self.api_auth in ("iam", "api-key"), "api_auth", "iam or api-key")
-        need(1 <= self.api_throttle_rate_limit <= 10000, "api_throttle_rate_limit", "1 .. 10000")
-        need(1 <= self.api_throttle_burst_limit <= 5000, "api_throttle_burst_limit", "1 .. 5000")
         need(all(o == "*" or o.startswith(("https://", "http://")) for o in self.api_cors_origins),
              "api_cors_origins", "'*' or origins like https://app.example.com")
-        need(128 <= self.api_memory_mb <= 10240, "api_memory_mb", "128 .. 10240")
         for key in ("api_prefix", "api_upload_prefix"):
             value = getattr(self, key)
             need(bool(re.fullmatch(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*/", value)), key,
                  "a key prefix ending in '/', like api/")
         need(self.api_prefix != self.api_upload_prefix, "api_upload_prefix", "a prefix other than apiPrefix")
-        need(1 <= self.api_sync_budget_seconds <= 28, "api_sync_budget_seconds",
-             "1 .. 28 (API Gateway's 29 s integration timeout)")
-        need(60 <= self.api_presign_seconds <= 7 * 24 * 3600, "api_presign_seconds", "60 .. 604800")
 
     def as_context(self) -> dict[str, Any]:
         return {_camel(k): (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
 
 
+# Every numeric context key with a range: the worker's own (same objects as img2img.settings checks) and
+# the infrastructure's.
+NUMERIC_LIMITS: dict[str, Limit] = {
+    **{f.name: LIMITS[f.name] for f in fields(PipelineConfig) if f.name in LIMITS},
+    **INFRA_LIMITS,
+}
 _MODEL_ID = re.compile(r"^(arn:aws[a-z-]*:bedrock:[a-z0-9-]*:\d{0,12}:[a-z-]+/[A-Za-z0-9._:/-]+"
                        r"|[a-z0-9-]+(\.[A-Za-z0-9_-]+)+(:\d+)?(:[0-9a-z]+)?)$")
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 _NAME = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-_RETENTION_DAYS = {1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192,
-                   2557, 2922, 3288, 3653}
+# CloudWatch Logs' retention periods (days) and their aws_logs.RetentionDays member names.
+RETENTION_DAYS = {
+    1: "ONE_DAY", 3: "THREE_DAYS", 5: "FIVE_DAYS", 7: "ONE_WEEK", 14: "TWO_WEEKS", 30: "ONE_MONTH",
+    60: "TWO_MONTHS", 90: "THREE_MONTHS", 120: "FOUR_MONTHS", 150: "FIVE_MONTHS", 180: "SIX_MONTHS",
+    365: "ONE_YEAR", 400: "THIRTEEN_MONTHS", 545: "EIGHTEEN_MONTHS", 731: "TWO_YEARS", 1096: "THREE_YEARS",
+    1827: "FIVE_YEARS", 2192: "SIX_YEARS", 2557: "SEVEN_YEARS", 2922: "EIGHT_YEARS", 3288: "NINE_YEARS",
+    3653: "TEN_YEARS",
+}
 
 
 def _camel(name: str) -> str:

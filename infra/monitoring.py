@@ -16,15 +16,8 @@ from aws_cdk import aws_sns_subscriptions as subs
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from img2img import metric_names  # the names the worker publishes (Powertools Metrics)
 from infra.config import PipelineConfig
-
-# The names the worker publishes (Powertools Metrics), from the one module that defines them.
-from img2img.metric_names import (BEDROCK_LATENCY as METRIC_BEDROCK_LATENCY,  # noqa: E402
-                                  BEDROCK_THROTTLES as METRIC_BEDROCK_THROTTLES,
-                                  IMAGES_FAILED as METRIC_IMAGES_FAILED,
-                                  IMAGES_FILTERED as METRIC_IMAGES_FILTERED,
-                                  IMAGES_GENERATED as METRIC_IMAGES_GENERATED,
-                                  IMAGES_INVALID as METRIC_IMAGES_INVALID)
 
 PERIOD = Duration.minutes(5)
 BEDROCK_THROTTLES_THRESHOLD = 10  # throttled attempts per 5 minutes (botocore's retries included)
@@ -49,17 +42,18 @@ class Monitoring(Construct):
                                                                    statistic="Maximum")
         errors = function.metric_errors(period=PERIOD, statistic="Sum")
         throttles = function.metric_throttles(period=PERIOD, statistic="Sum")
-        generated = custom(METRIC_IMAGES_GENERATED)
-        filtered = custom(METRIC_IMAGES_FILTERED)
-        invalid = custom(METRIC_IMAGES_INVALID)
-        failed = custom(METRIC_IMAGES_FAILED)
-        bedrock_throttles = custom(METRIC_BEDROCK_THROTTLES)
-        bedrock_latency_p90 = custom(METRIC_BEDROCK_LATENCY, "p90")
+        generated = custom(metric_names.IMAGES_GENERATED)
+        filtered = custom(metric_names.IMAGES_FILTERED)
+        invalid = custom(metric_names.IMAGES_INVALID)
+        failed = custom(metric_names.IMAGES_FAILED)
+        internal_errors = custom(metric_names.INTERNAL_ERRORS)
+        bedrock_throttles = custom(metric_names.BEDROCK_THROTTLES)
+        bedrock_latency_p90 = custom(metric_names.BEDROCK_LATENCY, "p90")
         filter_rate = cw.MathExpression(
             expression="IF((generated + filtered) >= %d, 100 * filtered / (generated + filtered), 0)"
                        % FILTER_RATE_MIN_SAMPLES,
-            using_metrics={"generated": custom(METRIC_IMAGES_GENERATED).with_(period=Duration.minutes(15)),
-                           "filtered": custom(METRIC_IMAGES_FILTERED).with_(period=Duration.minutes(15))},
+            using_metrics={"generated": custom(metric_names.IMAGES_GENERATED).with_(period=Duration.minutes(15)),
+                           "filtered": custom(metric_names.IMAGES_FILTERED).with_(period=Duration.minutes(15))},
             label="Content-filtered outputs (%)",
             period=Duration.minutes(15),
         )
@@ -75,6 +69,9 @@ class Monitoring(Construct):
             "QueueBacklog": alarm("QueueBacklog", oldest, config.queue_age_alarm_seconds,
                                   f"The oldest job has waited more than {config.queue_age_alarm_seconds} s"),
             "WorkerErrors": alarm("WorkerErrors", errors, 0, "The worker function failed (not a job failure)"),
+            # internal_error outcomes are defects of the pipeline (docs/errors.md): one is worth a look.
+            "InternalErrors": alarm("InternalErrors", internal_errors, 0,
+                                    "A job failed with internal_error (a defect, never retried): see its record"),
             "WorkerThrottles": alarm("WorkerThrottles", throttles, 0, "The worker function was throttled"),
             "BedrockThrottling": alarm("BedrockThrottling", bedrock_throttles, BEDROCK_THROTTLES_THRESHOLD,
                                        "Bedrock throttled the worker; lower bedrockMaxConcurrency or raise quotas",
@@ -117,14 +114,14 @@ class Monitoring(Construct):
             cw.AlarmStatusWidget(title="Alarms", alarms=list(self.alarms.values()), width=24, height=3),
         )
         self.dashboard.add_widgets(
-            cw.GraphWidget(title="Images", left=[generated, filtered, invalid, failed], width=12),
+            cw.GraphWidget(title="Images", left=[generated, filtered, invalid, failed, internal_errors], width=12),
             cw.GraphWidget(title="Content-filter rate (%)", left=[filter_rate], width=12,
                            left_annotations=[cw.HorizontalAnnotation(value=config.filter_rate_alarm_percent)]),
         )
         self.dashboard.add_widgets(
             cw.GraphWidget(title="Bedrock latency (ms)",
-                           left=[custom(METRIC_BEDROCK_LATENCY, "p50"), bedrock_latency_p90,
-                                 custom(METRIC_BEDROCK_LATENCY, "Maximum")], width=12),
+                           left=[custom(metric_names.BEDROCK_LATENCY, "p50"), bedrock_latency_p90,
+                                 custom(metric_names.BEDROCK_LATENCY, "Maximum")], width=12),
             cw.GraphWidget(title="Bedrock throttles", left=[bedrock_throttles], width=12),
         )
         self.dashboard.add_widgets(

@@ -19,17 +19,14 @@ from aws_cdk import Aws, Duration, Stack
 from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
-from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as sources
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_dynamodb as dynamodb
 from constructs import Construct
 
-from infra.bundling import worker_code
 from infra.config import PipelineConfig
-from infra.storage import removal_policy
+from infra.functions import environment, function_role, pipeline_function
 
 HANDLER = "img2img.handlers.sqs_worker.handler"
 DIRECT_HANDLER = "img2img.handlers.direct.handler"
@@ -44,26 +41,6 @@ INFERENCE_PROFILE_REGIONS: dict[str, tuple[str, ...]] = {
     "apac": ("ap-northeast-1", "ap-northeast-2", "ap-south-1", "ap-southeast-1", "ap-southeast-2"),
     "global": ("",),  # region-less foundation-model ARN
 }
-
-RUNTIMES = {"3.12": lambda_.Runtime.PYTHON_3_12, "3.13": lambda_.Runtime.PYTHON_3_13}
-ARCHITECTURES = {"arm64": lambda_.Architecture.ARM_64, "x86_64": lambda_.Architecture.X86_64}
-
-# logs.RetentionDays member names for the day counts config.py accepts.
-_RETENTION_NAMES = {
-    "ONE_DAY": 1, "THREE_DAYS": 3, "FIVE_DAYS": 5, "ONE_WEEK": 7, "TWO_WEEKS": 14, "ONE_MONTH": 30,
-    "TWO_MONTHS": 60, "THREE_MONTHS": 90, "FOUR_MONTHS": 120, "FIVE_MONTHS": 150, "SIX_MONTHS": 180,
-    "ONE_YEAR": 365, "THIRTEEN_MONTHS": 400, "EIGHTEEN_MONTHS": 545, "TWO_YEARS": 731,
-    "THREE_YEARS": 1096, "FIVE_YEARS": 1827, "SIX_YEARS": 2192, "SEVEN_YEARS": 2557,
-    "EIGHT_YEARS": 2922, "NINE_YEARS": 3288, "TEN_YEARS": 3653,
-}
-
-
-def _retention(days: int) -> logs.RetentionDays:
-    for name, value in _RETENTION_NAMES.items():
-        if value == days:
-            return getattr(logs.RetentionDays, name)
-    raise ValueError(f"no CloudWatch Logs retention of {days} days")
-
 
 def bedrock_model_arns(model_ids: tuple[str, ...], *, region: str, account: str,
                        partition: str = Aws.PARTITION) -> list[str]:
@@ -89,51 +66,25 @@ class Worker(Construct):
                  job_queue: sqs.IQueue, bus: events.IEventBus, key: kms.IKey | None = None) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
-        runtime = RUNTIMES[config.python_version]
 
-        # Own role, no managed policies: logging is granted on this construct's log groups only.
-        self.role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-                             description=f"{config.service_name} worker")
-
-        self.environment = {
-            **config.worker_settings(
-                input_bucket=input_bucket.bucket_name,
-                output_bucket=output_bucket.bucket_name,
-                idempotency_table=table.table_name,
-                job_queue_url=job_queue.queue_url,
-                event_bus_name=bus.event_bus_name,
-            ).to_env(),
-            **config.powertools_env(),
-        }
-
-        def function(name: str, log_name: str, handler: str, description: str):
-            """A function on the shared bundle, role and settings, with a log group of its own."""
-            log_group = logs.LogGroup(self, log_name,
-                                      retention=_retention(config.log_retention_days),
-                                      removal_policy=removal_policy(config))
-            fn = lambda_.Function(
-                self, name,
-                description=f"{config.service_name}: {description}",
-                code=worker_code(architecture=config.architecture, python_version=config.python_version,
-                                 runtime=runtime),
-                handler=handler,
-                runtime=runtime,
-                architecture=ARCHITECTURES[config.architecture],
-                memory_size=config.worker_memory_mb,
-                timeout=Duration.seconds(config.worker_timeout_seconds),
-                environment=self.environment,
-                log_group=log_group,
-                tracing=lambda_.Tracing.ACTIVE,
-                role=self.role,
-            )
-            log_group.grant_write(self.role)
-            return fn, log_group
-
-        self.function, self.log_group = function(
-            "Function", "LogGroup", HANDLER, "S3 image + parameters -> Bedrock image-to-image -> output bucket")
+        # One role for both functions (same code, same grants); each has a log group of its own.
+        self.role = function_role(self, config, "worker")
+        self.environment = environment(config, config.worker_settings(
+            input_bucket=input_bucket.bucket_name,
+            output_bucket=output_bucket.bucket_name,
+            idempotency_table=table.table_name,
+            job_queue_url=job_queue.queue_url,
+            event_bus_name=bus.event_bus_name,
+        ))
+        shared = {"config": config, "role": self.role, "environment": self.environment,
+                  "memory_mb": config.worker_memory_mb, "timeout_seconds": config.worker_timeout_seconds}
+        self.function, self.log_group = pipeline_function(
+            self, "Function", handler=HANDLER, log_group_id="LogGroup",
+            description="S3 image + parameters -> Bedrock image-to-image -> output bucket", **shared)
         # Direct invoke (Step Functions, other services): same code, role and settings, its own logs.
-        self.direct_function, self.direct_log_group = function(
-            "DirectFunction", "DirectLogGroup", DIRECT_HANDLER, "job JSON in, outcome record out (direct invoke)")
+        self.direct_function, self.direct_log_group = pipeline_function(
+            self, "DirectFunction", handler=DIRECT_HANDLER, log_group_id="DirectLogGroup",
+            description="job JSON in, outcome record out (direct invoke)", **shared)
 
         # ---- least-privilege statements -------------------------------------------------------
         region = config.bedrock_region or stack.region

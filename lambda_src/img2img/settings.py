@@ -1,7 +1,8 @@
 """The worker's settings, read once from environment variables.
 
 The CDK stack (infra/config.py) and the local stack write these same variables, so this module is the
-one place that names them. Nothing here touches AWS.
+one place that names them and their defaults (numeric ones, with their ranges, in limits.py). Nothing here
+touches AWS.
 """
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ import json
 import os
 from dataclasses import dataclass, field
 from functools import lru_cache
+
+from img2img.core.formats import OUTPUT_FORMATS
+from img2img.limits import LIMITS, Limit, either
 
 DEFAULT_MODEL_ID = "stability.sd3-5-large-v1:0"
 
@@ -50,13 +54,13 @@ class SettingsError(ValueError):
     """A deployment setting is malformed: a configuration bug, not a job failure."""
 
 
-def _int(name: str, raw: str, minimum: int, maximum: int) -> int:
+def _int(name: str, raw: str, limit: Limit) -> int:
     try:
         value = int(raw)
     except ValueError:
         raise SettingsError(f"{ENV[name]}={raw!r} is not an integer") from None
-    if not minimum <= value <= maximum:
-        raise SettingsError(f"{ENV[name]}={value} is outside {minimum}..{maximum}")
+    if not limit.allows(value):
+        raise SettingsError(f"{ENV[name]}={value} is outside {limit.minimum}..{limit.maximum}")
     return value
 
 
@@ -79,19 +83,22 @@ class Settings:
     default_prompt: str = ""
     default_params: dict = field(default_factory=dict)
     output_format: str = "png"
-    max_input_bytes: int = 30 * 1024 * 1024
-    max_input_pixels: int = 40_000_000
-    sidecar_grace_seconds: int = 120
-    max_receive_count: int = 5
-    bedrock_read_timeout: int = 150
-    bedrock_max_attempts: int = 2
-    batch_concurrency: int = 4
-    idempotency_ttl_seconds: int = 7 * 24 * 3600
+    # Numbers: defaults and ranges in limits.py (shared with infra/config.py).
+    max_input_bytes: int = LIMITS["max_input_bytes"].default
+    max_input_pixels: int = LIMITS["max_input_pixels"].default
+    sidecar_grace_seconds: int = LIMITS["sidecar_grace_seconds"].default
+    max_receive_count: int = LIMITS["max_receive_count"].default
+    bedrock_read_timeout: int = LIMITS["bedrock_read_timeout"].default
+    bedrock_max_attempts: int = LIMITS["bedrock_max_attempts"].default
+    batch_concurrency: int = LIMITS["batch_concurrency"].default
+    idempotency_ttl_seconds: int = LIMITS["idempotency_ttl_seconds"].default
     api_prefix: str = "api/"              # input/output keys of API-submitted jobs: api/<job_id>/...
     api_upload_prefix: str = "uploads/"   # presigned browser uploads: uploads/<job_id>/<file name>
-    api_sync_budget_seconds: int = 25     # POST /v1/generations answers 202 (queued) beyond this
-    api_presign_seconds: int = 900        # lifetime of presigned GET/PUT URLs
-    api_max_inline_bytes: int = 4_000_000  # larger results: 303 to a presigned URL (6 MB Lambda response)
+    # POST /v1/generations answers 202 (queued) beyond this budget.
+    api_sync_budget_seconds: int = LIMITS["api_sync_budget_seconds"].default
+    api_presign_seconds: int = LIMITS["api_presign_seconds"].default  # lifetime of presigned GET/PUT URLs
+    # Larger results: 303 to a presigned URL (a Lambda response carries at most 6 MB).
+    api_max_inline_bytes: int = LIMITS["api_max_inline_bytes"].default
     api_cors_origins: tuple[str, ...] = ()  # origins answered with Access-Control-Allow-Origin
 
     @classmethod
@@ -112,12 +119,12 @@ class Settings:
                 if not isinstance(params, dict):
                     raise SettingsError(f"{ENV[name]} must be a JSON object")
                 values[name] = params
-            elif name in _INT_LIMITS:
-                values[name] = _int(name, text, *_INT_LIMITS[name])
+            elif name in LIMITS:
+                values[name] = _int(name, text, LIMITS[name])
             else:
                 values[name] = text
-        if values.get("output_format", "png") not in ("png", "jpeg", "webp"):
-            raise SettingsError(f"{ENV['output_format']} must be png, jpeg or webp")
+        if values.get("output_format", cls.output_format) not in OUTPUT_FORMATS:
+            raise SettingsError(f"{ENV['output_format']} must be {either(OUTPUT_FORMATS)}")
         return cls(**values)
 
     def to_env(self) -> dict[str, str]:
@@ -132,22 +139,6 @@ class Settings:
             if value != "":
                 out[var] = str(value)
         return out
-
-
-_INT_LIMITS = {
-    "max_input_bytes": (1, 500 * 1024 * 1024),
-    "max_input_pixels": (4096, 500_000_000),
-    # SQS DelaySeconds caps a single deferral at 15 minutes.
-    "sidecar_grace_seconds": (0, 900),
-    "max_receive_count": (1, 1000),
-    "bedrock_read_timeout": (120, 900),
-    "bedrock_max_attempts": (1, 10),
-    "batch_concurrency": (1, 64),
-    "idempotency_ttl_seconds": (60, 365 * 24 * 3600),
-    "api_sync_budget_seconds": (1, 900),
-    "api_presign_seconds": (60, 7 * 24 * 3600),
-    "api_max_inline_bytes": (1024, 6 * 1024 * 1024),
-}
 
 
 @lru_cache(maxsize=1)

@@ -9,8 +9,11 @@ from dataclasses import fields
 
 import pytest
 
-from infra_synth import CDK_JSON_CONTEXT, ROOT
+from img2img.core.formats import OUTPUT_FORMATS
+from img2img.limits import LIMITS
+from img2img.settings import ENV, Settings, SettingsError
 from infra.config import ConfigError, PipelineConfig, _camel
+from infra_synth import CDK_JSON_CONTEXT, ROOT
 
 pytestmark = pytest.mark.infra
 
@@ -92,3 +95,51 @@ def test_app_reports_config_errors_in_one_line(tmp_path):
     assert "Traceback" not in result.stderr
     lines = [line for line in result.stderr.splitlines() if "invalid configuration" in line]
     assert lines == ["bedrock-img2img: invalid configuration: context batchSize=40 is invalid: 1 .. 10"]
+
+
+# ---- config and the worker's settings agree ---------------------------------------------------------
+
+SHARED = sorted({f.name for f in fields(PipelineConfig)} & {f.name for f in fields(Settings)})
+
+
+def test_config_defaults_are_the_workers_defaults():
+    """A default deployment runs the worker exactly with the worker's own defaults."""
+    assert len(SHARED) > 10
+    deployed = PipelineConfig().worker_settings(input_bucket="in", output_bucket="out", idempotency_table="t",
+                                                job_queue_url="q", event_bus_name="b")
+    worker = Settings(output_bucket="out")
+    for name in SHARED:
+        assert getattr(PipelineConfig(), name) == getattr(worker, name), name
+    for name in LIMITS.keys() - {"batch_concurrency"}:  # that one follows batchSize, an SQS knob
+        assert getattr(deployed, name) == LIMITS[name].default == getattr(worker, name), name
+
+
+@pytest.mark.parametrize("name", sorted(n for n in LIMITS if n in SHARED))
+def test_config_and_worker_accept_exactly_the_same_range(name):
+    """What `cdk synth` accepts the worker accepts, and what it refuses the worker refuses too."""
+    low, high = LIMITS[name].minimum, LIMITS[name].maximum
+    variable = ENV[name]
+    for value in (low, high):
+        assert getattr(PipelineConfig.from_context({_camel(name): value}), name) == value
+        assert getattr(Settings.from_env({"IMG2IMG_OUTPUT_BUCKET": "b", variable: str(value)}), name) == value
+    for value in (low - 1, high + 1):
+        with pytest.raises(ConfigError, match=f"context {_camel(name)}={value} is invalid: {low} .. {high}"):
+            PipelineConfig.from_context({_camel(name): value})
+        with pytest.raises(SettingsError, match=f"{variable}={value} is outside"):
+            Settings.from_env({"IMG2IMG_OUTPUT_BUCKET": "b", variable: str(value)})
+
+
+def test_config_and_worker_accept_the_same_output_formats():
+    for fmt in (*OUTPUT_FORMATS, "gif", "PNG"):
+        worker_ok = _accepts(SettingsError, Settings.from_env, {"IMG2IMG_OUTPUT_BUCKET": "b",
+                                                                "IMG2IMG_OUTPUT_FORMAT": fmt})
+        assert _accepts(ConfigError, PipelineConfig.from_context, {"outputFormat": fmt}) == worker_ok, fmt
+        assert worker_ok == (fmt in OUTPUT_FORMATS)
+
+
+def _accepts(error: type[Exception], parse, value) -> bool:
+    try:
+        parse(value)
+    except error:
+        return False
+    return True

@@ -7,8 +7,8 @@ from infra_synth import of_type, one, render
 
 pytestmark = pytest.mark.infra
 
-ALARMS = ("DlqNotEmpty", "QueueBacklog", "WorkerErrors", "WorkerThrottles", "BedrockThrottling",
-          "BedrockLatency", "ContentFilterRate")
+ALARMS = ("DlqNotEmpty", "QueueBacklog", "WorkerErrors", "InternalErrors", "WorkerThrottles",
+          "BedrockThrottling", "BedrockLatency", "ContentFilterRate")
 
 
 def alarm(synth, name: str) -> dict:
@@ -49,6 +49,16 @@ def test_worker_errors_and_throttles(default, name, metric):
     assert props["Threshold"] == 0
 
 
+def test_a_single_internal_error_in_five_minutes_alarms(default):
+    """internal_error outcomes are defects (docs/errors.md): the first one alarms, whichever function had it."""
+    props = alarm(default, "InternalErrors")
+    assert (props["Namespace"], props["MetricName"], props["Statistic"]) == ("BedrockImg2Img", "InternalErrors",
+                                                                            "Sum")
+    assert props["Dimensions"] == [{"Name": "service", "Value": "bedrock-img2img"}]
+    assert (props["Period"], props["EvaluationPeriods"]) == (300, 1)
+    assert (props["ComparisonOperator"], props["Threshold"]) == ("GreaterThanThreshold", 0)  # a count >= 1
+
+
 def test_bedrock_throttling_and_latency_from_powertools_metrics(default):
     service = [{"Name": "service", "Value": "bedrock-img2img"}]
     throttles = alarm(default, "BedrockThrottling")
@@ -79,7 +89,8 @@ def test_content_filter_rate_expression(default):
 def test_dashboard_shows_every_metric(default):
     (dashboard,) = of_type(default, "AWS::CloudWatch::Dashboard").values()
     body = render(dashboard["Properties"]["DashboardBody"])
-    for name in ("ImagesGenerated", "ImagesFiltered", "ImagesInvalid", "ImagesFailed", "BedrockLatency",
+    for name in ("ImagesGenerated", "ImagesFiltered", "ImagesInvalid", "ImagesFailed", "InternalErrors",
+                 "BedrockLatency",
                  "BedrockThrottles", "ApproximateAgeOfOldestMessage", "ApproximateNumberOfMessagesVisible",
                  "Errors", "Throttles", "Duration"):
         assert f'"{name}"' in body, name
