@@ -12,6 +12,7 @@ from .clients import client
 
 _NOT_FOUND = {"404", "NoSuchKey", "NotFound", "NoSuchVersion", "NoSuchBucket"}
 _DENIED = {"403", "AccessDenied", "Forbidden", "AllAccessDisabled", "InvalidObjectState"}
+NOT_FOUND_CODES = frozenset(_NOT_FOUND)  # S3 error codes that mean "not there" (aws/jobs.py uses them too)
 
 
 def _fail(exc: Exception, action: str, bucket: str, key: str) -> JobError:
