@@ -18,6 +18,7 @@ DENIED = frozenset({"403", "AccessDenied", "Forbidden", "AllAccessDisabled", "In
                     "KMS.DisabledException", "KMS.AccessDeniedException"})
 TRANSIENT = frozenset({"SlowDown", "503", "500", "InternalError", "ServiceUnavailable", "RequestTimeout",
                        "RequestTimeTooSkewed", "OperationAborted", "ThrottlingException", "KMS.ThrottlingException"})
+NOT_FOUND_CODES = NOT_FOUND  # the name aws/jobs.py imports
 
 
 def _fail(exc: Exception, action: str, bucket: str, key: str) -> JobError:
