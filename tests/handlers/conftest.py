@@ -74,7 +74,7 @@ def api(world, monkeypatch):
     world.worker_keeps_up = True
     world.model_calls = []
     world.pipeline.model._runtime.meta.events.register(
-        "before-call.bedrock-runtime.InvokeModel", lambda **kw: world.model_calls.append(kw.get("params")))
+        "before-parameter-build.bedrock-runtime.InvokeModel", lambda **kw: world.model_calls.append(kw.get("params")))
 
     def worker_then_read(where, deadline):
         if world.worker_keeps_up:

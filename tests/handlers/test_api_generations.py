@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 
 from api_world import ShortContext, b64, get, post
 from aws_world import INPUT, OUTPUT, bedrock_body, png_bytes, sd35_ok
@@ -128,12 +129,17 @@ def test_content_filtered_is_422_content_filtered(api):
     assert answer.json["record"]["status"] == "failed"
 
 
-def test_throttling_is_429_with_retry_after_and_no_record(api):
+def test_throttling_is_retried_by_the_worker_and_the_sync_route_answers_202_for_that_job(api):
+    """A throttled job is the worker's to retry (no record yet): the client gets the job, not a 429."""
     api.stub.add_client_error("invoke_model", service_error_code="ThrottlingException", http_status_code=429)
     answer = post("/v1/generations", {"image": b64(png_bytes((128, 128))), "params": {"prompt": "x"}})
-    assert answer.status == 429 and answer.json["error"]["code"] == "throttled"
-    assert int(answer.headers["retry-after"]) > 0
-    assert api.output_keys() == [] and queued(api) == []
+    assert answer.status == 202 and api.output_keys() == []
+    [message] = queued(api)
+    assert message["job_id"] == answer.json["job_id"]
+    api.stub.add_response("invoke_model", sd35_ok())
+    api.run(json.dumps(message))
+    assert get(f"/v1/jobs/{answer.json['job_id']}").json["status"] == "succeeded"
+    assert len(api.model_calls) == 2  # the throttled call (refused, not billed) and the one generation
 
 
 def test_idempotency_key_returns_the_first_answer_without_a_second_bedrock_call(api):
@@ -167,30 +173,71 @@ def test_large_result_is_303_to_a_presigned_url(api, monkeypatch):
     assert "image" not in body
 
 
-def test_no_time_left_answers_202_and_queues_the_same_job(api):
+def test_fast_success_is_one_model_call_made_by_the_worker(api):
+    api.stub.add_response("invoke_model", sd35_ok(seed=2))
+    answer = post("/v1/generations", {"image": b64(png_bytes((128, 128))), "params": {"prompt": "x", "seed": 2}})
+    assert answer.status == 200 and answer.json["record"]["seeds"] == [2]
+    assert len(api.model_calls) == 1 and queued(api) == []
+    api.stub.assert_no_pending_responses()
+
+
+@pytest.mark.parametrize("context", [ShortContext(1000), None], ids=["no-time-left", "worker-slower-than-budget"])
+def test_past_the_deadline_answers_202_and_the_worker_generates_once(api, context):
+    api.worker_keeps_up = False
     answer = post("/v1/generations", {"image": b64(png_bytes((128, 128))), "params": {"prompt": "x"}},
-                  context=ShortContext(4000))
+                  context=context)
     assert answer.status == 202, answer.raw
     body = answer.json
     assert body["status"] == "queued" and answer.headers["location"] == f"/v1/jobs/{body['job_id']}"
+    assert body["status_url"] == f"/v1/jobs/{body['job_id']}"
     [message] = queued(api)
     assert message["type"] == "img2img.job" and message["job_id"] == body["job_id"] and message["origin"] == "api"
-    assert api.output_keys() == []  # nothing done yet, nothing done twice
+    assert api.output_keys() == [] and api.model_calls == []  # the API itself never calls the model
     assert get(f"/v1/jobs/{body['job_id']}").json["status"] == "queued"
-    # The worker completes it: one Bedrock call, the record at the key the job item names.
+    # The worker completes it: one Bedrock call, the record at the key the job item names, once.
     api.stub.add_response("invoke_model", sd35_ok(seed=11))
     api.run(json.dumps(message))
     status = get(f"/v1/jobs/{body['job_id']}").json
     assert status["status"] == "succeeded" and status["record"]["job_id"] == body["job_id"]
     assert status["outputs"][0]["url"].startswith("https://")
+    api.run(json.dumps(message))  # a duplicate delivery finds the result
+    assert len(api.model_calls) == 1
+    assert [k for k in api.output_keys() if k.endswith(".json")] == [f"api/{body['job_id']}/input.png.json"]
 
 
-def test_bedrock_timeout_within_the_budget_answers_202_and_the_worker_finishes(api):
-    api.stub.add_client_error("invoke_model", service_error_code="ModelTimeoutException", http_status_code=408)
+def test_failure_record_answers_with_the_error_tables_status_after_one_model_call(api):
+    from img2img.core.errors import http_status
+
+    api.stub.add_response("invoke_model", bedrock_body({"seeds": [1], "finish_reasons": ["Filter reason: output"]}))
     answer = post("/v1/generations", {"image": b64(png_bytes((128, 128))), "params": {"prompt": "x"}})
-    assert answer.status == 202 and "model_timeout" in answer.json["reason"]
-    [message] = queued(api)
-    api.stub.add_response("invoke_model", sd35_ok())
-    api.run(json.dumps(message))
-    assert get(f"/v1/jobs/{answer.json['job_id']}").json["status"] == "succeeded"
-    api.stub.assert_no_pending_responses()
+    assert answer.status == http_status("content_filtered") and answer.json["error"]["code"] == "content_filtered"
+    assert answer.json["record"]["job_id"] == answer.json["job_id"] and len(api.model_calls) == 1
+
+
+def test_the_wait_backs_off_from_a_quarter_second_to_one_second_and_stops_at_the_deadline():
+    from img2img.handlers.api.service import wait_for_record
+
+    now, sleeps, reads = [0.0], [], []
+
+    def sleep(seconds):
+        sleeps.append(seconds)
+        now[0] += seconds
+
+    assert wait_for_record(lambda: reads.append(now[0]), deadline=4.0, clock=lambda: now[0], sleep=sleep) is None
+    assert sleeps == [0.25, 0.5, 1.0, 1.0, 1.0, 0.25] and reads[-1] == 4.0  # a last read at the deadline
+    found = iter([None, None, {"status": "succeeded"}])
+    assert wait_for_record(lambda: next(found), deadline=100.0, clock=lambda: 0.0, sleep=lambda s: None) == \
+        {"status": "succeeded"}
+
+
+def test_request_bodies_are_not_logged_above_debug(api, capsys):
+    """The prompt and the image never reach INFO logs of the API, whatever the answer."""
+    api.worker_keeps_up = False
+    secret = "secret-prompt-6f1d"
+    for request in ({"image": b64(png_bytes((64, 64))), "params": {"prompt": secret}},
+                    {"image": b64(png_bytes((64, 64))), "params": {"prompt": secret, "strength": 9}},
+                    {"image": "!!", "params": {"prompt": secret}}, {"bogus": secret}):
+        post("/v1/generations", request, context=ShortContext(1000))
+        post("/v1/jobs", request)
+    post("/v1/uploads", {"filename": "a.png", "params": {"prompt": secret}})
+    assert secret not in capsys.readouterr().out

@@ -130,3 +130,18 @@ def test_upload_with_bad_params_is_422_before_upload(api):
     assert answer.status == 422 and answer.json["error"]["errors"][0]["field"] == "filename"
     answer = post("/v1/uploads", {"filename": "cat.jpg", "params": {"prompt": "x" * 3000}})
     assert answer.status == 422 and "sidecar" in answer.json["error"]["message"]
+
+
+def test_cors_headers_for_configured_origins_only(api, monkeypatch):
+    from img2img import settings
+
+    assert "access-control-allow-origin" not in get("/v1/jobs/api-nothing").headers  # none configured: no CORS
+    monkeypatch.setenv("IMG2IMG_API_CORS_ORIGINS", "https://app.example.com,https://other.example.com")
+    settings.get_settings.cache_clear()
+    for origin in ("https://app.example.com", "https://other.example.com"):
+        answer = get("/v1/jobs/api-nothing", headers={"Origin": origin})  # an error answer gets them too
+        assert answer.status == 404 and answer.headers["access-control-allow-origin"] == origin
+        assert set(answer.headers["access-control-expose-headers"].split(",")) == {"Location", "Retry-After"}
+    answer = post("/v1/jobs", {"image": b64(png_bytes((64, 64))), "params": {"prompt": "x"}},
+                  headers={"Origin": "https://evil.example.com"})
+    assert answer.status == 202 and "access-control-allow-origin" not in answer.headers

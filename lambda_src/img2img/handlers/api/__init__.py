@@ -95,3 +95,10 @@ def openapi_document() -> dict[str, Any]:
         "api_key": {"type": "apiKey", "name": "x-api-key", "in": "header"}}
     doc["security"] = [{"sigv4": []}]
     return doc
+
+
+def __getattr__(name: str) -> Any:
+    """`app`: a resolver with every route (tests/infra/test_api.py compares its routes with the stack's)."""
+    if name == "app":
+        return resolver()
+    raise AttributeError(name)
