@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from aws_cdk import Duration, Stack
+from aws_cdk import Duration
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
@@ -22,7 +22,6 @@ from constructs import Construct
 
 from infra.config import PipelineConfig
 from infra.functions import environment, function_role, log_group, pipeline_function
-from infra.worker import bedrock_model_arns
 
 HANDLER = "img2img.handlers.api.handler"
 STAGE = "prod"  # URLs: <ApiUrl>v1/generations, as on the local stack (<IMG2IMG_API_URL>/v1/...)
@@ -44,7 +43,6 @@ class HttpApi(Construct):
                  input_bucket: s3.IBucket, output_bucket: s3.IBucket, table: dynamodb.ITable,
                  job_queue: sqs.IQueue, bus: events.IEventBus, key: kms.IKey | None = None) -> None:
         super().__init__(scope, construct_id)
-        stack = Stack.of(self)
 
         self.role = function_role(self, config, "HTTP API")
         self.environment = environment(config, config.api_settings(
@@ -60,15 +58,12 @@ class HttpApi(Construct):
         api_inputs = input_bucket.arn_for_objects(f"{config.api_prefix}*")
         uploads = input_bucket.arn_for_objects(f"{config.api_upload_prefix}*")
         statements = [
-            iam.PolicyStatement(sid="InvokeConfiguredBedrockModels", actions=["bedrock:InvokeModel"],
-                                resources=bedrock_model_arns(config.model_ids, region=config.bedrock_region
-                                                             or stack.region, account=stack.account)),
             # Inline images are stored under the API prefix (and removed again when rejected).
             iam.PolicyStatement(sid="WriteApiInputs", actions=["s3:PutObject", "s3:DeleteObject"],
                                 resources=[api_inputs]),
             # Presigned uploads are signed with this role: it may put only under the upload prefix.
             iam.PolicyStatement(sid="PresignUploads", actions=["s3:PutObject"], resources=[uploads]),
-            # The sync route runs the pipeline: source references, folder defaults and sidecars anywhere.
+            # The routes validate jobs as the worker will: source references, folder defaults and sidecars.
             iam.PolicyStatement(sid="ReadInputObjects", actions=["s3:GetObject", "s3:GetObjectVersion"],
                                 resources=[input_bucket.arn_for_objects("*")]),
             iam.PolicyStatement(sid="ListInputForSidecars", actions=["s3:ListBucket"],
