@@ -47,7 +47,7 @@ MAX_KEY_BYTES = 1024
 MAX_PREFIX_BYTES = 256
 MAX_BUCKET_CHARS = 255       # what a source may name at all (legacy us-east-1 names were this long)
 MAX_TOKEN_CHARS = 1024       # version ids and ETags
-MAX_SNS_DEPTH = 2            # an SNS notification inside an SNS notification, no deeper
+MAX_SNS_DEPTH = 1            # one SNS wrapping (SNS -> SQS); SNS does not deliver to SNS
 
 _ALLOWED_JOB_ID = "1 to 128 letters, digits, '_', '.', '-', starting with a letter or digit"
 _ALLOWED_PREFIX = (f"a relative key prefix: no leading '/', no '.' or '..' segments, no control characters, "
@@ -117,7 +117,7 @@ def _parse(message: Any, depth: int) -> list[Trigger]:
 def _sns(message: dict[str, Any], depth: int) -> list[Trigger]:
     inner = message["Message"]
     if depth >= MAX_SNS_DEPTH:
-        raise _unreadable(f"SNS notifications nested more than {MAX_SNS_DEPTH} deep", message)
+        raise _unreadable(f"an SNS notification inside {MAX_SNS_DEPTH} other(s)", message)
     if not isinstance(inner, str):
         raise _unreadable("the SNS notification's Message is not a string", message)
     try:
@@ -295,10 +295,9 @@ def _output(output: Any, f: _Problems) -> dict[str, Any] | None:
 def _prefix_problem(prefix: Any) -> str | None:
     if not isinstance(prefix, str):
         return f"must be a string, not {_kind(prefix)}"
-    normalised = prefix if not prefix or prefix.endswith("/") else prefix + "/"
     if not _utf8(prefix):
         return "is not valid UTF-8"
-    if len(normalised.encode("utf-8")) > MAX_PREFIX_BYTES:
+    if len(prefix.encode("utf-8")) > MAX_PREFIX_BYTES:
         return f"is longer than {MAX_PREFIX_BYTES} UTF-8 bytes"
     if prefix.startswith("/"):
         return "starts with '/'"
