@@ -20,8 +20,7 @@ from hypothesis import given, settings, strategies as st
 from img2img.core.errors import CODES, JobError
 from img2img.core.triggers import Trigger, UnreadableMessage, parse_body, parse_message
 
-from test_triggers import (AWS_EVENTBRIDGE_OBJECT_CREATED, AWS_REQUESTED, AWS_S3_NOTIFICATION, AWS_TEST_EVENT,
-                           sns)
+from test_triggers import AWS_EVENTBRIDGE_OBJECT_CREATED, AWS_REQUESTED, AWS_S3_NOTIFICATION, AWS_TEST_EVENT, sns
 
 _spec = importlib.util.spec_from_file_location(
     "schema_check", Path(__file__).resolve().parents[1] / "handlers" / "schema_check.py")
@@ -84,9 +83,9 @@ def replacement_like(old: Any) -> st.SearchStrategy:
 
 
 @st.composite
-def mutated(draw, envelopes=st.sampled_from(ENVELOPES), protected=lambda path: False,
+def mutated(draw, envelopes: st.SearchStrategy | None = None, protected=lambda path: False,
             wraps=("none", "sns", "nest")) -> Any:
-    message = draw(envelopes)
+    message = draw(envelopes or st.sampled_from(ENVELOPES))
     for _ in range(draw(st.integers(1, 3))):
         candidates = [p for p in paths(message) if not protected(p)]
         if not candidates:
