@@ -85,7 +85,7 @@ def replacement_like(old: Any) -> st.SearchStrategy:
 @st.composite
 def mutated(draw, envelopes: st.SearchStrategy | None = None, protected=lambda path: False,
             wraps=("none", "sns", "nest")) -> Any:
-    message = draw(envelopes or st.sampled_from(ENVELOPES))
+    message = draw(st.sampled_from(ENVELOPES) if envelopes is None else envelopes)
     for _ in range(draw(st.integers(1, 3))):
         candidates = [p for p in paths(message) if not protected(p)]
         if not candidates:
