@@ -275,7 +275,7 @@ def requested(**detail):
     ({"output": {"prefix": ".."}}, "output.prefix", "'..' segment"),
     ({"output": {"prefix": "a/./b/"}}, "output.prefix", "'.' or '..' segment"),
     ({"output": {"prefix": "tab\there/"}}, "output.prefix", "control character"),
-    ({"output": {"prefix": "x" * 256}}, "output.prefix", "longer than 256 UTF-8 bytes"),
+    ({"output": {"prefix": "x" * 257}}, "output.prefix", "longer than 256 UTF-8 bytes"),
     ({"output": {"prefix": "ü" * 129}}, "output.prefix", "longer than 256 UTF-8 bytes"),
     ({"output": {"prefix": 7}}, "output.prefix", "must be a string"),
     ({"output": {"prefix": "ok/", "bucket": "elsewhere"}}, "output.bucket", "is not a field of output"),
@@ -311,7 +311,7 @@ def test_the_error_says_what_is_allowed_and_echoes_the_bad_scalar():
 
 
 @pytest.mark.parametrize("prefix, normalised", [("custom", "custom/"), ("a/b/", "a/b/"), ("", ""),
-                                                ("日本/写真", "日本/写真/"), ("x" * 255, "x" * 255 + "/")])
+                                                ("日本/写真", "日本/写真/"), ("x" * 256, "x" * 256 + "/")])
 def test_output_prefix_is_normalised_to_end_with_a_slash(prefix, normalised):
     [trigger] = parse_message(requested(output={"prefix": prefix}))
     assert trigger.error is None and trigger.output == {"prefix": normalised}
@@ -401,7 +401,7 @@ PROMPT = "a secret cat on the moon"
     {"Records": [{"eventName": "ObjectCreated:Put", "s3": "s3://b/a.png"}]},
     {"type": "img2img.job", "source": "s3://my-input/" + "k" * 1025},
     {"type": "img2img.job", "source": "s3://my-input/\udc80.png"},
-    sns({"Type": "Notification", "Message": json.dumps(sns(AWS_TEST_EVENT))}),
+    sns(sns(AWS_TEST_EVENT)),
     {"Type": "Notification", "Message": {"Records": []}},
 ])
 def test_messages_without_a_source_are_unreadable_and_do_not_echo_content(message):

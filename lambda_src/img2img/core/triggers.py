@@ -20,8 +20,9 @@ import json
 import math
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import unquote_plus
 
 from .errors import JobError
@@ -47,7 +48,7 @@ MAX_KEY_BYTES = 1024
 MAX_PREFIX_BYTES = 256
 MAX_BUCKET_CHARS = 255       # what a source may name at all (legacy us-east-1 names were this long)
 MAX_TOKEN_CHARS = 1024       # version ids and ETags
-MAX_SNS_DEPTH = 2            # an SNS notification inside an SNS notification, no deeper
+MAX_SNS_DEPTH = 1            # one SNS wrapping (SNS -> SQS); SNS does not deliver to SNS
 
 _ALLOWED_JOB_ID = "1 to 128 letters, digits, '_', '.', '-', starting with a letter or digit"
 _ALLOWED_PREFIX = (f"a relative key prefix: no leading '/', no '.' or '..' segments, no control characters, "
@@ -117,7 +118,7 @@ def _parse(message: Any, depth: int) -> list[Trigger]:
 def _sns(message: dict[str, Any], depth: int) -> list[Trigger]:
     inner = message["Message"]
     if depth >= MAX_SNS_DEPTH:
-        raise _unreadable(f"SNS notifications nested more than {MAX_SNS_DEPTH} deep", message)
+        raise _unreadable(f"an SNS notification inside {MAX_SNS_DEPTH} other(s)", message)
     if not isinstance(inner, str):
         raise _unreadable("the SNS notification's Message is not a string", message)
     try:
@@ -158,8 +159,9 @@ def _s3_record(record: Any, path: str, message: dict[str, Any]) -> Trigger | Non
     bucket, key = _object_source(_at(record, "s3", "bucket", "name"), obj.get("key"),
                                  f"{path}.s3.bucket.name", f"{path}.s3.object.key", message)
     f = _Problems("S3 event notification")
-    return Trigger("object", bucket, key, f.token(obj, "versionId", f"{path}.s3.object.versionId"),
-                   f.token(obj, "eTag", f"{path}.s3.object.eTag"), f.size(obj, "size", f"{path}.s3.object.size"),
+    where = f"{path}.s3.object"
+    return Trigger("object", bucket, key, f.token(obj.get("versionId"), f"{where}.versionId"),
+                   f.token(obj.get("eTag"), f"{where}.eTag"), f.size(obj.get("size"), f"{where}.size"),
                    origin="s3", error=f.error())
 
 
@@ -178,9 +180,9 @@ def _eventbridge_s3(message: dict[str, Any], depth: int) -> list[Trigger]:
                                  "detail.object.key", message)
     f = _Problems("S3 Object Created event")
     etag_field = "eTag" if "eTag" in obj and "etag" not in obj else "etag"  # moto writes eTag
-    return [Trigger("object", bucket, key, f.token(obj, "version-id", "detail.object.version-id"),
-                    f.token(obj, etag_field, f"detail.object.{etag_field}"),
-                    f.size(obj, "size", "detail.object.size"), origin="eventbridge", error=f.error())]
+    return [Trigger("object", bucket, key, f.token(obj.get("version-id"), "detail.object.version-id"),
+                    f.token(obj.get(etag_field), f"detail.object.{etag_field}"),
+                    f.size(obj.get("size"), "detail.object.size"), origin="eventbridge", error=f.error())]
 
 
 def _requested(message: dict[str, Any], depth: int) -> list[Trigger]:
@@ -195,8 +197,8 @@ def _sidecar_check(message: dict[str, Any], depth: int) -> list[Trigger]:
     bucket, key = _object_source(message.get("bucket"), message.get("key"), "bucket", "key", message,
                                  decode=False)
     f = _Problems("sidecar check message")
-    return [Trigger("check", bucket, key, f.token(message, "version_id", "version_id"),
-                    f.token(message, "etag", "etag"), origin="deferred", error=f.error())]
+    return [Trigger("check", bucket, key, f.token(message.get("version_id"), "version_id"),
+                    f.token(message.get("etag"), "etag"), origin="deferred", error=f.error())]
 
 
 # What a message looks like -> how to parse it. First match wins.
@@ -233,7 +235,7 @@ def _job(job: Any, origin: Any, where: str, fields: tuple[str, ...] | None) -> T
         f.add("source.bucket", "is not a valid S3 bucket name", bucket,
               "3 to 63 lowercase letters, digits, '.' and '-', starting and ending with a letter or digit, "
               "not an IP address")
-    version_id = f.token({"version_id": version}, "version_id", "source.version_id")
+    version_id = f.token(version, "source.version_id")
     params = job.get("params")
     if params is not None and not isinstance(params, dict):
         f.add("params", f"must be a JSON object (docs/parameters.md), not {_kind(params)}")
@@ -295,10 +297,9 @@ def _output(output: Any, f: _Problems) -> dict[str, Any] | None:
 def _prefix_problem(prefix: Any) -> str | None:
     if not isinstance(prefix, str):
         return f"must be a string, not {_kind(prefix)}"
-    normalised = prefix if not prefix or prefix.endswith("/") else prefix + "/"
     if not _utf8(prefix):
         return "is not valid UTF-8"
-    if len(normalised.encode("utf-8")) > MAX_PREFIX_BYTES:
+    if len(prefix.encode("utf-8")) > MAX_PREFIX_BYTES:
         return f"is longer than {MAX_PREFIX_BYTES} UTF-8 bytes"
     if prefix.startswith("/"):
         return "starts with '/'"
@@ -369,9 +370,8 @@ class _Problems:
                 hint = f" (did you mean {close[0]}?)" if close else ""
                 self.add(f"{prefix}{name}", f"is not a field of {what}{hint}", allowed=", ".join(allowed))
 
-    def token(self, obj: dict[str, Any], name: str, field: str) -> str | None:
+    def token(self, value: Any, field: str) -> str | None:
         """An optional version id or ETag: a non-empty string without control characters."""
-        value = obj.get(name)
         if value is None:
             return None
         if not isinstance(value, str):
@@ -382,8 +382,7 @@ class _Problems:
             return value
         return None
 
-    def size(self, obj: dict[str, Any], name: str, field: str) -> int | None:
-        value = obj.get(name)
+    def size(self, value: Any, field: str) -> int | None:
         if value is None:
             return None
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
