@@ -57,6 +57,9 @@ class FolderStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
 
+    def delete(self, bucket: str, key: str) -> None:
+        self._path(bucket, key).unlink(missing_ok=True)
+
 
 @contextmanager
 def offline_engine():

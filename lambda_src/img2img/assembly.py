@@ -12,6 +12,10 @@ def _log(message: str, **fields) -> None:
     logger.info(message, extra=fields)
 
 
+def _log_exception(message: str, **fields) -> None:
+    logger.exception(message, extra=fields)
+
+
 def _correlate(job_id: str) -> None:
     """Every log line of this record's thread from here on carries the job id (records run in threads)."""
     logger.thread_safe_append_keys(correlation_id=job_id)
@@ -35,6 +39,7 @@ def get_pipeline() -> Pipeline:
         scheduler=SqsScheduler(s.job_queue_url) if s.job_queue_url else None,
         guard=DynamoDBGuard(s.idempotency_table, s.idempotency_ttl_seconds) if s.idempotency_table else None,
         log=_log,
+        log_exception=_log_exception,
         on_job=_correlate,
     )
 
@@ -46,4 +51,6 @@ def pipeline_for(context) -> Pipeline:
     if register is not None:
         register(context)
     pipeline.time_left = lambda: context.get_remaining_time_in_millis() / 1000
+    arn = str(getattr(context, "invoked_function_arn", "") or "").split(":")
+    pipeline.account_id = arn[4] if len(arn) > 4 and arn[4].isdigit() else None
     return pipeline

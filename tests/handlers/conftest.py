@@ -58,13 +58,36 @@ def world(settings_env, monkeypatch):
 
 @pytest.fixture
 def api(world, monkeypatch):
-    """The world, with the HTTP API handler's cached edge reset and its Bedrock calls on the stub."""
-    from img2img.handlers import api as module
+    """The world behind the HTTP API handler, with the worker simulated while the sync route waits.
 
-    for cache in (module.edge, module._answers, module._invokers):
-        cache.cache_clear()
-    # The sync route's Bedrock invoker (one attempt, budget-bounded timeout) shares the stubbed client.
-    monkeypatch.setattr(module, "model_invoker", lambda seconds: world.pipeline.model)
+    POST /v1/generations queues its job and waits for the record: here the wait runs the real SQS
+    worker on what is in moto's queue (`api.worker_keeps_up = False`: the worker is too slow for the
+    budget, the message stays queued). `api.model_calls` counts Bedrock calls, wherever they come from."""
+    from img2img.handlers import api as module
+    from img2img.handlers.api import service
+
+    def reset():
+        for cache in (service.edge, service._answers, module.resolver):
+            cache.cache_clear()
+
+    reset()
+    world.worker_keeps_up = True
+    world.model_calls = []
+    world.pipeline.model._runtime.meta.events.register(
+        "before-call.bedrock-runtime.InvokeModel", lambda **kw: world.model_calls.append(kw.get("params")))
+
+    def worker_then_read(where, deadline):
+        if world.worker_keeps_up:
+            messages = world.sqs.receive_message(QueueUrl=world.queue_url, MaxNumberOfMessages=10).get("Messages", [])
+            for m in messages:
+                failed = world.run(m["Body"])["batchItemFailures"]
+                if failed:  # SQS redelivers it later
+                    world.sqs.change_message_visibility(QueueUrl=world.queue_url, ReceiptHandle=m["ReceiptHandle"],
+                                                        VisibilityTimeout=0)
+                else:
+                    world.sqs.delete_message(QueueUrl=world.queue_url, ReceiptHandle=m["ReceiptHandle"])
+        return service.edge().record(where["bucket"], where["key"])
+
+    monkeypatch.setattr(service, "await_record", worker_then_read)
     yield world
-    for cache in (module.edge, module._answers, module._invokers):
-        cache.cache_clear()
+    reset()

@@ -47,9 +47,25 @@ def test_image_generation_requested_becomes_a_job(world, routed):
     assert json.loads(body)["detail-type"] == "ImageGenerationRequested"
     world.stub.add_response("invoke_model", sd35_ok(seed=21))
     world.run(body)
-    record = json.loads(world.s3.get_object(Bucket="img2img-test-output", Key="from-events/req/cat.png.json")["Body"].read())
+    record = json.loads(world.s3.get_object(Bucket="img2img-test-output", Key="events/from-events/req/cat.png.json")["Body"].read())
     assert record["status"] == "succeeded" and record["trigger"] == "eventbridge"
     assert record["param_sources"]["seed"] == "eventbridge request"
+    assert record["outputs"][0]["key"] == "events/from-events/req/cat.png.png"  # the events/ namespace
+
+
+@pytest.mark.parametrize("prefix", ["", "api/api-1/", "trips/"])
+def test_an_event_sender_cannot_write_outside_the_events_namespace(world, routed, prefix):
+    """Upload outputs (`trips/cat.png.json`) and API records (`api/...`) are not an event's to overwrite."""
+    world.put("trips/cat.png", png_bytes((256, 256)))
+    detail = {"source": f"s3://{INPUT}/trips/cat.png", "params": {"prompt": "a cat"}}
+    if prefix:
+        detail["output"] = {"prefix": prefix}
+    routed.put_events(Entries=[{"EventBusName": "img2img-bus", "Source": "my.app",
+                                "DetailType": "ImageGenerationRequested", "Detail": json.dumps(detail)}])
+    [body] = bodies(world)
+    world.stub.add_response("invoke_model", sd35_ok())
+    world.run(body)
+    assert world.output_keys() == [f"events/{prefix}trips/cat.png.json", f"events/{prefix}trips/cat.png.png"]
 
 
 def test_other_detail_types_are_not_routed(world, routed):

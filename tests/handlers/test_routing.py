@@ -34,9 +34,12 @@ def test_outputs_excluded_prefixes_and_other_buckets_are_ignored(world, monkeypa
     assert world.output_keys() == []
 
 
-def test_unsupported_suffix_and_unreadable_messages_are_dropped_not_retried(world):
+def test_unsupported_suffixes_are_skipped_and_unreadable_messages_head_for_the_dlq(world):
+    """A message that names no job can have no record: it fails every delivery until the queue moves it
+    to the (alarmed) DLQ, never deleted silently; a non-image key is simply not a job."""
     world.put("notes.txt", b"hello")
-    assert world.run(s3_body("notes.txt"), "not json", json.dumps({"hello": 1})) == {"batchItemFailures": []}
+    assert world.run(s3_body("notes.txt"), "not json", json.dumps({"hello": 1})) == {
+        "batchItemFailures": [{"itemIdentifier": "m1"}, {"itemIdentifier": "m2"}]}
     assert world.output_keys() == []
 
 

@@ -417,7 +417,7 @@ def test_unknown_model_ids_fail_clearly(model_id):
         adapter_for(model_id)
     assert repr(model_id) in info.value.message
     assert "supported" in info.value.message
-    assert info.value.details["value"] == model_id
+    assert info.value.details["errors"][0]["value"] == model_id and info.value.details["errors"][0]["field"] == "model_id"
 
 
 # ---- target sizes ---------------------------------------------------------------------------------

@@ -166,7 +166,9 @@ def test_malformed_text_prompts_name_the_item_and_source(bad, field):
     with pytest.raises(JobError) as info:
         all_layers(sidecar={"text_prompts": bad})
     assert info.value.code == "invalid_parameters"
-    assert info.value.details["field"] == field
+    # details carry the errors list every parameter error has (it used to be a bare "field" here only)
+    [entry] = info.value.details["errors"]
+    assert (entry["field"], entry["source"]) == (field, f"sidecar {SIDECAR_URI}")
     assert SIDECAR_URI in info.value.message
     assert field in info.value.message
 

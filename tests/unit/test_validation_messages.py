@@ -274,12 +274,38 @@ def test_model_not_enabled_in_this_deployment():
     assert "not enabled in this deployment" in info.value.message
 
 
-@pytest.mark.parametrize("model_id", [SD35, "us.stability.sd3-5-large-v1:0",
-                                      "arn:aws:bedrock:us-west-2::foundation-model/stability.sd3-5-large-v1:0"])
-def test_allowed_list_accepts_profiles_and_arns_of_an_allowed_base_model(model_id):
-    pipe = pipeline(allowed_model_ids=(SD35,))
+US_SD35 = "us.stability.sd3-5-large-v1:0"
+ACCOUNT = "123456789012"
+
+
+@pytest.mark.parametrize("allowed,model_id", [
+    ((SD35,), SD35),
+    ((SD35,), "arn:aws:bedrock:us-west-2::foundation-model/stability.sd3-5-large-v1:0"),
+    ((US_SD35,), US_SD35),
+    ((US_SD35,), f"arn:aws:bedrock:us-west-2:{ACCOUNT}:inference-profile/{US_SD35}"),
+    # a geography a configured id uses, for another configured model
+    ((SD35, "us.stability.stable-diffusion-xl-v1"), US_SD35),
+])
+def test_allowed_list_accepts_configured_ids_and_their_arns_in_this_account(allowed, model_id):
+    pipe = pipeline(allowed_model_ids=allowed)
+    pipe.account_id = ACCOUNT
     job, adapter = pipe.validate(merged(sidecar={"prompt": "a cat", "model_id": model_id}))
     assert adapter.family == "sd3.5" and job.model_id == model_id
+
+
+@pytest.mark.parametrize("allowed,model_id", [
+    ((SD35,), US_SD35),                               # no configured id uses the us. geography
+    ((US_SD35,), "eu.stability.sd3-5-large-v1:0"),    # another geography
+    ((US_SD35,), f"arn:aws:bedrock:us-west-2:999999999999:inference-profile/{US_SD35}"),  # another account
+    ((SD35,), "arn:aws:bedrock:us-west-2:999999999999:foundation-model/stability.sd3-5-large-v1:0"),
+    ((SD35,), "arn:aws:bedrock:us-west-2::provisioned-model/abc"),
+])
+def test_allowed_list_refuses_other_accounts_and_geographies(allowed, model_id):
+    pipe = pipeline(allowed_model_ids=allowed)
+    pipe.account_id = ACCOUNT
+    with pytest.raises(JobError) as info:
+        pipe.validate(merged(sidecar={"prompt": "a cat", "model_id": model_id}))
+    assert only_error(info.value)["field"] == "model_id"
 
 
 def test_empty_allowed_list_allows_any_supported_model():

@@ -2,7 +2,8 @@
 
 Permanent (failure record now): ValidationException (content_filtered when the prompt was refused),
 AccessDenied, ResourceNotFound (also end-of-life models). Transient (back to the queue): throttling,
-quotas, model timeouts/errors, 5xx, network timeouts. See ../../shared reference table in docs/errors.md.
+quotas, model timeouts/errors, 5xx, network faults. Anything else is `internal_error`: a request this
+pipeline should not have made (transient is a closed list). The table is in docs/errors.md.
 """
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import time
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
-from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, ReadTimeoutError
+from botocore.exceptions import (BotoCoreError, ClientError, ConnectionClosedError, ConnectionError,
+                                 ConnectTimeoutError, EndpointConnectionError, ReadTimeoutError)
 
 from ..core.errors import JobError, transient
 from ..observability import BEDROCK_LATENCY, BEDROCK_THROTTLES, metrics, tracer
@@ -32,8 +34,11 @@ def classify(exc: Exception, model_id: str) -> JobError:
     """A Bedrock client error as a JobError with a stable code and an actionable message."""
     if isinstance(exc, ReadTimeoutError):
         return transient("model_timeout", f"Bedrock did not answer in time for {model_id}")
-    if not isinstance(exc, ClientError):
+    if isinstance(exc, (ConnectionError, ConnectTimeoutError, EndpointConnectionError, ConnectionClosedError)):
         return transient("service_error", f"could not reach Bedrock: {exc}")
+    if not isinstance(exc, ClientError):  # e.g. ParamValidationError: our request is malformed
+        return JobError("internal_error", f"the request for {model_id} could not be sent: "
+                        f"{type(exc).__name__}: {exc}"[:500], details={"exception": type(exc).__name__})
     code = exc.response.get("Error", {}).get("Code", "")
     message = exc.response.get("Error", {}).get("Message", "") or str(exc)
     if code == "ValidationException":
@@ -49,7 +54,11 @@ def classify(exc: Exception, model_id: str) -> JobError:
         return JobError("model_unavailable", f"{model_id} is not available: {message}. Choose another model_id "
                         "(SDXL 1.0 is end of life on Bedrock; stability.sd3-5-large-v1:0 is the live default)",
                         details={"bedrock_error": code})
-    cause = _TRANSIENT.get(code, "service_error")
+    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+    cause = _TRANSIENT.get(code) or ("service_error" if status >= 500 else "throttled" if status == 429 else None)
+    if cause is None:
+        return JobError("internal_error", f"Bedrock answered {code or status} for {model_id}: {message}"[:1000],
+                        details={"bedrock_error": code})
     return transient(cause, f"Bedrock {code or 'error'} for {model_id}: {message}", bedrock_error=code)
 
 

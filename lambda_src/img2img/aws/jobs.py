@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import json
 import time
+from functools import cached_property
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ..core.errors import JobError, transient
+from ..core.errors import transient
 from .clients import client
+from .idempotency import JOB_KEY_PREFIX, Idempotency
+from .s3 import NOT_FOUND_CODES
 
 JOB_ITEM_PREFIX = "api-job#"
-JOB_KEY_PREFIX = "img2img-job"  # aws/idempotency.py's key_prefix for the pipeline guard
 
 
 class ApiEdge:
@@ -49,25 +51,17 @@ class ApiEdge:
             raise transient("storage_error", f"could not read the job: {exc}") from None
         return json.loads(item["job"]["S"]) if item else None
 
-    def delete_job(self, job_id: str) -> None:
-        try:
-            client("dynamodb").delete_item(TableName=self.table_name, Key={"id": {"S": JOB_ITEM_PREFIX + job_id}})
-        except (ClientError, BotoCoreError):
-            pass  # a leftover item only says "queued" until its TTL
+    @cached_property
+    def _worker_items(self) -> Idempotency:
+        """The worker guard's configuration (aws/idempotency.py), read-only here."""
+        return Idempotency(self.table_name, self.ttl_seconds, JOB_KEY_PREFIX)
 
     def in_progress(self, job_key: dict[str, Any] | None) -> bool:
         """Is the worker's idempotency item for this job INPROGRESS? (one GetItem)"""
         if not job_key:
             return False
-        from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer, IdempotencyConfig
-        from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyItemNotFoundError
-
-        layer = DynamoDBPersistenceLayer(table_name=self.table_name, boto3_client=client("dynamodb"))
-        layer.configure(IdempotencyConfig(), key_prefix=JOB_KEY_PREFIX)
         try:
-            return layer.get_record(job_key).status == "INPROGRESS"
-        except IdempotencyItemNotFoundError:
-            return False
+            return self._worker_items.status(job_key) == "INPROGRESS"
         except Exception:  # noqa: BLE001 - a status hint only; never fail the status call on it
             return False
 
@@ -86,11 +80,18 @@ class ApiEdge:
             raise transient("storage_error", f"could not store the input image: {exc}") from None
         return response.get("VersionId")
 
+    def delete_input(self, bucket: str, key: str) -> None:
+        """Best effort (a rejected request leaves nothing behind; the bucket's lifecycle is the backstop)."""
+        try:
+            client("s3").delete_object(Bucket=bucket, Key=key)
+        except (ClientError, BotoCoreError):
+            pass
+
     def get_object(self, bucket: str, key: str) -> bytes | None:
         try:
             return client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+            if exc.response.get("Error", {}).get("Code") in NOT_FOUND_CODES:
                 return None
             raise transient("storage_error", f"could not read s3://{bucket}/{key}: {exc}") from None
         except BotoCoreError as exc:
@@ -100,27 +101,14 @@ class ApiEdge:
         raw = self.get_object(bucket, key)
         return json.loads(raw) if raw else None
 
-    def head(self, bucket: str, key: str) -> dict[str, Any] | None:
-        try:
-            return client("s3").head_object(Bucket=bucket, Key=key)
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code")
-            if code in ("NoSuchKey", "404", "NotFound"):
-                return None
-            if code in ("403", "AccessDenied", "Forbidden"):
-                raise JobError("access_denied", f"the API may not read s3://{bucket}/{key}") from None
-            raise transient("storage_error", f"could not read s3://{bucket}/{key}: {exc}") from None
-
-    @property
+    @cached_property
     def presigner(self):
         """SigV4 presigning (required for SSE-KMS objects and every region launched since 2014)."""
-        if getattr(self, "_presigner", None) is None:
-            from botocore.config import Config
+        from botocore.config import Config
 
-            from .clients import _session
+        from .clients import _session
 
-            self._presigner = _session().client("s3", config=Config(signature_version="s3v4"))
-        return self._presigner
+        return _session().client("s3", config=Config(signature_version="s3v4"))
 
     def presign_get(self, bucket: str, key: str) -> str:
         return self.presigner.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key},

@@ -1,31 +1,49 @@
-"""S3 as the core's ObjectStore: 404 means "not there", 403 is permanent, the rest is transient."""
+"""S3 as the core's ObjectStore: 404 means "not there", 403 is permanent, SlowDown/5xx and network faults
+are transient, and any other answer is a defect of ours (`internal_error`): transient is a closed list."""
 from __future__ import annotations
 
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import (BotoCoreError, ClientError, ConnectionClosedError, ConnectionError,
+                                 ConnectTimeoutError, EndpointConnectionError, ReadTimeoutError)
 
 from ..core.errors import JobError, transient
 from ..core.ports import ObjectInfo
 from ..observability import tracer
 from .clients import client
 
-_NOT_FOUND = {"404", "NoSuchKey", "NotFound", "NoSuchVersion", "NoSuchBucket"}
-_DENIED = {"403", "AccessDenied", "Forbidden", "AllAccessDisabled", "InvalidObjectState"}
+# The one home of S3's error codes, by what we do about them (the API's edge imports these too).
+NOT_FOUND = frozenset({"404", "NoSuchKey", "NotFound", "NoSuchVersion", "NoSuchBucket"})
+DENIED = frozenset({"403", "AccessDenied", "Forbidden", "AllAccessDisabled", "InvalidObjectState",
+                    "KMS.DisabledException", "KMS.AccessDeniedException"})
+TRANSIENT = frozenset({"SlowDown", "503", "500", "InternalError", "ServiceUnavailable", "RequestTimeout",
+                       "RequestTimeTooSkewed", "OperationAborted", "ThrottlingException", "KMS.ThrottlingException"})
+NOT_FOUND_CODES = NOT_FOUND  # the name aws/jobs.py imports
 
 
 def _fail(exc: Exception, action: str, bucket: str, key: str) -> JobError:
+    where = f"S3 {action} on s3://{bucket}/{key[:200]}"
     if isinstance(exc, ClientError):
-        code = exc.response.get("Error", {}).get("Code", "")
-        if code in _DENIED:
-            return JobError("access_denied", f"S3 refused {action} on s3://{bucket}/{key} ({code}); check the "
-                            "worker role and the bucket's policy")
-        return transient("storage_error", f"S3 {action} on s3://{bucket}/{key} failed: {code}")
-    return transient("storage_error", f"S3 {action} on s3://{bucket}/{key} failed: {exc}")
+        error = exc.response.get("Error", {})
+        code = error.get("Code", "")
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+        if code in DENIED:
+            return JobError("access_denied", f"{where} was refused ({code}); check the worker role and the "
+                            "bucket's policy")
+        if code in TRANSIENT or status >= 500:
+            return transient("storage_error", f"{where} failed: {code or status}")
+        return JobError("internal_error", f"{where} was rejected ({code or status}: "
+                        f"{str(error.get('Message', ''))[:200]}): a request this pipeline should not make",
+                        details={"s3_error": code})
+    if isinstance(exc, (ConnectionError, ReadTimeoutError, ConnectTimeoutError, EndpointConnectionError,
+                        ConnectionClosedError)):
+        return transient("storage_error", f"{where} failed: {exc}")
+    return JobError("internal_error", f"{where} could not be sent: {type(exc).__name__}: {exc}"[:500],
+                    details={"exception": type(exc).__name__})
 
 
 def _not_found(exc: Exception) -> bool:
-    return isinstance(exc, ClientError) and exc.response.get("Error", {}).get("Code", "") in _NOT_FOUND
+    return isinstance(exc, ClientError) and exc.response.get("Error", {}).get("Code", "") in NOT_FOUND
 
 
 def _info(bucket: str, key: str, head: dict[str, Any]) -> ObjectInfo:
@@ -81,3 +99,11 @@ class S3Store:
                                Metadata=metadata or {})
         except (ClientError, BotoCoreError) as exc:
             raise _fail(exc, "PutObject", bucket, key) from None
+
+    @tracer.capture_method(capture_response=False)
+    def delete(self, bucket: str, key: str) -> None:
+        try:
+            self.s3.delete_object(Bucket=bucket, Key=key)
+        except (ClientError, BotoCoreError) as exc:
+            if not _not_found(exc):
+                raise _fail(exc, "DeleteObject", bucket, key) from None

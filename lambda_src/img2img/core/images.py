@@ -31,6 +31,20 @@ ALPHA_BACKGROUND = (255, 255, 255)
 # Pillow's global bomb check would apply one process-wide number to uploads and model outputs alike.
 Image.MAX_IMAGE_PIXELS = None
 _heif_registered = False
+# A decoder reading untrusted bytes can raise nearly anything (struct.error, IndexError, TypeError, ...):
+# every exception but our own errors and running out of memory means the input is not a readable image.
+DECODER_FAULTS = (Exception,)
+# Formats whose Pillow plugin turns the image upright itself on open (its EXIF still says how it was
+# stored): applying the orientation again would turn it twice. A test pins this per format.
+UPRIGHT_ON_OPEN = frozenset({"tiff"})
+# Largest side each output format can store (PNG's is 2**31 - 1).
+MAX_OUTPUT_SIDE = {"png": 2**31 - 1, "jpeg": 65_535, "webp": 16_383}
+
+
+def _corrupt(what: str, exc: BaseException) -> JobError:
+    if isinstance(exc, (JobError, MemoryError)):
+        raise exc
+    return JobError("invalid_image", f"{what}: {type(exc).__name__}: {exc}"[:500])
 
 
 @dataclass(frozen=True)
@@ -109,8 +123,8 @@ def open_image(data: bytes, max_pixels: int) -> Image.Image:
     except UnidentifiedImageError:
         raise JobError("invalid_image", f"the input is not an image Pillow can read (it starts with "
                        f"{data[:12]!r}); send JPEG, PNG, WebP, GIF, BMP, TIFF or HEIC") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise JobError("invalid_image", f"the image header is corrupt: {exc}") from None
+    except DECODER_FAULTS as exc:
+        raise _corrupt("the image header is corrupt", exc) from None
     width, height = image.size
     if width * height > max_pixels:
         raise JobError("image_too_large", f"the image is {width}x{height} = {width * height:,} pixels; this "
@@ -124,28 +138,32 @@ def prepare(data: bytes, target_size: Callable[[int, int], tuple[int, int]], fit
             max_pixels: int = 40_000_000) -> PreparedImage:
     """Turn any supported upload into an RGB PNG of the model's size, fitted by `crop` or `pad`."""
     image = open_image(data, max_pixels)
-    fmt = (image.format or "unknown").lower()
-    source_mode = image.mode
-    frames = getattr(image, "n_frames", 1)
+    try:
+        fmt = (image.format or "unknown").lower()
+        source_mode = image.mode
+        frames = getattr(image, "n_frames", 1)
+    except DECODER_FAULTS as exc:
+        raise _corrupt("the image is corrupt", exc) from None
     orientation = _orientation(image)
+    transpose = None if fmt in UPRIGHT_ON_OPEN else _TRANSPOSE.get(orientation)
     raw_w, raw_h = image.size
-    src_w, src_h = (raw_h, raw_w) if orientation in _ROTATED else (raw_w, raw_h)
+    src_w, src_h = (raw_h, raw_w) if transpose in _SWAPS else (raw_w, raw_h)
     target_w, target_h = target_size(src_w, src_h)
     scale = (max if fit == "crop" else min)(target_w / src_w, target_h / src_h)
-    if fmt == "jpeg" and scale < 1:
-        need = (math.ceil(raw_w * scale), math.ceil(raw_h * scale))
-        image.draft("RGB", need)  # DCT scaling: decode at 1/2, 1/4 or 1/8 size when that is enough
     try:
+        if fmt == "jpeg" and scale < 1:
+            need = (math.ceil(raw_w * scale), math.ceil(raw_h * scale))
+            image.draft("RGB", need)  # DCT scaling: decode at 1/2, 1/4 or 1/8 size when that is enough
         image.seek(0)  # animated GIF/WebP/TIFF: the first frame
         image.load()
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise JobError("invalid_image", f"the image data is truncated or corrupt: {exc}") from None
-    # Transparency is flattened after the resize (on ~1 MP, not the full image); other modes become RGB
-    # first, since Pillow resizes palette and bilevel images only with nearest-neighbour.
-    image = image.convert("RGBA") if _has_alpha(image) and image.mode != "RGBA" else image
-    image = image if image.mode == "RGBA" else to_rgb(image)
-    # Orientation is applied after the resize, to the ~1 MP result rather than the decoded image.
-    canvas, box = _fit(image, (target_w, target_h), fit, _TRANSPOSE.get(orientation))
+        # Transparency is flattened after the resize (on ~1 MP, not the full image); other modes become
+        # RGB first, since Pillow resizes palette and bilevel images only with nearest-neighbour.
+        image = image.convert("RGBA") if _has_alpha(image) and image.mode != "RGBA" else image
+        image = image if image.mode == "RGBA" else to_rgb(image)
+        # Orientation is applied after the resize, to the ~1 MP result rather than the decoded image.
+        canvas, box = _fit(image, (target_w, target_h), fit, transpose)
+    except DECODER_FAULTS as exc:
+        raise _corrupt("the image data is truncated or corrupt", exc) from None
     buffer = io.BytesIO()
     # Level 1 with the RLE strategy: the fastest and smallest of zlib's fast settings on photos
     # (docs/performance.md); the body is base64 anyway.
@@ -168,6 +186,8 @@ def to_rgb(image: Image.Image) -> Image.Image:
     if mode == "RGB":
         return image
     if mode.startswith("I;16") or mode in ("I", "F"):
+        if mode.startswith("I;16"):  # I;16B and friends: Pillow computes extrema only in I
+            image, mode = image.convert("I"), "I"
         low, high = image.getextrema()
         as_float = image.convert("F") if mode != "F" else image
         span = (high - low) or 1
@@ -183,7 +203,10 @@ def to_rgb(image: Image.Image) -> Image.Image:
     try:
         return image.convert("RGB")
     except ValueError:
-        raise JobError("invalid_image", f"the image's colour mode {mode} cannot be converted to RGB") from None
+        try:  # modes Pillow converts to RGB only by way of another one (e.g. HSV via RGB is direct, LAB not)
+            return image.convert("RGBA").convert("RGB")
+        except ValueError:
+            raise JobError("invalid_image", f"the image's colour mode {mode} cannot be converted to RGB") from None
 
 
 def _has_alpha(image: Image.Image) -> bool:
@@ -208,16 +231,25 @@ def _fit(image: Image.Image, target: tuple[int, int], fit: str, transpose: Image
         return out.transpose(transpose) if transpose is not None else out
 
     if fit == "crop":
-        scale = max(tw / uw, th / uh)
-        cw, ch = (th / scale, tw / scale) if swap else (tw / scale, th / scale)
-        box = ((w - cw) / 2, (h - ch) / 2, (w + cw) / 2, (h + ch) / 2)
-        return resized(target, box), (0, 0, tw, th)
+        return resized(target, crop_box((w, h), target, swap)), (0, 0, tw, th)
     scale = min(tw / uw, th / uh)
-    nw, nh = max(1, round(uw * scale)), max(1, round(uh * scale))
+    nw, nh = min(tw, max(1, round(uw * scale))), min(th, max(1, round(uh * scale)))
     canvas = Image.new("RGB", target, PAD_COLOR)
     x, y = (tw - nw) // 2, (th - nh) // 2
     canvas.paste(resized((nw, nh)), (x, y))
     return canvas, (x, y, x + nw, y + nh)
+
+
+def crop_box(stored: tuple[int, int], target: tuple[int, int], swap: bool) -> tuple[float, float, float, float]:
+    """The centred region of the stored image (`swap`: it is stored rotated by 90 degrees) with the
+    target's aspect ratio. Computed in floats, it can land a hair outside the image (1000x872 on SDXL):
+    it is clamped exactly to the image, so every size works."""
+    (w, h), (tw, th) = stored, target
+    uw, uh = (h, w) if swap else (w, h)
+    scale = max(tw / uw, th / uh)
+    cw, ch = (th / scale, tw / scale) if swap else (tw / scale, th / scale)
+    return (max(0.0, (w - cw) / 2), max(0.0, (h - ch) / 2), min(float(w), (w + cw) / 2),
+            min(float(h), (h + ch) / 2))
 
 
 def finish_output(data: bytes, prepared: PreparedImage, output_format: str, restore_aspect: bool) -> OutputImage:
@@ -225,10 +257,13 @@ def finish_output(data: bytes, prepared: PreparedImage, output_format: str, rest
     model_format = sniff_format(data)
     if model_format not in CONTENT_TYPES:
         raise JobError("model_error", "the model returned bytes that are not PNG, JPEG or WebP", retryable=True)
-    image = Image.open(io.BytesIO(data))
-    if model_format == output_format and not restore_aspect:
-        return OutputImage(data, output_format, *image.size)
-    image.load()
+    try:
+        image = Image.open(io.BytesIO(data))
+        if model_format == output_format and not restore_aspect:
+            return OutputImage(data, output_format, *image.size)
+        image.load()
+    except DECODER_FAULTS:
+        raise JobError("model_error", "the model returned an image that does not decode", retryable=True) from None
     if restore_aspect:
         image = _restore_aspect(image, prepared)
     if output_format == "jpeg":
@@ -240,6 +275,35 @@ def finish_output(data: bytes, prepared: PreparedImage, output_format: str, rest
     return OutputImage(buffer.getvalue(), output_format, *image.size)
 
 
+def planned_output_size(prepared: PreparedImage, restore_aspect: bool) -> tuple[int, int]:
+    """The size finish_output will store, for a model that answers at the prepared size."""
+    if not restore_aspect:
+        return prepared.width, prepared.height
+    return _restored_size((prepared.width, prepared.height), prepared)
+
+
+def check_output_size(width: int, height: int, output_format: str) -> None:
+    """Refuse, before the model is paid, an output its format cannot store (JPEG/WebP side limits)."""
+    limit = MAX_OUTPUT_SIDE[output_format]
+    if max(width, height) > limit:
+        raise JobError("invalid_parameters", f"the output would be {width}x{height}; {output_format} stores at "
+                       f"most {limit:,} px per side: choose output_format png, or drop restore_aspect",
+                       details={"errors": [{"field": "output_format", "source": "job parameters",
+                                            "value": output_format, "message": f"at most {limit:,} px per side",
+                                            "allowed": "png for extreme aspect ratios with restore_aspect"}]})
+
+
+def _restored_size(size: tuple[int, int], prepared: PreparedImage) -> tuple[int, int]:
+    w, h = size
+    sx, sy = w / prepared.width, h / prepared.height
+    x0, y0, x1, y1 = prepared.content_box
+    if prepared.fit == "pad" and (x0, y0, x1, y1) != (0, 0, prepared.width, prepared.height):
+        return max(1, round(x1 * sx) - round(x0 * sx)), max(1, round(y1 * sy) - round(y0 * sy))
+    aspect = prepared.source.width / prepared.source.height
+    nh = max(1, round(math.sqrt(w * h / aspect)))
+    return max(1, round(nh * aspect)), nh
+
+
 def _restore_aspect(image: Image.Image, prepared: PreparedImage) -> Image.Image:
     """Back to the input's aspect ratio: cut the padding off, or rescale a cropped fit."""
     w, h = image.size
@@ -247,8 +311,5 @@ def _restore_aspect(image: Image.Image, prepared: PreparedImage) -> Image.Image:
     x0, y0, x1, y1 = prepared.content_box
     if prepared.fit == "pad" and (x0, y0, x1, y1) != (0, 0, prepared.width, prepared.height):
         return image.crop((round(x0 * sx), round(y0 * sy), round(x1 * sx), round(y1 * sy)))
-    aspect = prepared.source.width / prepared.source.height
-    pixels = w * h
-    nh = max(1, round(math.sqrt(pixels / aspect)))
-    nw = max(1, round(nh * aspect))
-    return image.resize((nw, nh), Image.Resampling.LANCZOS) if (nw, nh) != (w, h) else image
+    size = _restored_size((w, h), prepared)
+    return image.resize(size, Image.Resampling.LANCZOS) if size != (w, h) else image

@@ -2,17 +2,27 @@
 
 Sources, later overriding earlier field by field:
 deployment defaults < folder `_defaults.json` (root first, nearest last) < S3 metadata < sidecar JSON
-(< an API or event request's own parameters). Values are checked here for shape only; each model
-adapter then validates the merged values against its own rules with `collect_errors`.
+(< an API or event request's own parameters). Each model adapter validates the merged values against
+its own rules with `collect_errors`.
+
+Totality: for any user input the result is a valid job or a `JobError` (`invalid_parameters`, or
+`missing_parameters` from an adapter) whose `details["errors"]` is a list of
+{field, source, message, value?, allowed?}. What no later step could handle (text that is not Unicode,
+NaN/Infinity, absurd nesting or numbers, non-JSON values, malformed prompts) is refused when a `Layer`
+is built, so merging, hashing and record writing never see it.
 """
 from __future__ import annotations
 
 import difflib
 import hashlib
 import json
+import math
+import re
+import types
+import typing
 from dataclasses import dataclass, field
 from email.header import decode_header, make_header
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from .errors import JobError
 
@@ -39,15 +49,151 @@ _IMAGE_FIELDS = frozenset({"init_image", "image"})
 # Setting one member of a group replaces the others: they say the same thing in two vocabularies.
 _EXCLUSIVE = ({"image_strength", "strength"},)
 MAX_SIDECAR_BYTES = 256 * 1024
+# No parameter needs more; deeper documents only exhaust recursion in json and pydantic.
+MAX_DEPTH = 20
+# No parameter of any model takes larger integers; larger ones overflow floats (OverflowError) and
+# Python's integer/string conversion limit (ValueError) in hashing and record writing.
+MAX_INT = 2 ** 64
+MAX_ERRORS_PER_FIELD = 5  # a list of 100 000 NaNs is one problem, not 100 000 lines
+DOCUMENT = "(document)"   # the `field` of an error about a whole file or header, not one of its fields
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def entry(name: str, where: str, message: str, **extra: Any) -> dict[str, Any]:
+    """One problem, in the shape every parameter error has."""
+    return {"field": name, "source": where, "message": message, **extra}
+
+
+def invalid(errors: list[dict[str, Any]], message: str | None = None) -> JobError:
+    return JobError("invalid_parameters", message or _summary(errors), details={"errors": errors})
+
+
+def missing_prompt(merged: MergedParams, message: str) -> JobError:
+    """No positive prompt: the error names where the (empty or negative-only) prompt came from, if anywhere."""
+    return JobError("missing_parameters", message, details={"errors": [
+        entry("prompt", merged.origin("prompt"), "no positive prompt text from any source")]})
+
+
+def _printable(text: str) -> str:
+    """Text that is safe in a record even when the input was not: lone surrogates become `\\udxxx`."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _text_problem(text: str) -> str | None:
+    match = _SURROGATE.search(text)
+    if match is None:
+        return None
+    return (f"is not valid Unicode text: lone surrogate {_printable(match.group())} at character "
+            f"{match.start()} (send UTF-8, or a \\uXXXX escape pair)")
+
+
+def json_errors(name: str, value: Any, where: str) -> list[dict[str, Any]]:
+    """What in one field's value no later step could handle. Iterative: depth cannot blow the stack."""
+    errors: list[dict[str, Any]] = []
+    stack: list[tuple[str, Any, int]] = [(name, value, 2)]  # the document object itself is level 1
+    while stack and len(errors) < MAX_ERRORS_PER_FIELD:
+        path, v, depth = stack.pop()
+        if isinstance(v, (dict, list)) and depth > MAX_DEPTH:
+            errors.append(entry(path, where, f"is nested more than {MAX_DEPTH} levels deep"))
+        elif isinstance(v, dict):
+            children = []
+            for key, item in v.items():
+                if not isinstance(key, str):
+                    errors.append(entry(path, where, f"has a key that is not a string ({type(key).__name__})"))
+                elif (problem := _text_problem(key)) is not None:
+                    errors.append(entry(f"{path}.{_printable(key)}", where, "name " + problem))
+                else:
+                    children.append((f"{path}.{key}", item, depth + 1))
+            stack.extend(reversed(children))
+        elif isinstance(v, list):
+            stack.extend(reversed([(f"{path}[{i}]", item, depth + 1) for i, item in enumerate(v)]))
+        elif isinstance(v, str):
+            if (problem := _text_problem(v)) is not None:
+                errors.append(entry(path, where, problem))
+        elif v is None or isinstance(v, bool):
+            pass
+        elif isinstance(v, int):
+            if abs(v) > MAX_INT:
+                errors.append(entry(path, where, f"is an integer of {v.bit_length()} bits; no parameter takes "
+                                                 f"integers beyond ±2**64"))
+        elif isinstance(v, float):
+            if not math.isfinite(v):
+                errors.append(entry(path, where, f"is {v}, not a finite number (JSON has no NaN or Infinity; "
+                                                 "numbers must be within ±1.7e308)"))
+        else:
+            errors.append(entry(path, where, f"is not a JSON value (got {type(v).__name__})"))
+    return errors
+
+
+# ---- the prompt fields' shapes: merge relies on them ---------------------------------------------
+
+def _text_or_none(name: str, value: Any, where: str) -> list[dict[str, Any]]:
+    if value is None or isinstance(value, str):
+        return []
+    return [entry(name, where, "must be a string", value=value)]
+
+
+def _model_id(name: str, value: Any, where: str) -> list[dict[str, Any]]:
+    if isinstance(value, str) and value.strip():
+        return []
+    return [entry(name, where, "must be a model id string, e.g. stability.sd3-5-large-v1:0", value=value)]
+
+
+def _text_prompts(name: str, value: Any, where: str) -> list[dict[str, Any]]:
+    """SDXL's `text_prompts`: a non-empty list of {"text": str, "weight": number}. Errors name the item."""
+    if not isinstance(value, list) or not value:
+        return [entry(name, where, 'must be a non-empty list of {"text": ..., "weight": ...} objects', value=value)]
+    errors = []
+    for i, item in enumerate(value):
+        at = f"{name}[{i}]"
+        if not isinstance(item, dict) or "text" not in item or set(item) - {"text", "weight"}:
+            errors.append(entry(at, where, 'must be an object with "text" and optional "weight"', value=item))
+            continue
+        if not isinstance(item["text"], str):
+            errors.append(entry(f"{at}.text", where, "must be a string", value=item["text"]))
+        weight = item.get("weight", 1.0)
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)):
+            errors.append(entry(f"{at}.weight", where, "must be a number", value=weight))
+    return errors
+
+
+_SHAPES: dict[str, Callable[[str, Any, str], list[dict[str, Any]]]] = {
+    "prompt": _text_or_none, "negative_prompt": _text_or_none, "text_prompts": _text_prompts,
+    "model_id": _model_id,
+}
+
+
+def value_errors(values: dict[str, Any], origins: dict[str, str], source: str) -> list[dict[str, Any]]:
+    """Every problem of a layer's values that must not travel further (see the module docstring)."""
+    errors = []
+    for name, value in values.items():
+        where = origins.get(name, source)
+        if not isinstance(name, str) or _text_problem(name):
+            errors.append(entry(_printable(str(name)), where, "is not a valid parameter name"))
+            continue
+        found = json_errors(name, value, where)
+        if not found and name in _SHAPES:
+            found = _SHAPES[name](name, value, where)
+        errors += found
+    return errors
 
 
 @dataclass(frozen=True)
 class Layer:
-    """Parameters from one source. `origins` says, per field, exactly where it came from."""
+    """Parameters from one source. `origins` says, per field, exactly where it came from.
+
+    Building one checks its values (`value_errors`), so no layer can carry what merging, hashing
+    or writing a record would choke on; every source's constructor below reports them with its
+    other problems at once."""
 
     source: str
     values: dict[str, Any]
     origins: dict[str, str]
+
+    def __post_init__(self) -> None:
+        errors = value_errors(self.values, self.origins, self.source)
+        if errors:
+            raise invalid(errors)
 
 
 @dataclass
@@ -76,7 +222,8 @@ class MergedParams:
 
     def fingerprint(self) -> str:
         """Stable hash of the effective parameters: part of the idempotency key."""
-        blob = json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        blob = json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                          allow_nan=False)
         return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
@@ -85,66 +232,117 @@ def _unknown(name: str, where: str) -> dict[str, Any]:
     hint = f"; did you mean {close[0]!r}?" if close else ""
     if name in _IMAGE_FIELDS:
         hint = "; the image is the uploaded object itself, remove this field"
-    return {"field": name, "source": where, "message": f"unknown parameter {name!r}{hint}"}
+    return entry(name or repr(name), where, f"unknown parameter {name!r}{hint}")
 
 
-def _layer_from_mapping(source: str, where: str, data: Any, *, ignore_unknown: bool = False,
-                        origin_of=None) -> tuple[Layer, list[dict[str, Any]]]:
-    """Check a JSON object's field names; values are validated later against the chosen model."""
+def _normal_name(raw: str) -> str:
+    """Names are case-insensitive, with `-` and `_` interchangeable, in every source."""
+    return raw.strip().lower().replace("-", "_")
+
+
+def _layer_from_mapping(source: str, where: str, data: Any) -> Layer:
+    """Check a JSON object's field names and values; all problems are reported at once."""
     if not isinstance(data, dict):
-        raise JobError("invalid_parameters", f"{where} must be a JSON object, got {type(data).__name__}",
-                       details={"source": source})
-    values, origins, errors = {}, {}, []
+        message = f"{where} must be a JSON object, got {type(data).__name__}"
+        raise invalid([entry(DOCUMENT, where, "must be a JSON object", value=type(data).__name__)], message)
+    values, spelled, errors = {}, {}, []
     for raw_name, value in data.items():
-        name = str(raw_name).strip().lower().replace("-", "_")
-        if name not in KNOWN_FIELDS:
-            if not ignore_unknown:
-                errors.append(_unknown(name, where))
+        if not isinstance(raw_name, str) or _text_problem(raw_name):
+            errors.append(entry(_printable(str(raw_name)), where, "is not a valid parameter name"))
             continue
-        values[name] = value
-        origins[name] = origin_of(raw_name) if origin_of else where
+        name = _normal_name(raw_name)
+        if name not in KNOWN_FIELDS:
+            errors.append(_unknown(name, where))
+            continue
+        if name in spelled:
+            errors.append(entry(name, where, f"is given twice (as {spelled[name]!r} and {raw_name!r}): "
+                                             "set it once"))
+            continue
+        values[name], spelled[name] = value, raw_name
     for group in _EXCLUSIVE:
         both = sorted(group & values.keys())
         if len(both) > 1:
-            errors.append({"field": " and ".join(both), "source": where,
-                           "message": "say the same thing in two directions: set only one"})
-    return Layer(source, values, origins), errors
+            errors.append(entry(" and ".join(both), where, "say the same thing in two directions: set only one"))
+    origins = dict.fromkeys(values, where)
+    errors += value_errors(values, origins, where)
+    if errors:
+        raise invalid(errors)
+    return Layer(source, values, origins)
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
+def parse_json_text(text: str, where: str) -> Any:
+    """Decode JSON text strictly, with an error that points at the problem.
+
+    Duplicate keys are refused (which one would win is a guess). NaN/Infinity parse here and are
+    refused by `json_errors` when the layer is built, so that error can name the field."""
+    def fail(message: str) -> JobError:
+        return invalid([entry(DOCUMENT, where, message)], f"{where} {message}")
+
+    if not text.strip():
+        raise fail("is empty; it must hold a JSON object")
+    try:
+        return json.loads(text, object_pairs_hook=_no_duplicates)
+    except json.JSONDecodeError as exc:
+        raise fail(f"is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except _DuplicateKey as exc:
+        key = _printable(str(exc))
+        raise fail(f"has the key {key!r} twice in one object; set it once") from None
+    except RecursionError:
+        raise fail(f"is nested far too deeply (parameters nest at most {MAX_DEPTH} levels)") from None
+    except ValueError as exc:  # e.g. an integer beyond Python's 4300-digit conversion limit
+        raise fail(f"is not usable JSON: {exc}") from None
 
 
 def parse_json_document(raw: bytes, where: str) -> Any:
-    """Decode a sidecar or `_defaults.json` with an error that points at the problem."""
+    """Decode a sidecar or `_defaults.json` (UTF-8, optional BOM, at most MAX_SIDECAR_BYTES)."""
     if len(raw) > MAX_SIDECAR_BYTES:
-        raise JobError("invalid_parameters", f"{where} is {len(raw)} bytes; parameter files may have at most "
-                       f"{MAX_SIDECAR_BYTES} bytes")
+        raise invalid([entry(DOCUMENT, where, f"is {len(raw)} bytes; at most {MAX_SIDECAR_BYTES} are allowed")],
+                      f"{where} is {len(raw)} bytes; parameter files may have at most {MAX_SIDECAR_BYTES} bytes")
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise JobError("invalid_parameters", f"{where} is not UTF-8 text (byte {exc.start})") from None
-    if not text.strip():
-        raise JobError("invalid_parameters", f"{where} is empty; it must hold a JSON object")
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise JobError("invalid_parameters",
-                       f"{where} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        raise invalid([entry(DOCUMENT, where, f"is not UTF-8 text (byte {exc.start})")],
+                      f"{where} is not UTF-8 text (byte {exc.start})") from None
+    return parse_json_text(text, where)
 
 
-def decode_metadata_value(value: str) -> str:
-    """RFC 2047 values (`=?UTF-8?B?...?=`) are how non-ASCII metadata arrives; plain ones pass through."""
+def decode_metadata_value(value: str, name: str = "?", where: str = "metadata") -> str:
+    """RFC 2047 values (`=?UTF-8?B?...?=`) are how non-ASCII metadata arrives; plain ones pass through.
+
+    A value with an encoded word that does not decode (bad base64, unknown charset, bytes invalid in
+    it) is an `invalid_parameters` error, not passed through: its sender meant it encoded, and the raw
+    `=?...?=` text would silently become a prompt. Text that merely contains `=?` is not an encoded word
+    and passes through. Any exception of the stdlib decoders counts: they raise a zoo of types
+    (HeaderParseError, LookupError, UnicodeError, ...) for user-controlled bytes."""
     if "=?" not in value:
         return value
     try:
-        return str(make_header(decode_header(value)))
-    except (ValueError, LookupError, UnicodeDecodeError):
-        return value
+        parts = decode_header(value)
+        if any(charset == "unknown-8bit" for _, charset in parts):  # would decode to U+FFFD: guessed text
+            raise LookupError("charset unknown-8bit")
+        return str(make_header(parts))
+    except Exception as exc:  # noqa: BLE001 - see the docstring
+        raise invalid([entry(name, where, f"is not a decodable RFC 2047 encoded value ({type(exc).__name__}); "
+                                          "encode it as =?UTF-8?B?<base64 of the UTF-8 text>?=",
+                             value=_printable(value))]) from None
 
 
 def deployment_layer(model_id: str, output_format: str, default_prompt: str,
                      default_params: dict[str, Any]) -> Layer:
-    layer, errors = _layer_from_mapping(DEPLOYMENT, "deployment defaults (IMG2IMG_DEFAULT_PARAMS)",
-                                        default_params)
-    if errors:
-        raise JobError("invalid_parameters", _summary(errors), details={"errors": errors})
+    layer = _layer_from_mapping(DEPLOYMENT, "deployment defaults (IMG2IMG_DEFAULT_PARAMS)", default_params)
     values = {"model_id": model_id, "output_format": output_format, **layer.values}
     origins = {"model_id": "deployment (IMG2IMG_MODEL_ID)",
                "output_format": "deployment (IMG2IMG_OUTPUT_FORMAT)", **layer.origins}
@@ -155,69 +353,71 @@ def deployment_layer(model_id: str, output_format: str, default_prompt: str,
 
 
 def folder_defaults_layer(data: Any, uri: str) -> Layer:
-    layer, errors = _layer_from_mapping(FOLDER_DEFAULTS, f"folder defaults {uri}", data)
-    if errors:
-        raise JobError("invalid_parameters", _summary(errors), details={"errors": errors})
-    return layer
+    return _layer_from_mapping(FOLDER_DEFAULTS, f"folder defaults {uri}", data)
 
 
 def sidecar_layer(data: Any, uri: str) -> Layer:
-    layer, errors = _layer_from_mapping(SIDECAR, f"sidecar {uri}", data)
-    if errors:
-        raise JobError("invalid_parameters", _summary(errors), details={"errors": errors})
-    return layer
+    return _layer_from_mapping(SIDECAR, f"sidecar {uri}", data)
 
 
 def request_layer(data: Any, where: str = "request") -> Layer:
-    layer, errors = _layer_from_mapping(REQUEST, where, data)
-    if errors:
-        raise JobError("invalid_parameters", _summary(errors), details={"errors": errors})
-    return layer
+    return _layer_from_mapping(REQUEST, where, data)
 
 
 def metadata_layers(metadata: dict[str, str]) -> tuple[list[Layer], list[str]]:
     """S3 user metadata -> layers (`params` JSON first, then single keys) and the ignored key names.
 
     Names are case-insensitive with `-` and `_` interchangeable. Keys that are not ours are ignored
-    (other tools put metadata on objects too) and listed in the record.
+    (other tools put metadata on objects too) and listed in the record. Single values stay strings
+    here; `collect_errors` types them by the one rule in `parse_text`. All problems are raised at once.
     """
-    params_layer: list[Layer] = []
-    values, origins, ignored = {}, {}, []
+    params_layers: list[Layer] = []
+    values, origins, spelled, ignored, errors = {}, {}, {}, [], []
     for raw_name, raw_value in metadata.items():
-        name = raw_name.strip().lower().replace("-", "_")
-        value = decode_metadata_value(raw_value)
-        header = f"metadata x-amz-meta-{raw_name.lower()}"
-        if name == "params":
-            data = parse_json_document(value.encode(), header)
-            layer, errors = _layer_from_mapping(METADATA, header, data)
-            if errors:
-                raise JobError("invalid_parameters", _summary(errors), details={"errors": errors})
-            params_layer.append(layer)
-        elif name in KNOWN_FIELDS and name not in _STRUCTURED:
-            values[name] = value
-            origins[name] = header
-        else:
-            ignored.append(raw_name.lower())
-    return params_layer + [Layer(METADATA, values, origins)], sorted(ignored)
+        key = _printable(str(raw_name)).lower()
+        name = _normal_name(key)
+        header = f"metadata x-amz-meta-{key}"
+        if name != "params" and (name not in KNOWN_FIELDS or name in _STRUCTURED):
+            ignored.append(key)
+            continue
+        if name in spelled:
+            errors.append(entry(name, header, f"is given twice (as x-amz-meta-{spelled[name]} and "
+                                              f"x-amz-meta-{key}): set it once"))
+            continue
+        spelled[name] = key
+        if not isinstance(raw_value, str):
+            errors.append(entry(name, header, f"must be a string, got {type(raw_value).__name__}"))
+            continue
+        try:
+            value = decode_metadata_value(raw_value, name, header)
+            if name == "params":
+                params_layers.append(_layer_from_mapping(METADATA, header, parse_json_text(value, header)))
+                continue
+        except JobError as exc:
+            errors += exc.details["errors"]
+            continue
+        values[name], origins[name] = value, header
+    errors += value_errors(values, origins, METADATA)
+    if errors:
+        raise invalid(errors)
+    return params_layers + [Layer(METADATA, values, origins)], sorted(ignored)
 
 
 def merge(layers: Iterable[Layer]) -> MergedParams:
-    """Apply layers in order; a later layer replaces a field (and its exclusive siblings) wholesale."""
+    """Apply layers in order; a later layer replaces a field (and its exclusive siblings) wholesale.
+
+    Never raises: every `Layer` was checked when it was built."""
     merged = MergedParams()
     for layer in layers:
         for name, value in layer.values.items():
             origin = layer.origins.get(name, layer.source)
             if name == "text_prompts":
-                positive, negative = _split_text_prompts(value, origin)
-                merged.positive, merged.negative = positive, negative
+                merged.positive, merged.negative = _split_text_prompts(value)
                 merged.origins["prompt"] = merged.origins["negative_prompt"] = origin
                 continue
             if name in ("prompt", "negative_prompt"):
                 if value is None:
                     continue
-                if not isinstance(value, str):
-                    raise JobError("invalid_parameters", f"{name} from {origin} must be a string, got "
-                                   f"{json.dumps(value)[:80]}", details={"field": name, "source": origin})
                 part = {"text": value, "weight": 1.0 if name == "prompt" else -1.0}
                 if name == "prompt":
                     merged.positive = [part]
@@ -235,49 +435,105 @@ def merge(layers: Iterable[Layer]) -> MergedParams:
     return merged
 
 
-def _split_text_prompts(value: Any, origin: str) -> tuple[list[dict], list[dict]]:
-    """SDXL's `text_prompts`: a negative weight makes a negative prompt. Shape errors name the item."""
-    if not isinstance(value, list) or not value:
-        raise JobError("invalid_parameters", f"text_prompts from {origin} must be a non-empty list of "
-                       '{"text": ..., "weight": ...} objects', details={"field": "text_prompts", "source": origin})
+def _split_text_prompts(value: list[dict[str, Any]]) -> tuple[list[dict], list[dict]]:
+    """A negative weight makes a negative prompt (shape checked by `_text_prompts`)."""
     positive, negative = [], []
-    for i, item in enumerate(value):
-        if not isinstance(item, dict) or "text" not in item or set(item) - {"text", "weight"}:
-            raise JobError("invalid_parameters", f"text_prompts[{i}] from {origin} must be an object with "
-                           f'"text" and optional "weight", got {json.dumps(item)[:120]}',
-                           details={"field": f"text_prompts[{i}]", "source": origin})
-        weight = item.get("weight", 1.0)
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)):
-            raise JobError("invalid_parameters", f"text_prompts[{i}].weight from {origin} must be a number, "
-                           f"got {json.dumps(weight)}", details={"field": f"text_prompts[{i}].weight", "source": origin})
-        part = {"text": item["text"], "weight": float(weight)}
-        (negative if weight < 0 else positive).append(part)
+    for item in value:
+        weight = float(item.get("weight", 1.0))
+        (negative if weight < 0 else positive).append({"text": item["text"], "weight": weight})
     return positive, negative
+
+
+# ---- typing text values: one rule for every source -------------------------------------------------
+
+_INT_TEXT = re.compile(r"[+-]?[0-9]{1,20}")
+_FLOAT_TEXT = re.compile(r"[+-]?([0-9]{1,40}(\.[0-9]{0,40})?|\.[0-9]{1,40})([eE][+-]?[0-9]{1,3})?")
+
+
+def _int_text(text: str) -> int:
+    if not _INT_TEXT.fullmatch(text):
+        raise ValueError("must be an integer written in digits, e.g. 7")
+    return int(text)
+
+
+def _float_text(text: str) -> float:
+    number = float(text) if _FLOAT_TEXT.fullmatch(text) else math.nan
+    if not math.isfinite(number):
+        raise ValueError("must be a finite number written in decimal, e.g. 0.5 or 7")
+    return number
+
+
+def _bool_text(text: str) -> bool:
+    try:
+        return {"true": True, "false": False}[text.lower()]
+    except KeyError:
+        raise ValueError("must be true or false") from None
+
+
+# Metadata can only carry text, so a number or boolean arrives as "7", "0.5" or "true". The same text
+# means the same thing from any source (a sidecar's "7" too); what JSON types say is never stretched:
+# true is not 1, 1.5 is not an integer, "yes" is not a boolean.
+TEXT_PARSERS: dict[type, Callable[[str], Any]] = {int: _int_text, float: _float_text, bool: _bool_text}
+
+
+def parse_text(kind: type, text: str) -> Any:
+    """`text` as a value of `kind` (int, float or bool) by the one rule; ValueError says what is allowed."""
+    return TEXT_PARSERS[kind](text.strip())
+
+
+def _kind(model: type[BaseModel], name: str) -> type | None:
+    """The scalar type (int, float, bool) a model declares for a field, if any: the fact has one home."""
+    info = model.model_fields.get(name)
+    if info is None:
+        return None
+    annotation = info.annotation
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 1:
+        annotation = args[0]
+    return annotation if annotation in TEXT_PARSERS else None
 
 
 # ---- validation against a model's pydantic schema -----------------------------------------------
 
 def collect_errors(model: type[BaseModel], values: dict[str, Any], merged: MergedParams,
                    allowed: dict[str, str]) -> tuple[BaseModel | None, list[dict[str, Any]]]:
-    """Validate with pydantic; each problem names the field, its source, the bad value and what is allowed."""
+    """Validate strictly; each problem names the field, its source, the value as given and what is allowed.
+
+    Text for an int/float/bool field is typed by `parse_text` first; everything else must already
+    have its JSON type (pydantic's strict mode: no true-as-1, no 1.5-as-int)."""
     from pydantic import ValidationError
 
+    typed, given, errors = dict(values), {}, []
+    for name, value in values.items():
+        kind = _kind(model, name) if isinstance(value, str) else None
+        if kind is None:
+            continue
+        del typed[name]
+        try:
+            typed[name], given[name] = parse_text(kind, value), value
+        except ValueError as exc:
+            errors.append(_with_allowed(entry(name, merged.origin(name), str(exc), value=value), allowed))
     try:
-        return model.model_validate(values), []
+        fields = model.model_validate(typed, strict=True)
     except ValidationError as exc:
-        errors = []
         for err in exc.errors():
             loc = [str(p) for p in err["loc"]]
             name = loc[0] if loc else "?"
             path = name + "".join(f"[{p}]" if p.isdigit() else f".{p}" for p in loc[1:])
             source_name = "prompt" if name == "text_prompts" else name
-            entry = {"field": path, "source": merged.origin(source_name), "message": err["msg"]}
+            problem = entry(path, merged.origin(source_name), err["msg"])
             if err.get("type") != "missing":
-                entry["value"] = err.get("input")
-            if name in allowed:
-                entry["allowed"] = allowed[name]
-            errors.append(entry)
+                problem["value"] = given.get(name, err.get("input")) if len(loc) == 1 else err.get("input")
+            errors.append(_with_allowed(problem, allowed))
         return None, errors
+    return (None, errors) if errors else (fields, [])
+
+
+def _with_allowed(problem: dict[str, Any], allowed: dict[str, str]) -> dict[str, Any]:
+    name = problem["field"].split("[")[0].split(".")[0]
+    if name in allowed:
+        problem["allowed"] = allowed[name]
+    return problem
 
 
 def typed_effective(merged: MergedParams, fields: BaseModel) -> dict[str, Any]:
@@ -286,10 +542,6 @@ def typed_effective(merged: MergedParams, fields: BaseModel) -> dict[str, Any]:
     out = merged.canonical()
     out.update({k: typed[k] for k in merged.values if k in typed})
     return out
-
-
-def invalid(errors: list[dict[str, Any]]) -> JobError:
-    return JobError("invalid_parameters", _summary(errors), details={"errors": errors})
 
 
 def _summary(errors: list[dict[str, Any]]) -> str:

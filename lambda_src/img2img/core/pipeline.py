@@ -19,10 +19,11 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Callable
 
-from ..models.base import JobParams, ModelAdapter, adapter_for, base_model_id
+from ..models.base import (MAX_REQUEST_BYTES, GenerationResult, JobParams, ModelAdapter, adapter_for,
+                           parse_model_ref, split_profile)
 from ..settings import Settings
 from . import images, keys, params as P, records
-from .errors import JobError, transient
+from .errors import JobError, internal_error, transient
 from .ports import EventPublisher, Guard, ModelInvoker, ObjectInfo, ObjectStore, RunEveryTime, Scheduler
 from .triggers import SIDECAR_CHECK, Trigger
 
@@ -58,6 +59,8 @@ class Job:
     adapter: ModelAdapter | None = None
     error: JobError | None = None
     ignored_metadata: list[str] = field(default_factory=list)
+    recorded: bool = False  # its one record is written: no other path may write another
+    layers_read: bool = False  # every parameter source (sidecar included) was read
 
     @property
     def idempotency_key(self) -> dict[str, Any]:
@@ -73,11 +76,16 @@ class Job:
         }
 
     @property
+    def run_id(self) -> str:
+        """Names this exact run (what it saw and was asked): the key of its model checkpoint."""
+        blob = json.dumps(records.safe(self.idempotency_key), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:32]
+
+    @property
     def job_id(self) -> str:
-        if self.trigger.job_id:
+        if self.trigger.job_id and self.trigger.error is None:
             return self.trigger.job_id
-        blob = json.dumps(self.idempotency_key, sort_keys=True, default=str).encode()
-        return "j-" + hashlib.sha256(blob).hexdigest()[:24]
+        return "j-" + self.run_id[:24]
 
     def source_ref(self) -> dict[str, Any]:
         if self.source:
@@ -90,7 +98,8 @@ class Pipeline:
     def __init__(self, settings: Settings, store: ObjectStore, model: ModelInvoker,
                  events: EventPublisher | None = None, scheduler: Scheduler | None = None,
                  guard: Guard | None = None, clock: Callable[[], float] = time.time,
-                 log: Callable[..., None] | None = None, on_job: Callable[[str], None] | None = None):
+                 log: Callable[..., None] | None = None, on_job: Callable[[str], None] | None = None,
+                 log_exception: Callable[..., None] | None = None):
         self.settings = settings
         self.store = store
         self.model = model
@@ -99,9 +108,12 @@ class Pipeline:
         self.guard = guard or RunEveryTime()
         self.clock = clock
         self.log = log or (lambda message, **fields: None)
+        self.log_exception = log_exception or self.log  # a defect: logged with its traceback
         self.on_job = on_job or (lambda job_id: None)  # e.g. make the job id the logs' correlation id
         # Seconds left in the current invocation (set per invocation by the handler; None: no limit).
         self.time_left: Callable[[], float] | None = None
+        # This deployment's AWS account (from the invocation's ARN): model ARNs must be of it.
+        self.account_id: str | None = None
 
     # ---- routing -------------------------------------------------------------------------------
     def handle(self, trigger: Trigger, attempt: int = 1, last_attempt: bool = False) -> list[dict[str, Any]]:
@@ -145,6 +157,8 @@ class Pipeline:
                 if keys.is_image(k) and "/" not in k[len(stem) + 1:] and "." not in k[len(stem) + 1:]]
 
     def _run(self, trigger: Trigger, label: str, attempt: int, last_attempt: bool) -> list[dict[str, Any]]:
+        """The one place a job's exception paths end: each ends in exactly one record, or (transient,
+        not the last attempt) raises so that the queue brings the job back."""
         job = Job(trigger, label)
         try:
             if not self.resolve(job).runs:
@@ -157,24 +171,50 @@ class Pipeline:
             # A replayed record (idempotency hit) is the earlier outcome: the caller must not count it again.
             return [record if ran else {**record, "replayed": True}]
         except JobError as exc:
-            if exc.retryable and last_attempt:
+            if not exc.retryable:  # a permanent fault outside _execute (e.g. the guard itself)
+                return self._record_now(job, exc, attempt)
+            if last_attempt:
                 self._exhausted(job, exc, attempt)
             raise
-        except Exception as exc:  # a bug or an unforeseen fault: retried, and never lost silently
-            if last_attempt:
-                self._exhausted(job, transient("internal_error", f"{type(exc).__name__}: {exc}"), attempt)
-            raise
+        except Exception as exc:  # a defect: recorded at once, never retried (transient is a closed list)
+            self.log_exception("internal error", job_id=job.job_id, key=trigger.key)
+            return self._record_now(job, internal_error(exc, job.job_id), attempt)
+
+    def _record_now(self, job: Job, error: JobError, attempt: int) -> list[dict[str, Any]]:
+        """A permanent failure found outside the guarded run; nothing more if a record was written."""
+        if job.recorded:
+            return []
+        record = records.failure_record(self._common(job, "failed", attempt), error.as_record())
+        self._store_record(job, record, self._output_prefix(job))
+        self._drop_checkpoint(job)
+        return [record]
 
     # ---- resolving -----------------------------------------------------------------------------
     def resolve(self, job: Job) -> Resolution:
         """Fill `job` with what it saw and its parameters, or the permanent error that ends it.
 
         Callers that accept jobs (the API) use it to refuse bad ones early and to learn the idempotency key."""
+        try:
+            return self._resolve(job)
+        except JobError as exc:
+            if exc.retryable:
+                raise
+            job.error = exc
+        except Exception as exc:  # a defect while resolving: recorded as such, never retried
+            self.log_exception("internal error while resolving", key=job.trigger.key)
+            job.error = internal_error(exc)
+        return Resolution.FAILED
+
+    def _resolve(self, job: Job) -> Resolution:
         t = job.trigger
-        current = self.store.head(t.bucket, t.key)
+        if t.error is not None:
+            job.error = t.error
+            return Resolution.FAILED
+        current = self.store.head(t.bucket, t.key, t.version_id if t.kind == "job" else None)
         if current is None:
-            job.error = JobError("source_not_found", f"s3://{t.bucket}/{t.key} does not exist (deleted, or "
-                                 "not readable by the worker)")
+            version = f" version {t.version_id}" if t.kind == "job" and t.version_id else ""
+            job.error = JobError("source_not_found", f"s3://{t.bucket}/{t.key}{version} does not exist (deleted, "
+                                 "or not readable by the worker)")
             return Resolution.FAILED
         if _superseded(t, current):
             self.log("superseded by a newer version of the object; that version's event decides",
@@ -185,26 +225,18 @@ class Pipeline:
             job.error = JobError("image_too_large", f"the input is {current.size:,} bytes; this deployment "
                                  f"accepts at most {self.settings.max_input_bytes:,} bytes (IMG2IMG_MAX_INPUT_BYTES)")
             return Resolution.FAILED
-        try:
-            layers = self._layers(job)
-        except JobError as exc:
-            job.error = exc
-            return Resolution.FAILED
-        job.merged = P.merge(layers)
+        job.merged = P.merge(self._layers(job))
         if not job.merged.has_prompt:
             if self._wait_for_sidecar(job):
                 return Resolution.WAITING
             waited = f" (waited {self.settings.sidecar_grace_seconds} s for a sidecar)" if t.kind == "check" else ""
             candidates = " or ".join(keys.sidecar_candidates(t.key))
-            job.error = JobError("missing_parameters", f"no prompt from any source{waited}: set metadata "
-                                 f"x-amz-meta-prompt, upload a sidecar {candidates}, or add prompt to a folder "
-                                 f"{keys.DEFAULTS_NAME}")
+            job.error = P.missing_prompt(job.merged, f"no prompt from any source{waited}: set metadata "
+                                         f"x-amz-meta-prompt, upload a sidecar {candidates}, or add prompt to a "
+                                         f"folder {keys.DEFAULTS_NAME}")
             return Resolution.FAILED
-        try:
-            job.params, job.adapter = self.validate(job.merged)
-        except JobError as exc:
-            job.error = exc
-            return Resolution.FAILED
+        job.params, job.adapter = self.validate(job.merged)
+        self._check_output_keys(job)
         return Resolution.READY
 
     def _layers(self, job: Job) -> list[P.Layer]:
@@ -224,6 +256,7 @@ class Pipeline:
                 uri = f"s3://{t.bucket}/{sidecar_key}"
                 layers.append(P.sidecar_layer(P.parse_json_document(data, f"sidecar {uri}"), uri))
                 break
+        job.layers_read = True
         if t.params is not None:
             layers.append(P.request_layer(t.params, f"{t.origin} request"))
         return layers
@@ -244,13 +277,43 @@ class Pipeline:
 
     def validate(self, merged: P.MergedParams) -> tuple[JobParams, ModelAdapter]:
         """The model these parameters select (if this deployment allows it), and its validation."""
-        model_id = str(merged.values.get("model_id") or self.settings.model_id)
-        allowed = self.settings.allowed_model_ids
-        if allowed and model_id not in allowed and base_model_id(model_id) not in allowed:
+        model_id = merged.values.get("model_id", self.settings.model_id)  # a non-empty string (params.py)
+        if not self.model_allowed(model_id):
+            allowed = self.settings.allowed_model_ids
             raise P.invalid([{"field": "model_id", "source": merged.origin("model_id"), "value": model_id,
-                              "message": "is not enabled in this deployment", "allowed": ", ".join(allowed)}])
-        adapter = adapter_for(model_id)
+                              "message": "is not enabled in this deployment (an ARN must be of this account "
+                                         "and name an enabled id)", "allowed": ", ".join(allowed)}])
+        adapter = adapter_for(model_id, merged.origin("model_id"))
         return adapter.validate(model_id, merged), adapter
+
+    def model_allowed(self, model_id: str) -> bool:
+        """A configured id exactly, or an ARN / inference profile of one: a foundation-model ARN, an
+        inference profile of this account, a profile whose geography (`us.`) a configured id uses.
+        `eu.` where only `us.` is configured, or another account's ARN, is not (IAM would refuse it too)."""
+        allowed = self.settings.allowed_model_ids
+        if not allowed or model_id in allowed:
+            return True
+        account, resource = parse_model_ref(model_id)
+        if account is None or (account and account != self.account_id):
+            return False
+        if resource in allowed:
+            return True
+        geography, base = split_profile(resource)
+        configured = [split_profile(parse_model_ref(m)[1]) for m in allowed]
+        return bool(geography) and (geography, base) in {(g, b) for g, _ in configured if g
+                                                         for _, b in configured}
+
+    def _check_output_keys(self, job: Job) -> None:
+        """The outputs' keys must fit S3's limit: found now, not after the model was paid."""
+        prefix = self._output_prefix(job)
+        image_key, _ = records.output_keys(prefix, job.trigger.key, job.params.output_format)
+        if not records.key_fits(image_key):
+            size = len(image_key.encode("utf-8", "surrogatepass"))
+            raise JobError("invalid_parameters", f"the output key would be {size:,} bytes (output prefix + input "
+                           f"key + .{job.params.output_format}); S3 keys may have at most {records.MAX_KEY_BYTES:,} "
+                           "bytes: use a shorter input key", details={"errors": [
+                               {"field": "key", "source": "the input object's key", "value": job.trigger.key[:200],
+                                "message": f"too long for its output key ({size:,} bytes)"}]})
 
     # ---- running -------------------------------------------------------------------------------
     def _execute(self, job: Job, attempt: int) -> dict[str, Any] | None:
@@ -269,31 +332,53 @@ class Pipeline:
         except JobError as exc:
             if exc.retryable:
                 raise
-            timings["total"] = _ms(started)
-            record = records.failure_record(self._common(job, "failed", attempt), exc.as_record(), timings)
-        if self._changed_since_resolved(job):
+            record = records.failure_record(self._common(job, "failed", attempt), exc.as_record())
+        except Exception as exc:  # a defect: recorded at once, never retried
+            self.log_exception("internal error", job_id=job.job_id, key=job.trigger.key)
+            record = records.failure_record(self._common(job, "failed", attempt),
+                                            internal_error(exc, job.job_id).as_record())
+        change = self._changed_since_resolved(job)
+        if change == "superseded":
             self.log("superseded while running: a newer image or sidecar version decides", key=job.trigger.key)
+            self._drop_checkpoint(job)
             return None
-        t0 = time.perf_counter()
+        if change == "deleted":
+            image = None  # the user removed the input: store nothing made from it
+            error = JobError("source_not_found", f"s3://{job.trigger.bucket}/{job.trigger.key} was deleted while "
+                             "the job ran; its output was not stored")
+            record = records.failure_record(self._common(job, "failed", attempt), error.as_record())
         if image is not None:
-            self.store.put(self.settings.output_bucket, *image)
-            timings["store"] = _ms(t0)
+            t0 = time.perf_counter()
+            try:
+                self.store.put(self.settings.output_bucket, *image)
+                timings["store"] = _ms(t0)
+            except JobError as exc:
+                if exc.retryable:
+                    raise  # the checkpoint lets the next delivery store it without a second model call
+                record = records.failure_record(self._common(job, "failed", attempt), exc.as_record())
         timings["total"] = _ms(started)
+        record["timings_ms"] = {**record.get("timings_ms", {}), **timings}
         self._store_record(job, record, prefix)
+        self._drop_checkpoint(job)
         return record
 
-    def _changed_since_resolved(self, job: Job) -> bool:
-        """Has the image, or which sidecar applies, changed since this job resolved its parameters?"""
+    def _changed_since_resolved(self, job: Job) -> str | None:
+        """"deleted" or "superseded" when the image, or which sidecar applies, changed since this job
+        resolved its parameters; None when it did not."""
         t = job.trigger
-        if job.source is None or t.kind == "job":
-            return False  # explicit requests are about the version they named
-        current = self.store.head(t.bucket, t.key)
-        if current is None or current.version != job.source.version:
-            return True
+        if job.source is None or not job.layers_read:
+            return None  # it failed before it knew which sidecar applies: its failure is the outcome
+        current = self.store.head(t.bucket, t.key, job.source.version_id if t.kind == "job" else None)
+        if current is None:
+            return "deleted"
+        if t.kind == "job":
+            return None  # explicit requests are about the version they named
+        if current.version != job.source.version:
+            return "superseded"
         heads = (self.store.head(t.bucket, k) for k in keys.sidecar_candidates(t.key))
         applies = next((info for info in heads if info is not None), None)
         now = (applies.key, applies.version) if applies else None
-        return now != ((job.sidecar.key, job.sidecar.version) if job.sidecar else None)
+        return None if now == ((job.sidecar.key, job.sidecar.version) if job.sidecar else None) else "superseded"
 
     def _generate(self, job: Job, attempt: int, prefix: str, timings: dict[str, int]):
         """(success record, (key, bytes, content type, metadata) of the image to store)."""
@@ -308,25 +393,16 @@ class Pipeline:
         t0 = time.perf_counter()
         prepared = images.prepare(data, adapter.target_size, params.fit, self.settings.max_input_pixels)
         body = adapter.build_body(params, prepared.base64)
+        self._check_before_the_call(params, prepared, body)
         timings["prepare"] = _ms(t0)
-        self._check_time_for_a_model_call()
         t0 = time.perf_counter()
-        result = adapter.parse_response(self.model.invoke(params.model_id, body))
+        result = self._model_result(job, params, adapter, body)
         timings["model"] = _ms(t0)
         t0 = time.perf_counter()
         output = images.finish_output(result.images[0], prepared, params.output_format, params.restore_aspect)
         image_key, _ = records.output_keys(prefix, source.key, output.format)
         seed = result.seeds[0] if result.seeds else params.seed
-        metadata = {
-            "source-bucket": source.bucket,
-            "source-key": records.metadata_value(source.key),
-            "source-version": source.version_id or "",
-            "source-etag": source.etag.strip('"'),
-            "model-id": params.model_id,
-            "seed": str(seed),
-            "job-id": job.job_id,
-        }
-        image = (image_key, output.data, output.content_type, {k: v for k, v in metadata.items() if v})
+        image = (image_key, output.data, output.content_type, _output_metadata(job, params.model_id, seed))
         timings["finish"] = _ms(t0)
         record = records.success_record(
             self._common(job, "succeeded", attempt),
@@ -341,6 +417,44 @@ class Pipeline:
                       "restore_aspect": params.restore_aspect},
             dropped=params.dropped, timings_ms=timings)
         return record, image
+
+    def _check_before_the_call(self, params: JobParams, prepared: images.PreparedImage, body: dict) -> None:
+        """Limits that would otherwise be discovered after the model was paid."""
+        size = len(json.dumps(body, separators=(",", ":"), allow_nan=False))
+        if size > MAX_REQUEST_BYTES:
+            raise JobError("invalid_image", f"the model request would be {size:,} bytes; Bedrock accepts at most "
+                           f"{MAX_REQUEST_BYTES:,}: send a smaller image")
+        images.check_output_size(*images.planned_output_size(prepared, params.restore_aspect), params.output_format)
+
+    def _model_result(self, job: Job, params: JobParams, adapter: ModelAdapter, body: dict) -> GenerationResult:
+        """The model's answer: from this run's checkpoint when an earlier delivery already paid for it,
+        else from one model call, checkpointed at once so no later fault makes us pay again."""
+        bucket, key = self.settings.output_bucket, self._checkpoint_key(job)
+        saved = self.store.get(bucket, key)
+        if saved is not None:
+            data, info = saved
+            self.log("resuming from the checkpoint of an earlier delivery", key=job.trigger.key)
+            seeds = [int(s) for s in (info.metadata.get("seeds") or "").split(",") if s.strip().isdigit()]
+            return GenerationResult(images=[data], image_format=images.sniff_format(data) or "png", seeds=seeds)
+        self._check_time_for_a_model_call()
+        result = adapter.parse_response(self.model.invoke(params.model_id, body))
+        try:
+            self.store.put(bucket, key, result.images[0], "application/octet-stream",
+                           {"seeds": ",".join(str(s) for s in result.seeds), "job-id": job.job_id})
+        except JobError as exc:  # without a checkpoint the job still completes now; only a later fault re-pays
+            self.log("could not checkpoint the model's answer", key=job.trigger.key, error=exc.code)
+        return result
+
+    def _checkpoint_key(self, job: Job) -> str:
+        return records.staging_key(self.settings.output_prefix, job.run_id)
+
+    def _drop_checkpoint(self, job: Job) -> None:
+        if job.params is None:
+            return
+        try:
+            self.store.delete(self.settings.output_bucket, self._checkpoint_key(job))
+        except Exception:  # cleanup only: a leftover expires with the bucket's lifecycle rule for _staging/
+            self.log_exception("could not delete the checkpoint", key=job.trigger.key)
 
     def _check_time_for_a_model_call(self) -> None:
         """Do not start a Bedrock call the function's timeout would cut off: a later delivery runs it."""
@@ -363,25 +477,40 @@ class Pipeline:
         return record
 
     def _output_prefix(self, job: Job) -> str:
-        output = job.trigger.output or {}
-        return str(output.get("prefix", self.settings.output_prefix))
+        """Where this job's outputs go. Event-sourced jobs write only under their own namespace
+        (`events/`, docs/events.md), so an event sender can never touch upload or API outputs."""
+        t, s = job.trigger, self.settings
+        requested = "" if t.error else str((t.output or {}).get("prefix") or "")
+        if t.kind == "job" and t.origin == "eventbridge":
+            return f"{s.output_prefix}{records.EVENTS_DIR}{requested}"
+        return requested or s.output_prefix
 
     def _store_record(self, job: Job, record: dict[str, Any], prefix: str) -> None:
         key = records.record_key(prefix, job.trigger.key)
         record["record"] = {"bucket": self.settings.output_bucket, "key": key}
-        body = json.dumps(record, ensure_ascii=False, indent=2).encode("utf-8")
-        self.store.put(self.settings.output_bucket, key, body, "application/json",
-                       {"status": record["status"], "job-id": job.job_id})
+        try:
+            self.store.put(self.settings.output_bucket, key, records.to_json(record), "application/json",
+                           {"status": record["status"], "job-id": job.job_id})
+        except Exception as exc:
+            if isinstance(exc, JobError) and exc.retryable:
+                raise
+            # No record can say it, so the message must come back (from the checkpoint, never paying
+            # again) until the write works, or end in the alarmed DLQ: the one place besides a record.
+            self.log_exception("could not store the record", job_id=job.job_id)
+            raise transient("storage_error", f"could not store the record: {type(exc).__name__}: {exc}") from None
+        job.recorded = True
         if self.events:
-            self.events.publish(SUCCEEDED_EVENT if record["status"] == "succeeded" else FAILED_EVENT,
-                                event_detail(record))
+            try:
+                self.events.publish(SUCCEEDED_EVENT if record["status"] == "succeeded" else FAILED_EVENT,
+                                    records.safe(event_detail(record)))
+            except Exception:  # the record is the outcome; an event is a notification about it
+                self.log_exception("could not publish the outcome event", job_id=job.job_id)
 
     def _exhausted(self, job: Job, cause: JobError, attempt: int) -> None:
-        """The last attempt of a transient fault: leave a failure record before the message goes to the DLQ."""
+        """The last attempt of a transient fault: its failure record, before the message goes to the DLQ."""
         error = JobError("retries_exhausted", f"gave up after {attempt} attempts: {cause.message}",
                          details={"cause": cause.code})
-        record = records.failure_record(self._common(job, "failed", attempt), error.as_record())
-        self._store_record(job, record, self._output_prefix(job))
+        self._record_now(job, error, attempt)
 
 
 def event_detail(record: dict[str, Any]) -> dict[str, Any]:
@@ -397,6 +526,24 @@ def event_detail(record: dict[str, Any]) -> dict[str, Any]:
         "seed": (record.get("seeds") or [None])[0],
         "error_code": error.get("code"),
     }
+
+
+def _output_metadata(job: Job, model_id: str, seed: int) -> dict[str, str]:
+    """The output image's user metadata, kept within S3's 2 KB whatever the source key."""
+    source = job.source
+    metadata = {
+        "source-bucket": source.bucket,
+        "source-key": records.metadata_value(source.key),
+        "source-version": source.version_id or "",
+        "source-etag": source.etag.strip('"'),
+        "model-id": records.metadata_value(model_id),
+        "seed": str(seed),
+        "job-id": records.metadata_value(job.job_id),
+    }
+    if sum(len(k) + len(v) for k, v in metadata.items()) > records.MAX_METADATA_BYTES - 64:
+        del metadata["source-key"]  # the record has it in full
+        metadata["source-key-sha256"] = hashlib.sha256(source.key.encode("utf-8", "replace")).hexdigest()
+    return {k: v for k, v in metadata.items() if v}
 
 
 def _superseded(trigger: Trigger, current: ObjectInfo) -> bool:

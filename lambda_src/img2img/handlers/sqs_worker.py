@@ -19,17 +19,28 @@ from ..observability import logger, metrics, report_outcome, tracer
 from ..settings import get_settings
 
 
+class UnreadableMessageError(Exception):
+    """A queue message that names no job: failed on every delivery, so the queue moves it to the DLQ."""
+
+
 def record_handler(record: SQSRecord) -> list[dict[str, Any]]:
     settings = get_settings()
     attempt = int(record.attributes.approximate_receive_count or 1)
     logger.thread_safe_remove_keys(["correlation_id"])  # a thread's previous record is not this one
     logger.thread_safe_append_keys(message_id=record.message_id, attempt=attempt)
+    last_attempt = attempt >= settings.max_receive_count
     try:
         triggers = parse_body(record.body)
-    except JobError as exc:  # a message that is no job at all: retrying cannot help
-        logger.error("unreadable queue message dropped", extra={"error": exc.message, "body": record.body[:500]})
-        return []
-    last_attempt = attempt >= settings.max_receive_count
+    except JobError as exc:
+        # No job can be named from it, so no record can say what happened: it goes to the DLQ (alarmed),
+        # never a silent delete. Its content stays out of logs above DEBUG (it may carry prompts).
+        logger.error("unreadable queue message: to the DLQ", extra={"error": exc.message,
+                                                                      "bytes": len(record.body)})
+        logger.debug("unreadable queue message body", extra={"body": record.body[:2000]})
+        scheduler = get_pipeline().scheduler
+        if scheduler is not None and not last_attempt:
+            scheduler.retry_later(record.receipt_handle, 0)  # straight on towards maxReceiveCount
+        raise UnreadableMessageError(exc.message) from None
     outcomes = []
     try:
         for trigger in triggers:

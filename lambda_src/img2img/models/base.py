@@ -15,12 +15,38 @@ from ..core.errors import JobError
 _PROFILE_PREFIX = re.compile(r"^(us|eu|apac|global|us-gov|ca|jp|au)\.")
 
 
+def split_profile(resource: str) -> tuple[str, str]:
+    """`us.stability.x` -> ("us", "stability.x"); a plain foundation-model id -> ("", id)."""
+    match = _PROFILE_PREFIX.match(resource)
+    return (match.group(1), resource[match.end():]) if match else ("", resource)
+
+
 def base_model_id(model_id: str) -> str:
     """`arn:...:inference-profile/us.stability.sd3-5-large-v1:0` -> `stability.sd3-5-large-v1:0`."""
     resource = model_id
     if model_id.startswith("arn:"):
         resource = model_id.split("/", 1)[1] if "/" in model_id else ""
     return _PROFILE_PREFIX.sub("", resource)
+
+
+# InvokeModel refuses request bodies above this many bytes (bedrock-runtime's service model).
+MAX_REQUEST_BYTES = 25_000_000
+_ARN = re.compile(r"^arn:aws[a-z-]*:bedrock:[a-z0-9-]*:(?P<account>\d{12})?:"
+                  r"(?P<type>foundation-model|inference-profile)/(?P<resource>[A-Za-z0-9._:-]+)$")
+
+
+def parse_model_ref(model_id: str) -> tuple[str | None, str]:
+    """(account, resource id) of a model id: `("", id)` for a plain id or a foundation-model ARN,
+    `(account, profile id)` for an inference-profile ARN, `(None, model_id)` for a malformed ARN."""
+    if not model_id.startswith("arn:"):
+        return "", model_id
+    match = _ARN.match(model_id)
+    if not match:
+        return None, model_id
+    account = match["account"] or ""
+    if (match["type"] == "inference-profile") != bool(account):
+        return None, model_id  # profiles belong to an account; foundation models to none
+    return account, match["resource"]
 
 
 @dataclass(frozen=True)
@@ -73,7 +99,7 @@ def adapters() -> tuple[ModelAdapter, ...]:
     return (SDXLAdapter(), SD35Adapter())
 
 
-def adapter_for(model_id: str) -> ModelAdapter:
+def adapter_for(model_id: str, source: str = "model_id") -> ModelAdapter:
     """The adapter for a model id, inference-profile id or ARN; a clear error for anything else."""
     base = base_model_id(model_id)
     for adapter in adapters():
@@ -84,5 +110,8 @@ def adapter_for(model_id: str) -> ModelAdapter:
         f"model_id {model_id!r} is not an image-to-image model this pipeline supports; supported "
         "families: stability.stable-diffusion-xl-v1 (SDXL 1.0) and stability.sd3-5-large-v1:0 "
         "(SD3.5 Large), also as inference profiles (us./eu./apac./global.) or ARNs",
-        details={"field": "model_id", "value": model_id},
+        details={"errors": [{"field": "model_id", "source": source, "value": model_id,
+                             "message": "is not a supported image-to-image model",
+                             "allowed": "stability.stable-diffusion-xl-v1, stability.sd3-5-large-v1:0 (or their "
+                                        "profiles/ARNs)"}]},
     )

@@ -12,8 +12,9 @@ from typing import Any, Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..core.errors import JobError, transient
+from ..core.formats import ALLOWED_TEXT as FORMATS_TEXT, OUTPUT_FORMATS
 from ..core.images import sniff_format
-from ..core.params import MergedParams, collect_errors, invalid, typed_effective
+from ..core.params import MergedParams, collect_errors, invalid, missing_prompt, parse_text, typed_effective
 from .base import GenerationResult, JobParams
 from .sdxl import DEFAULT_IMAGE_STRENGTH, decode_image
 
@@ -29,7 +30,7 @@ ALLOWED = {
     "strength": "a number from 0 to 1 (0 = keep the input, 1 = ignore it)",
     "image_strength": "a number from 0 to 1 (SDXL vocabulary: 1 = keep the input)",
     "seed": "an integer from 0 to 4294967294 (0 = random)",
-    "output_format": "png, jpeg, webp", "fit": "crop, pad", "mode": "image-to-image",
+    "output_format": FORMATS_TEXT, "fit": "crop, pad", "mode": "image-to-image",
     "samples": "1", "init_image_mode": "IMAGE_STRENGTH",
 }
 
@@ -43,9 +44,9 @@ class SD35Fields(BaseModel):
     image_strength: Optional[float] = Field(default=None, ge=0, le=1)
     seed: Optional[int] = Field(default=None, ge=0, le=4294967294)
     mode: Optional[Literal["image-to-image"]] = None
-    samples: Optional[Literal[1]] = None
+    samples: Optional[int] = Field(default=None, ge=1, le=1)  # not Literal[1]: that accepts true and 1.0
     init_image_mode: Optional[Literal["IMAGE_STRENGTH", "STEP_SCHEDULE"]] = None
-    output_format: Literal["png", "jpeg", "webp"] = "png"
+    output_format: Literal[OUTPUT_FORMATS] = "png"  # type: ignore[valid-type]
     fit: Literal["crop", "pad"] = "crop"
     restore_aspect: bool = False
     strict: bool = True
@@ -60,7 +61,7 @@ class SD35Adapter:
 
     def validate(self, model_id: str, merged: MergedParams) -> JobParams:
         if not merged.has_prompt:
-            raise JobError("missing_parameters", "no prompt: set prompt in metadata, a sidecar or folder defaults")
+            raise missing_prompt(merged, "no prompt: set prompt in metadata, a sidecar or folder defaults")
         strict = _strict(merged)
         unmappable = [{"field": name, "source": merged.origin(name), "value": merged.values[name],
                        "message": "has no equivalent on SD3.5 Large"}
@@ -135,7 +136,13 @@ class SD35Adapter:
 
 
 def _strict(merged: MergedParams) -> bool:
+    """Only an explicit false (or the text "false", by the one rule of `parse_text`) relaxes the job.
+
+    Anything else that is not a boolean keeps it strict, and `collect_errors` reports it."""
     raw = merged.values.get("strict", True)
     if isinstance(raw, str):
-        return raw.strip().lower() not in ("false", "0", "no")
-    return bool(raw)
+        try:
+            raw = parse_text(bool, raw)
+        except ValueError:
+            return True
+    return raw is not False

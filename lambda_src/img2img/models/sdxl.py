@@ -13,7 +13,8 @@ from typing import Any, Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..core.errors import JobError, transient
-from ..core.params import MergedParams, collect_errors, invalid, typed_effective
+from ..core.formats import ALLOWED_TEXT as FORMATS_TEXT, OUTPUT_FORMATS
+from ..core.params import MergedParams, collect_errors, invalid, missing_prompt, typed_effective
 from .base import GenerationResult, JobParams
 
 SIZES = ((1024, 1024), (1152, 896), (1216, 832), (1344, 768), (1536, 640),
@@ -39,7 +40,7 @@ ALLOWED = {
     "seed": "an integer from 0 to 4294967295 (0 = random)",
     "steps": "an integer from 10 to 50",
     "style_preset": ", ".join(STYLE_PRESETS),
-    "output_format": "png, jpeg, webp", "fit": "crop, pad", "mode": "image-to-image",
+    "output_format": FORMATS_TEXT, "fit": "crop, pad", "mode": "image-to-image",
 }
 
 _Unit = Field(default=None, ge=0, le=1)
@@ -63,13 +64,13 @@ class SDXLFields(BaseModel):
     step_schedule_start: Optional[float] = _Unit
     step_schedule_end: Optional[float] = _Unit
     sampler: Optional[Literal[SAMPLERS]] = None  # type: ignore[valid-type]
-    samples: Optional[Literal[1]] = None
+    samples: Optional[int] = Field(default=None, ge=1, le=1)  # not Literal[1]: that accepts true and 1.0
     seed: Optional[int] = Field(default=None, ge=0, le=4294967295)
     steps: Optional[int] = Field(default=None, ge=10, le=50)
     style_preset: Optional[Literal[STYLE_PRESETS]] = None  # type: ignore[valid-type]
     extras: Optional[dict[str, Any]] = None
     mode: Optional[Literal["image-to-image"]] = None
-    output_format: Literal["png", "jpeg", "webp"] = "png"
+    output_format: Literal[OUTPUT_FORMATS] = "png"  # type: ignore[valid-type]
     fit: Literal["crop", "pad"] = "crop"
     restore_aspect: bool = False
     strict: bool = True
@@ -84,8 +85,8 @@ class SDXLAdapter:
 
     def validate(self, model_id: str, merged: MergedParams) -> JobParams:
         if not merged.has_prompt:
-            raise JobError("missing_parameters", "no positive prompt: set prompt (metadata, sidecar or folder "
-                           "defaults) or a text_prompts item with a positive weight")
+            raise missing_prompt(merged, "no positive prompt: set prompt (metadata, sidecar or folder "
+                                 "defaults) or a text_prompts item with a positive weight")
         values = {**merged.values, "model_id": model_id, "text_prompts": merged.positive + merged.negative}
         # Field errors and combination errors are reported together: one round trip fixes the job.
         fields, errors = collect_errors(SDXLFields, values, merged, ALLOWED)

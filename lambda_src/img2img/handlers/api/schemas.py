@@ -1,0 +1,109 @@
+"""The API's request and response models (the OpenAPI document is generated from these)."""
+from __future__ import annotations
+
+from typing import Any, Literal, Optional
+
+from aws_lambda_powertools.event_handler.openapi.params import Header
+from pydantic import BaseModel, ConfigDict, Field
+from typing_extensions import Annotated
+
+JOB_ID = r"^[a-z0-9][a-z0-9-]{0,63}$"
+S3_URI = r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/.+$"
+FILENAME = r"^[^/\\\x00-\x1f]{1,200}\.(jpg|jpeg|png|webp|gif|bmp|tif|tiff|heic|heif|JPG|JPEG|PNG|WEBP|GIF|BMP|TIF|TIFF|HEIC|HEIF)$"
+
+
+class GenerationRequest(BaseModel):
+    """One of `image` (base64) or `source` (an object in the input bucket), plus parameters.
+
+    The same body is accepted by POST /v1/jobs. A raw image body (`Content-Type: image/*`) takes its
+    parameters from the query string instead (`?prompt=...&seed=7`, or `?params=<JSON>`)."""
+
+    model_config = ConfigDict(extra="forbid")
+    image: Optional[str] = Field(None, description="the input image, base64 (no data: prefix)")
+    source: Optional[str] = Field(None, pattern=S3_URI, description="s3://<input bucket>/<key> of an uploaded image")
+    params: dict[str, Any] = Field(default_factory=dict,
+                                   description="job parameters, as in a sidecar (docs/parameters.md)")
+
+
+class UploadRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    filename: str = Field(pattern=FILENAME, description="the image's file name (an image suffix)")
+    content_type: str = Field("application/octet-stream", pattern=r"^[\w.+-]+/[\w.+-]+$",
+                              description="the Content-Type header the upload will send")
+    params: dict[str, Any] = Field(default_factory=dict, description="job parameters (validated now)")
+
+
+class Location(BaseModel):
+    bucket: str
+    key: str
+
+
+class OutputLink(BaseModel):
+    bucket: str
+    key: str
+    content_type: Optional[str] = None
+    bytes: Optional[int] = None
+    url: str = Field(description="presigned GET URL")
+
+
+class InlineImage(BaseModel):
+    content_type: str
+    base64: str
+
+
+class GenerationResult(BaseModel):
+    job_id: str
+    status: Literal["succeeded"]
+    image: Optional[InlineImage] = Field(None, description="absent on 303: follow `url`")
+    url: Optional[str] = Field(None, description="presigned GET URL of the output image")
+    record: dict[str, Any] = Field(description="the outcome record (docs/records.md)")
+
+
+class JobAccepted(BaseModel):
+    job_id: str
+    status: Literal["queued"]
+    status_url: str
+    reason: Optional[str] = None
+
+
+class JobStatus(BaseModel):
+    job_id: str
+    status: Literal["queued", "running", "succeeded", "failed"]
+    source: Optional[dict[str, Any]] = None
+    record: Optional[dict[str, Any]] = Field(None, description="the outcome record, once there is one")
+    outputs: list[OutputLink] = Field(default_factory=list)
+    error: Optional[dict[str, Any]] = None
+
+
+class UploadTicket(BaseModel):
+    job_id: str
+    method: Literal["PUT"]
+    url: str
+    headers: dict[str, str] = Field(description="send exactly these headers with the PUT")
+    bucket: str
+    key: str
+    expires_in: int
+    record: Location = Field(description="where the outcome record will appear")
+    status_url: str
+
+
+class ErrorDetail(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    code: str = Field(description="a stable error code (docs/errors.md, docs/api.md)")
+    message: str
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+    job_id: Optional[str] = None
+    record: Optional[dict[str, Any]] = None
+
+
+ERRORS = {413: {"description": "image_too_large", "content": {"application/json": {"model": ErrorBody}}},
+          422: {"description": "invalid_parameters, missing_parameters, invalid_image, content_filtered",
+                "content": {"application/json": {"model": ErrorBody}}},
+          429: {"description": "throttled (Retry-After)", "content": {"application/json": {"model": ErrorBody}}},
+          503: {"description": "service_unavailable (Retry-After)",
+                "content": {"application/json": {"model": ErrorBody}}}}
+IDEMPOTENCY_KEY = Annotated[Optional[str], Header(alias="idempotency-key", description=(
+    "a retried POST with the same key returns the first answer (kept idempotencyTtlSeconds)"))]

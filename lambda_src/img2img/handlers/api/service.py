@@ -1,0 +1,328 @@
+"""What the API's routes do: validate and store a job, queue it, wait for its record, render answers.
+
+Every job is a `Trigger` for the same `Pipeline` as S3 uploads, and only the worker runs it: the API
+validates and resolves (a bad job is a 4xx before anything is queued), queues the job message and,
+for the sync route, waits for the job's outcome record. It never calls the model itself, so a job is
+generated once whatever the deadline does (docs/api.md, "The time budget").
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Callable, Optional
+from urllib.parse import quote
+
+from aws_lambda_powertools.event_handler import Response, content_types
+
+from ...assembly import get_pipeline
+from ...core import params as P
+from ...core import records
+from ...core.errors import JobError, http_status
+from ...core.images import sniff_format
+from ...core.pipeline import Job, Resolution
+from ...core.triggers import JOB_MESSAGE, job_trigger
+from ...observability import logger
+from ...settings import Settings, get_settings
+from .schemas import GenerationRequest
+
+# Lambda's synchronous payload limit is 6 MB for the request and for the response. A raw image arrives
+# base64-encoded in the event (a third more), so ~4.4 MB of image fits; larger inputs go through
+# POST /v1/uploads (presigned, up to maxInputBytes).
+MAX_REQUEST_IMAGE_BYTES = 4_400_000
+ANSWER_MARGIN_SECONDS = 2  # kept back from the Lambda's remaining time to read the image and answer
+RETRY_AFTER_SECONDS = 10
+POLL_FIRST_SECONDS, POLL_MAX_SECONDS = 0.25, 1.0  # the sync route's back-off between record reads
+
+
+class ApiError(Exception):
+    """An answer that is not a job outcome; the HTTP status is the error table's (core/errors.py)."""
+
+    def __init__(self, code: str, message: str, headers: dict[str, str] | None = None, **details: Any):
+        super().__init__(message)
+        self.status, self.code, self.message = http_status(code), code, message
+        self.headers, self.details = headers or {}, details
+
+
+@dataclass(frozen=True)
+class Call:
+    """What a route needs from the invocation (the resolver's event and Lambda context)."""
+
+    query: dict[str, str]
+    accept: str
+    raw_image: Optional[bytes]
+    remaining_seconds: float
+    lambda_context: Any
+
+
+# ---- the edge and idempotent answers, built once per process -------------------------------------
+@lru_cache(maxsize=1)
+def edge():
+    from ...aws.jobs import ApiEdge
+
+    s = get_settings()
+    return ApiEdge(s.idempotency_table, s.job_queue_url, s.idempotency_ttl_seconds, s.api_presign_seconds)
+
+
+@lru_cache(maxsize=1)
+def _answers():
+    """Powertools idempotency for POSTs with an Idempotency-Key: keyed on route + key, same table."""
+    from ...aws.idempotency import API_KEY_PREFIX, Idempotency
+
+    s = get_settings()
+    idempotency = Idempotency(s.idempotency_table, s.idempotency_ttl_seconds, API_KEY_PREFIX, "[route, key]")
+    return idempotency, idempotency.once_function()
+
+
+def once(call: Call, route: str, key: str | None, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """The route's answer, computed once per Idempotency-Key (retryable errors are not remembered)."""
+    if not key:
+        return compute()
+    from aws_lambda_powertools.utilities.idempotency.exceptions import (IdempotencyAlreadyInProgressError,
+                                                                        IdempotencyPersistenceLayerError)
+
+    idempotency, answer_once = _answers()
+    idempotency.register_lambda_context(call.lambda_context)
+    try:
+        return answer_once(key={"route": route, "key": key}, work=compute)
+    except IdempotencyAlreadyInProgressError:
+        raise ApiError("in_progress", "a request with this Idempotency-Key is still being answered; "
+                       "retry in a moment", {"Retry-After": "2"}) from None
+    except IdempotencyPersistenceLayerError as exc:
+        raise ApiError("service_unavailable", f"the idempotency table is unavailable: {exc}",
+                       {"Retry-After": str(RETRY_AFTER_SECONDS)}) from None
+
+
+# ---- helpers -------------------------------------------------------------------------------------
+def new_job_id() -> str:
+    return "api-" + uuid.uuid4().hex[:24]
+
+
+def status_url(job_id: str) -> str:
+    return f"/v1/jobs/{job_id}"
+
+
+def _suffix(data: bytes) -> str:
+    """A file extension for a stored API input (an unknown one is answered invalid_image by the pipeline)."""
+    fmt = sniff_format(data)
+    return {"jpeg": "jpg", "tiff": "tif"}.get(fmt, fmt) if fmt else "img"
+
+
+def check_params(settings: Settings, params: dict[str, Any], where: str, require_prompt: bool) -> None:
+    """The core's validation of deployment defaults + these parameters, before anything is stored.
+
+    Without a prompt (it may still come from a folder `_defaults.json` or a sidecar) the other fields
+    are validated with a stand-in prompt."""
+    merged = P.merge([P.deployment_layer(settings.model_id, settings.output_format, settings.default_prompt,
+                                         settings.default_params),
+                      P.request_layer(params, where)])
+    if not merged.has_prompt:
+        if require_prompt:
+            raise JobError("missing_parameters", "no prompt: set params.prompt (or text_prompts)")
+        merged.positive = [{"text": "stand-in", "weight": 1.0}]
+    get_pipeline().validate(merged)
+
+
+def _query_params(query: dict[str, str]) -> dict[str, Any]:
+    query = dict(query)
+    params: dict[str, Any] = {}
+    if "params" in query:
+        try:
+            params = json.loads(query.pop("params"))
+        except json.JSONDecodeError as exc:
+            raise ApiError("invalid_parameters", f"query parameter params is not JSON: {exc.msg}") from None
+        if not isinstance(params, dict):
+            raise ApiError("invalid_parameters", "query parameter params must be a JSON object")
+    params.update(query)
+    return params
+
+
+def _inputs(call: Call, body: GenerationRequest, s: Settings) -> tuple[bytes | None, dict[str, Any] | None, dict]:
+    """(image bytes, or an S3 source, and the parameters) from a JSON or raw-image request."""
+    if call.raw_image is not None:
+        return call.raw_image, None, _query_params(call.query)
+    if bool(body.image) == bool(body.source):
+        raise ApiError("invalid_parameters", "give exactly one of image (base64) or source (s3://...)",
+                       errors=[{"field": "image", "source": "request body",
+                                "message": "exactly one of image or source is required"}])
+    if body.source:
+        bucket, key = body.source[5:].split("/", 1)
+        if bucket != s.input_bucket:
+            raise ApiError("access_denied", f"source must be in the input bucket s3://{s.input_bucket}/")
+        return None, {"bucket": bucket, "key": key}, body.params
+    try:
+        data = base64.b64decode(body.image, validate=True)
+    except (binascii.Error, ValueError):
+        raise ApiError("invalid_image", "image is not valid base64 (no data: prefix, no line breaks)") from None
+    return data, None, body.params
+
+
+def request_image_limit(s: Settings) -> int:
+    return min(s.max_input_bytes, MAX_REQUEST_IMAGE_BYTES)
+
+
+def too_large(size: int, limit: int) -> str:
+    return (f"the image is {size:,} bytes; this route accepts at most {limit:,} bytes: upload larger images "
+            "with POST /v1/uploads")
+
+
+# ---- jobs ----------------------------------------------------------------------------------------
+def prepare_job(call: Call, body: GenerationRequest, route: str) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """Validate, store the input under api/<job_id>/, write the job item. (job_id, job message, record location)"""
+    s = get_settings()
+    data, source, params = _inputs(call, body, s)
+    if data is not None and len(data) > request_image_limit(s):
+        raise ApiError("image_too_large", too_large(len(data), request_image_limit(s)))
+    check_params(s, params, "request params", require_prompt=False)
+    job_id = new_job_id()
+    output_prefix = s.output_prefix
+    if data is not None:
+        key = f"{s.api_prefix}{job_id}/input.{_suffix(data)}"
+        version = edge().put_input(s.input_bucket, key, data, "application/octet-stream")
+        source = {"bucket": s.input_bucket, "key": key, "version_id": version}
+    else:
+        output_prefix = f"{s.output_prefix}{s.api_prefix}{job_id}/"
+    message = {"type": JOB_MESSAGE, "job_id": job_id, "source": source, "params": params,
+               "output": {"prefix": output_prefix}, "origin": "api"}
+    where = {"bucket": s.output_bucket, "key": records.record_key(output_prefix, source["key"])}
+    item = {"job_id": job_id, "route": route, "message": message, "accepted_at": records.now_iso(), "record": where}
+    job = Job(job_trigger(message, origin="api"), "api")
+    # The resolution the worker will do (folder defaults, model rules): a bad job is a 4xx now, and
+    # the job's idempotency key lets GET /v1/jobs/{id} say `running`.
+    if get_pipeline().resolve(job) is Resolution.FAILED:
+        if data is not None and not job.error.retryable:
+            edge().delete_input(source["bucket"], source["key"])
+        raise job.error
+    item["job_key"] = job.idempotency_key
+    edge().put_job(job_id, item)
+    return job_id, message, where
+
+
+def queue_job(call: Call, body: GenerationRequest) -> dict[str, Any]:
+    job_id, message, _ = prepare_job(call, body, "POST /v1/jobs")
+    edge().enqueue(message)
+    return accepted(job_id)
+
+
+def wait_for_record(read: Callable[[], Optional[dict]], deadline: float, clock: Callable[[], float] = time.monotonic,
+                    sleep: Callable[[float], None] = time.sleep) -> Optional[dict[str, Any]]:
+    """Read until there is a record or the deadline passes (back-off 0.25 s doubling to 1 s; a last read
+    at the deadline)."""
+    delay = POLL_FIRST_SECONDS
+    while True:
+        record = read()
+        if record is not None:
+            return record
+        left = deadline - clock()
+        if left <= 0:
+            return None
+        sleep(min(delay, left))
+        delay = min(delay * 2, POLL_MAX_SECONDS)
+
+
+def await_record(where: dict[str, str], deadline: float) -> Optional[dict[str, Any]]:
+    """The job's outcome record once the worker wrote it, or None at the deadline (tests replace this)."""
+    return wait_for_record(lambda: edge().record(where["bucket"], where["key"]), deadline)
+
+
+def generate(call: Call, body: GenerationRequest) -> dict[str, Any]:
+    """Queue the job like POST /v1/jobs, then wait for its record within the sync budget.
+
+    Past the deadline the answer is 202 for the same job, which goes on in the worker: the model is
+    called once, by the worker, in every case."""
+    s = get_settings()
+    budget = min(float(s.api_sync_budget_seconds), call.remaining_seconds - ANSWER_MARGIN_SECONDS)
+    deadline = time.monotonic() + max(0.0, budget)
+    job_id, message, where = prepare_job(call, body, "POST /v1/generations")
+    edge().enqueue(message)
+    record = await_record(where, deadline)
+    if record is None:
+        logger.info("sync budget exhausted: the job goes on in the worker", extra={"job_id": job_id})
+        return accepted(job_id, f"not finished within the sync budget ({max(0.0, budget):.0f} s): "
+                                "the job goes on, poll status_url")
+    if record["status"] != "succeeded":
+        return error_answer(record)
+    return {"status": 200, "job_id": job_id, "record": record, "image": record["outputs"][0]}
+
+
+def job_status(job_id: str) -> dict[str, Any]:
+    item = edge().get_job(job_id)
+    if item is None:
+        raise ApiError("job_not_found", f"no job {job_id} (unknown, or older than idempotencyTtlSeconds)")
+    where = item["record"]
+    record = edge().record(where["bucket"], where["key"])
+    source = (item.get("message") or {}).get("source") or item.get("source")
+    if record is None:  # API jobs write to api/<job_id>/...: a record there is this job's
+        running = edge().in_progress(item.get("job_key"))
+        return {"job_id": job_id, "status": "running" if running else "queued", "source": source}
+    outputs = [{"bucket": o["bucket"], "key": o["key"], "content_type": o.get("content_type"),
+                "bytes": o.get("bytes"), "url": edge().presign_get(o["bucket"], o["key"])}
+               for o in record.get("outputs") or []]
+    return {"job_id": job_id, "status": record["status"], "source": record.get("source"), "record": record,
+            "outputs": outputs, "error": record.get("error")}
+
+
+def upload_ticket(filename: str, content_type: str, params: dict[str, Any]) -> dict[str, Any]:
+    s = get_settings()
+    check_params(s, params, "upload params", require_prompt=False)
+    metadata = {"params": json.dumps(params, separators=(",", ":"))} if params else {}
+    if sum(len(k) + len(v) for k, v in metadata.items()) > 1800:
+        raise ApiError("invalid_parameters", "params take more than S3's 2 KB of metadata: upload them "
+                       "as a sidecar <key>.json instead")
+    job_id = new_job_id()
+    key = f"{s.api_upload_prefix}{job_id}/{filename}"
+    url = edge().presign_put(s.input_bucket, key, content_type, metadata)
+    headers = {"Content-Type": content_type, **{f"x-amz-meta-{k}": v for k, v in metadata.items()}}
+    record = {"bucket": s.output_bucket, "key": records.record_key(s.output_prefix, key)}
+    edge().put_job(job_id, {"job_id": job_id, "route": "POST /v1/uploads", "accepted_at": records.now_iso(),
+                            "source": {"bucket": s.input_bucket, "key": key}, "record": record})
+    ticket = {"job_id": job_id, "method": "PUT", "url": url, "headers": headers, "bucket": s.input_bucket,
+              "key": key, "expires_in": s.api_presign_seconds, "record": record, "status_url": status_url(job_id)}
+    return {"status": 201, "body": ticket, "headers": {"Location": status_url(job_id)}}
+
+
+# ---- answers (what idempotency remembers) and their rendering ------------------------------------
+def accepted(job_id: str, reason: str | None = None) -> dict[str, Any]:
+    body = {"job_id": job_id, "status": "queued", "status_url": status_url(job_id)}
+    if reason:
+        body["reason"] = reason
+    return {"status": 202, "body": body, "headers": {"Location": status_url(job_id)}}
+
+
+def error_answer(record: dict[str, Any]) -> dict[str, Any]:
+    error = record.get("error") or {}
+    return {"status": http_status(error.get("code", "retries_exhausted")),
+            "body": {"error": error, "job_id": record["job_id"], "record": record}}
+
+
+def render(call: Call, answer: dict[str, Any]) -> Response:
+    """An answer as an HTTP response, in the representation asked for (images are re-read from S3)."""
+    if "image" not in answer:
+        headers = dict(answer.get("headers") or {})
+        if answer["status"] in (429, 503):
+            headers.setdefault("Retry-After", str(RETRY_AFTER_SECONDS))
+        return Response(answer["status"], content_types.APPLICATION_JSON, json.dumps(answer["body"]), headers)
+    s = get_settings()
+    output, record, job_id = answer["image"], answer["record"], answer["job_id"]
+    url = edge().presign_get(output["bucket"], output["key"])
+    if output["bytes"] > s.api_max_inline_bytes:
+        body = {"job_id": job_id, "status": "succeeded", "url": url, "record": record}
+        return Response(303, content_types.APPLICATION_JSON, json.dumps(body), {"Location": url})
+    data = edge().get_object(output["bucket"], output["key"])
+    headers = {"X-Img2img-Job-Id": job_id, "X-Img2img-Record": f"s3://{record['record']['bucket']}/"
+               f"{quote(record['record']['key'])}"}
+    if call.accept.startswith("image/"):
+        return Response(200, output["content_type"], data, headers)
+    body = {"job_id": job_id, "status": "succeeded", "url": url, "record": record,
+            "image": {"content_type": output["content_type"], "base64": base64.b64encode(data).decode()}}
+    return Response(200, content_types.APPLICATION_JSON, json.dumps(body), headers)
+
+
+def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None,
+                   **details: Any) -> Response:
+    body = {"error": {"code": code, "message": message, **details}}
+    return Response(status, content_types.APPLICATION_JSON, json.dumps(body, default=str), headers or {})
