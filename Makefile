@@ -9,12 +9,14 @@ export CDK_DISABLE_CLI_TELEMETRY := true
 # Tests and the demo never touch a real AWS account.
 export AWS_EC2_METADATA_DISABLED := true
 
-.PHONY: help install demo test test-fast test-py312 bench synth contract clean
+.PHONY: help install demo test test-fast test-py312 fuzz lint bench synth contract clean
 
 help:
 	@echo "make demo   - run the whole pipeline offline on the sample photos (results in demo-out/)"
 	@echo "make test   - run the whole test suite (unit, handlers, infra, end-to-end)"
 	@echo "make test-py312 - the runtime package's tests on Python 3.12 (Lambda's runtime), if installed"
+	@echo "make fuzz   - the property-based tests with many more examples (hypothesis profile 'fuzz'; minutes)"
+	@echo "make lint   - ruff check on all code (rules in pyproject.toml; CI runs it after the tests)"
 	@echo "make synth  - synthesize the CDK app offline (cdk.out/)"
 	@echo "make bench  - run the benchmarks under bench/ (results in bench/results/)"
 
@@ -47,14 +49,23 @@ test-py312:
 test-fast: $(STAMP)
 	$(PY) -m pytest -n 2 -m "not e2e and not infra" $(PYTEST_ARGS)
 
+# The property-based tests (hypothesis) with the large `fuzz` profile of tests/conftest.py instead of `ci`.
+fuzz: $(STAMP)
+	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -n 2 -m "not e2e and not infra" -k "properties or fuzz" tests/unit $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+
 synth: install
 	npx cdk synth --quiet
 
 bench: $(STAMP)
 	$(PY) -m bench.run_all $(BENCH_ARGS)
 
+# Runs an external checker of the local stack's behaviour (not part of this repository): give its path.
 contract: $(STAMP)
-	$(PY) ../shared/contract/check_local_stack.py
+	@test -n "$(CONTRACT_CHECK)" || { echo "make contract CONTRACT_CHECK=path/to/check_local_stack.py (an external checker)"; exit 2; }
+	$(PY) $(CONTRACT_CHECK)
 
 clean:
 	rm -rf cdk.out demo-out .pytest_cache

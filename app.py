@@ -13,10 +13,9 @@ from pathlib import Path
 
 import aws_cdk as cdk
 
-from infra.config import ConfigError, PipelineConfig, _camel
 from infra import nag
+from infra.config import ConfigError, PipelineConfig, _camel
 from infra.stack import STACK_NAME, Img2ImgStack
-
 
 CDK_JSON = Path(__file__).resolve().parent / "cdk.json"
 

@@ -70,7 +70,7 @@ def sandbox_environment() -> dict[str, str]:
 
 
 def _run(code: str, env: dict[str, str]) -> dict:
-    done = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    done = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, env=env, timeout=60, check=False)
     if done.returncode != 0:
         raise RuntimeError(done.stderr[-2000:])
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -79,7 +79,7 @@ def _run(code: str, env: dict[str, str]) -> dict:
 def top_imports(env: dict[str, str], limit: int = 12) -> list[dict]:
     """The heaviest imports of the worker (cumulative, from -X importtime), for the tuning notes."""
     done = subprocess.run([PYTHON, "-X", "importtime", "-c", WORKER], capture_output=True, text=True, env=env,
-                          timeout=60)
+                          timeout=60, check=False)
     rows = []
     for line in done.stderr.splitlines():
         if not line.startswith("import time:") or "|" not in line:

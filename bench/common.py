@@ -9,8 +9,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
@@ -65,7 +66,7 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     """A plain-text table (also valid Markdown)."""
     cells = [[str(h) for h in headers]] + [[_fmt(c) for c in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |" for row in cells]
+    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |" for row in cells]
     lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
     return "\n".join(lines)
 
@@ -93,7 +94,7 @@ def run_json(args: list[str], env: dict[str, str] | None = None, timeout: float 
     """Run a Python snippet/script in a fresh interpreter; its last stdout line is JSON."""
     full_env = {**os.environ, "PYTHONPATH": SUBPROCESS_PATH, **(env or {})}
     done = subprocess.run([PYTHON, *args], capture_output=True, text=True, env=full_env, timeout=timeout,
-                          cwd=REPO)
+                          cwd=REPO, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"subprocess failed ({done.returncode}): {done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])

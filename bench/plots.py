@@ -54,7 +54,7 @@ def billing_plot(bill: dict, path) -> None:
     values = [bill["sequential"]["gb_seconds_per_image"], bill["concurrent"]["gb_seconds_per_image"]]
     fig, ax = plt.subplots(figsize=(6, 4))
     bars = ax.bar(names, values, color=["#999999", "#2b7bba"])
-    for bar, value in zip(bars, values):
+    for bar, value in zip(bars, values, strict=True):
         ax.text(bar.get_x() + bar.get_width() / 2, value, f"{value:.2f}", ha="center", va="bottom")
     ax.set_ylabel(f"billed GB-s per image ({bill['memory_size_mb']} MB)")
     ax.set_title(f"Lambda GB-s per image at equal throughput: {bill['gb_seconds_ratio']:.1f}x fewer")

@@ -38,12 +38,10 @@ def proxy_event(method: str, raw_path: str, headers: dict[str, list[str]], body:
     """The REST proxy event for a request, or None when no resource matches (API Gateway's 403/404)."""
     split = urlsplit(raw_path)
     path = split.path
-    for template, pattern in RESOURCES:
-        match = pattern.match(path)
-        if match:
-            break
-    else:
+    found = next(((template, match) for template, pattern in RESOURCES if (match := pattern.match(path))), None)
+    if found is None:
         return None
+    template, match = found
     query = parse_qs(split.query, keep_blank_values=True)
     single = {k: v[-1] for k, v in headers.items()}
     content_type = next((v for k, v in single.items() if k.lower() == "content-type"), "")
@@ -78,13 +76,13 @@ class LocalApi:
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
-    def start(self) -> "LocalApi":
+    def start(self) -> LocalApi:
         api = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def log_message(self, fmt, *args):  # noqa: N802 - one line per request, like an access log
+            def log_message(self, fmt, *args):  # one line per request, like an access log
                 log.info("api %s", fmt % args)
 
             def _serve(self) -> None:
@@ -114,7 +112,7 @@ class LocalApi:
                 self.end_headers()
                 self.wfile.write(body)
 
-            do_GET = do_POST = do_PUT = do_DELETE = _serve  # noqa: N815
+            do_GET = do_POST = do_PUT = do_DELETE = _serve
 
         self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self._server.daemon_threads = True

@@ -13,9 +13,9 @@ import logging
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from img2img_local import demo, generate
 from img2img_local.engine import ConfigError as EngineConfigError

@@ -8,8 +8,8 @@ results into demo-out/ and checks each job reached the outcome it was meant to.
 from __future__ import annotations
 
 import io
-import logging
 import json
+import logging
 import shutil
 import textwrap
 import time
@@ -97,7 +97,8 @@ def run_demo(stack, out_dir: Path, timeout: float = 90.0, progress=print) -> int
         output = _download(s3, record, out_dir) if record else None
         rows.append((job.key, job.source, (record or {}).get("model_id") or "-",
                      str(((record or {}).get("seeds") or ["-"])[0]),
-                     status + (f" ({code.get('code')})" if code.get("code") else "") + ("" if ok else "  <-- UNEXPECTED"),
+                     status + (f" ({code.get('code')})" if code.get("code") else "")
+                     + ("" if ok else "  <-- UNEXPECTED"),
                      f"{seconds.get(job.key, float('nan')):.1f}"))
         tiles.append((job, record, output))
     sheet = out_dir / "contact-sheet.png"
@@ -183,7 +184,7 @@ def contact_sheet(tiles, thumb: int = 256) -> Image.Image:
 
 def _table(header, rows) -> str:
     widths = [max(len(str(r[i])) for r in (header, *rows)) for i in range(len(header))]
-    line = lambda r: "  ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip()  # noqa: E731
+    line = lambda r: "  ".join(str(v).ljust(w) for v, w in zip(r, widths, strict=True)).rstrip()  # noqa: E731
     return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
 
 

@@ -148,7 +148,7 @@ class SqsEventSource:
         self._threads: list[threading.Thread] = []
 
     # ---- lifecycle ------------------------------------------------------------------------------
-    def start(self) -> "SqsEventSource":
+    def start(self) -> SqsEventSource:
         sqs = self._client()
         self.queue_arn = sqs.get_queue_attributes(
             QueueUrl=self.queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
@@ -182,7 +182,7 @@ class SqsEventSource:
         self._threads.clear()
         self._environments.clear()
 
-    def __enter__(self) -> "SqsEventSource":
+    def __enter__(self) -> SqsEventSource:
         return self.start()
 
     def __exit__(self, *exc_info) -> None:

@@ -14,7 +14,7 @@ import tempfile
 import threading
 import time
 from contextlib import contextmanager, nullcontext
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,7 @@ class FolderStore:
         stat = path.stat()
         # Like S3's ETag, it changes when the content does; cheap, since the pipeline HEADs several times.
         etag = f'"{stat.st_mtime_ns:x}-{stat.st_size:x}"'
-        return ObjectInfo(bucket, key, stat.st_size, etag, None, datetime.fromtimestamp(stat.st_mtime, timezone.utc))
+        return ObjectInfo(bucket, key, stat.st_size, etag, None, datetime.fromtimestamp(stat.st_mtime, UTC))
 
     def get(self, bucket: str, key: str, version_id: str | None = None):
         info = self.head(bucket, key)
@@ -49,7 +49,8 @@ class FolderStore:
 
     def list_keys(self, bucket: str, prefix: str, limit: int = 50) -> list[str]:
         root = self.folders[bucket]
-        return sorted(str(p.relative_to(root)) for p in root.rglob("*") if str(p.relative_to(root)).startswith(prefix))[:limit]
+        keys = (str(p.relative_to(root)) for p in root.rglob("*"))
+        return sorted(key for key in keys if key.startswith(prefix))[:limit]
 
     def put(self, bucket: str, key: str, data: bytes, content_type: str, metadata: dict | None = None) -> None:
         path = self._path(bucket, key)
@@ -69,7 +70,8 @@ def offline_engine():
     saved = {k: os.environ.get(k) for k in ("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", "AWS_ACCESS_KEY_ID",
                                              "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")}
     os.environ.update(AWS_ENDPOINT_URL_BEDROCK_RUNTIME=server.url, AWS_ACCESS_KEY_ID="offline",
-                      AWS_SECRET_ACCESS_KEY="offline", AWS_DEFAULT_REGION=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
+                      AWS_SECRET_ACCESS_KEY="offline",
+                      AWS_DEFAULT_REGION=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
     try:
         yield server
     finally:
@@ -115,12 +117,13 @@ def generate(image: Path, request_params: dict[str, Any], output: Path | None, s
     work = Path(tempfile.mkdtemp(prefix="img2img-generate-"))
     try:
         store = FolderStore({INPUT: image.resolve().parent, OUTPUT: work})
-        pipeline = Pipeline(settings, store, BedrockInvoker(settings.bedrock_read_timeout, settings.bedrock_max_attempts))
+        invoker = BedrockInvoker(settings.bedrock_read_timeout, settings.bedrock_max_attempts)
+        pipeline = Pipeline(settings, store, invoker)
         trigger = Trigger("job", INPUT, image.name, params=request_params, origin="cli")
-        with offline_engine() if offline else nullcontext():
-            with heartbeat(f"generating with {request_params.get('model_id') or settings.model_id}"
-                           f"{' (offline engine)' if offline else ''}"):
-                [record] = pipeline.handle(trigger)
+        with (offline_engine() if offline else nullcontext(),
+              heartbeat(f"generating with {request_params.get('model_id') or settings.model_id}"
+                        f"{' (offline engine)' if offline else ''}")):
+            [record] = pipeline.handle(trigger)
         out_dir = output.parent if output else DEFAULT_OUT_DIR
         out_dir.mkdir(parents=True, exist_ok=True)
         for out in record.get("outputs", []):

@@ -23,9 +23,10 @@ import sys
 import time
 import traceback
 import uuid
-from multiprocessing.connection import Connection
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from multiprocessing.connection import Connection
+from typing import Any
 
 ACCOUNT_ID = "123456789012"
 INIT_TIMEOUT_SECONDS = 10.0  # Lambda's limit for the INIT phase of on-demand functions

@@ -94,7 +94,7 @@ class LocalStack:
         self._moto: ThreadedMotoServer | None = None
 
     # ---- lifecycle ------------------------------------------------------------------------------
-    def start(self) -> "LocalStack":
+    def start(self) -> LocalStack:
         try:
             self._start_moto()
             self.resources = self._create_resources()
@@ -142,7 +142,7 @@ class LocalStack:
             self._moto.stop()
             self._moto = None
 
-    def __enter__(self) -> "LocalStack":
+    def __enter__(self) -> LocalStack:
         return self.start()
 
     def __exit__(self, *exc_info) -> None:

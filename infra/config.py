@@ -193,14 +193,15 @@ class PipelineConfig:
 
     # ---- parsing -------------------------------------------------------------------------------
     @classmethod
-    def from_context(cls, context: Mapping[str, Any]) -> "PipelineConfig":
+    def from_context(cls, context: Mapping[str, Any]) -> PipelineConfig:
         """Build from CDK context; unknown `img2img`-style keys are ignored, bad values raise."""
         values: dict[str, Any] = {}
         for f in fields(cls):
             key = _camel(f.name)
             if key not in context or context[key] is None:
                 continue
-            values[f.name] = _coerce(key, context[key], None if f.default is MISSING else f.default, f.name)
+            default = f.default_factory() if f.default is MISSING else f.default
+            values[f.name] = _coerce(key, context[key], default)
         config = cls(**values)
         config.validate()
         return config
@@ -284,38 +285,51 @@ def _camel(name: str) -> str:
     return head + "".join(part.capitalize() for part in rest)
 
 
-def _coerce(key: str, value: Any, default: Any, name: str) -> Any:
+def _as_bool(value: Any) -> bool:
+    if isinstance(value, str):
+        if value.lower() not in ("true", "false"):
+            raise ValueError("expected true or false")
+        return value.lower() == "true"
+    return bool(value)
+
+
+def _as_int(value: Any) -> int:
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        raise ValueError("expected a whole number")
+    if isinstance(value, str) and not re.fullmatch(r"\s*-?\d+\s*", value):
+        raise ValueError("expected a whole number")
+    return int(value)
+
+
+def _as_strings(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):  # a JSON list, or comma-separated
+        value = json.loads(value) if value.strip().startswith("[") else [v for v in value.split(",") if v]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise ValueError("expected a list of strings")
+    return tuple(value)
+
+
+def _as_object(value: Any) -> dict:
+    if isinstance(value, str):
+        value = json.loads(value)
+    if not isinstance(value, dict):
+        raise ValueError("expected a JSON object")
+    return value
+
+
+def _as_string(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("expected a string")
+    return value
+
+
+# The parser of a field, by the type of its default.
+_PARSERS = {bool: _as_bool, int: _as_int, tuple: _as_strings, dict: _as_object, str: _as_string}
+
+
+def _coerce(key: str, value: Any, default: Any) -> Any:
     """`-c key=value` passes strings: turn them into the field's type, or fail with the key's name."""
-    raw = value  # reported as given, not half-parsed
     try:
-        if isinstance(default, bool):
-            if isinstance(value, str):
-                if value.lower() not in ("true", "false"):
-                    raise ValueError("expected true or false")
-                return value.lower() == "true"
-            return bool(value)
-        if isinstance(default, int):
-            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-                raise ValueError("expected a whole number")
-            if isinstance(value, str):
-                if not re.fullmatch(r"\s*-?\d+\s*", value):
-                    raise ValueError("expected a whole number")
-                return int(value)
-            return int(value)
-        if isinstance(default, tuple) or name in ("additional_model_ids", "excluded_prefixes"):
-            if isinstance(value, str):
-                value = json.loads(value) if value.strip().startswith("[") else [v for v in value.split(",") if v]
-            if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
-                raise ValueError("expected a list of strings")
-            return tuple(value)
-        if name == "default_params":
-            if isinstance(value, str):
-                value = json.loads(value)
-            if not isinstance(value, dict):
-                raise ValueError("expected a JSON object")
-            return value
-        if not isinstance(value, str):
-            raise ValueError("expected a string")
-        return value
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(f"context {key}={raw!r} is invalid: {exc}") from None
+        return _PARSERS[type(default)](value)
+    except (ValueError, TypeError) as exc:  # json.JSONDecodeError is a ValueError
+        raise ConfigError(f"context {key}={value!r} is invalid: {exc}") from None

@@ -50,8 +50,8 @@ class Monitoring(Construct):
         bedrock_throttles = custom(metric_names.BEDROCK_THROTTLES)
         bedrock_latency_p90 = custom(metric_names.BEDROCK_LATENCY, "p90")
         filter_rate = cw.MathExpression(
-            expression="IF((generated + filtered) >= %d, 100 * filtered / (generated + filtered), 0)"
-                       % FILTER_RATE_MIN_SAMPLES,
+            expression=f"IF((generated + filtered) >= {FILTER_RATE_MIN_SAMPLES}, "
+                       "100 * filtered / (generated + filtered), 0)",
             using_metrics={"generated": custom(metric_names.IMAGES_GENERATED).with_(period=Duration.minutes(15)),
                            "filtered": custom(metric_names.IMAGES_FILTERED).with_(period=Duration.minutes(15))},
             label="Content-filtered outputs (%)",

@@ -16,13 +16,13 @@ Bedrock permissions cover only `config.model_ids`:
 from __future__ import annotations
 
 from aws_cdk import Aws, Duration, Stack
+from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
-from aws_cdk import aws_dynamodb as dynamodb
 from constructs import Construct
 
 from infra.config import PipelineConfig

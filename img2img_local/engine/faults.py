@@ -11,8 +11,9 @@ import random
 import threading
 import time
 from collections import defaultdict, deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 # name -> (HTTP status, the message Bedrock sends). Order matters for cumulative error-rate draws.
 ERRORS: dict[str, tuple[int, str]] = {
@@ -100,7 +101,7 @@ class EngineConfig:
         if self.seed is not None and (not isinstance(self.seed, int) or isinstance(self.seed, bool)):
             raise ConfigError(f"seed must be an integer or null, got {self.seed!r}")
 
-    def merged(self, changes: Mapping[str, Any]) -> "EngineConfig":
+    def merged(self, changes: Mapping[str, Any]) -> EngineConfig:
         """A copy with top-level keys replaced; unknown keys are an error, not silently ignored."""
         if not isinstance(changes, Mapping):
             raise ConfigError(f"config changes must be an object of key: value, got {changes!r}")

@@ -15,8 +15,8 @@ import io
 import math
 import random
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from PIL import Image, ImageChops, ImageDraw, ImageEnhance, ImageFilter, ImageOps
 
@@ -150,7 +150,7 @@ def _facets(image: Image.Image, look: Look, cells: int, pastel: float, fold: flo
                 colour = sampler.getpixel((round(cx), round(cy)))
                 shade = (1 - fold) if k else (1 + fold / 3)
                 colour = tuple(min(255, round((v * (1 - pastel) + p * pastel) * shade))
-                               for v, p in zip(colour, PAPER))
+                               for v, p in zip(colour, PAPER, strict=False))  # RGB of any mode
                 draw.polygon(triangle, fill=colour)
     return canvas.resize((width, height), Image.Resampling.BILINEAR)
 
@@ -235,7 +235,7 @@ def isometric(image: Image.Image, look: Look) -> Image.Image:
     a, b, d, e = cos, 2 * sin, -sin, 2 * cos
     matrix = (a, b, cx - a * cx - b * cy, d, e, cy - d * cx - e * cy)
     flat = ImageOps.posterize(image, 3)
-    ground = tuple(round(p * 0.8 + t * 0.2) for p, t in zip(PAPER, look.tint))
+    ground = tuple(round(p * 0.8 + t * 0.2) for p, t in zip(PAPER, look.tint, strict=True))
     top = flat.transform(image.size, Image.Transform.AFFINE, matrix, Image.Resampling.BILINEAR)
     diamond = Image.new("L", image.size, 255).transform(image.size, Image.Transform.AFFINE, matrix, fillcolor=0)
     canvas = Image.new("RGB", image.size, ground)

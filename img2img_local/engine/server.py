@@ -175,7 +175,7 @@ class Engine:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: boto3 reuses connections
     disable_nagle_algorithm = True  # headers and body go out as separate writes; don't wait 40 ms between
-    server: "_HTTPServer"
+    server: _HTTPServer
 
     def do_POST(self) -> None:
         path = urlsplit(self.path).path
@@ -283,7 +283,7 @@ class EngineServer:
     def config(self) -> EngineConfig:
         return self.engine.faults.config
 
-    def start(self) -> "EngineServer":
+    def start(self) -> EngineServer:
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="img2img-engine", daemon=True)
         self._thread.start()
         return self
@@ -304,7 +304,7 @@ class EngineServer:
             self._thread = None
         self._httpd.server_close()
 
-    def __enter__(self) -> "EngineServer":
+    def __enter__(self) -> EngineServer:
         return self.start()
 
     def __exit__(self, *exc_info: Any) -> None:

@@ -98,9 +98,9 @@ def render(value: Any) -> Any:
     GetAtt -> "${Logical.Attr}", Fn::Join -> the joined string. Lists and dicts recursively."""
     if isinstance(value, dict):
         if set(value) == {"Ref"}:
-            return "${%s}" % value["Ref"]
+            return f"${{{value['Ref']}}}"
         if set(value) == {"Fn::GetAtt"}:
-            return "${%s}" % ".".join(value["Fn::GetAtt"])
+            return f"${{{'.'.join(value['Fn::GetAtt'])}}}"
         if set(value) == {"Fn::Join"}:
             sep, parts = value["Fn::Join"]
             return sep.join(str(render(p)) for p in parts)

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.infra
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory) -> Path:
     outdir = tmp_path_factory.mktemp("bundled")
-    app, stack, config = build({"architecture": "arm64", "pythonVersion": "3.12"}, outdir=outdir, bundling=True)
+    app, stack, _config = build({"architecture": "arm64", "pythonVersion": "3.12"}, outdir=outdir, bundling=True)
     assembly = app.synth()
     template = json.loads(Path(assembly.get_stack_artifact(stack.artifact_id).template_full_path).read_text())
     functions = [r for r in template["Resources"].values()

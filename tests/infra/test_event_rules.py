@@ -47,7 +47,7 @@ def test_eventbridge_ingest_mode(api_key_eventbridge):
     (notifications,) = of_type(synth, "Custom::S3BucketNotifications").values()
     config = notifications["Properties"]["NotificationConfiguration"]
     assert config.get("EventBridgeConfiguration") == {} and "QueueConfigurations" not in config
-    rule_id, rule = next((k, v) for k, v in rules(synth).items() if k.startswith("EventRulesObjectCreated"))
+    _, rule = next((k, v) for k, v in rules(synth).items() if k.startswith("EventRulesObjectCreated"))
     assert "EventBusName" not in rule  # S3 delivers to the default bus
     assert rule["EventPattern"] == {
         "source": ["aws.s3"], "detail-type": ["Object Created"],

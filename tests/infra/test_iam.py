@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from infra_synth import of_type, one, render
 from infra.worker import INFERENCE_PROFILE_REGIONS, bedrock_model_arns
+from infra_synth import of_type, one, render
 
 pytestmark = pytest.mark.infra
 

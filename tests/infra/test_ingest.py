@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from infra_synth import of_type, one, render
 from infra.config import IMAGE_SUFFIXES
+from infra_synth import of_type, one, render
 
 pytestmark = pytest.mark.infra
 

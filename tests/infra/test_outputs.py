@@ -23,7 +23,7 @@ def test_output_names(default, secure):
 
 def test_outputs_point_at_the_right_resources(default):
     out = outputs(default)
-    ref = lambda cfn_type, prefix: "${%s}" % one(default, cfn_type, prefix)[0]  # noqa: E731
+    ref = lambda cfn_type, prefix: f"${{{one(default, cfn_type, prefix)[0]}}}"  # noqa: E731
     assert out["InputBucketName"] == ref("AWS::S3::Bucket", "StorageInputBucket")
     assert out["OutputBucketName"] == ref("AWS::S3::Bucket", "StorageOutputBucket")
     assert out["AccessLogBucketName"] == ref("AWS::S3::Bucket", "StorageAccessLogs")

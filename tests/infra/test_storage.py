@@ -42,7 +42,8 @@ def test_bucket_policy_denies_plain_http_and_old_tls(default, prefix):
                 if p["Properties"]["Bucket"] == {"Ref": bucket_id}]
     assert len(policies) == 1
     statements = policies[0]["Properties"]["PolicyDocument"]["Statement"]
-    denies = [s for s in statements if s["Effect"] == "Deny" and s["Action"] == "s3:*" and s["Principal"] == {"AWS": "*"}]
+    denies = [s for s in statements
+              if s["Effect"] == "Deny" and s["Action"] == "s3:*" and s["Principal"] == {"AWS": "*"}]
     conditions = [s["Condition"] for s in denies]
     assert {"Bool": {"aws:SecureTransport": "false"}} in conditions
     assert {"NumericLessThan": {"s3:TlsVersion": 1.2}} in conditions
