@@ -11,12 +11,16 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from img2img.core.records import STAGING_DIR
 from infra.config import PipelineConfig
 
 NONCURRENT_VERSION_EXPIRATION_DAYS = 30
 ABORT_INCOMPLETE_MULTIPART_DAYS = 7
 ACCESS_LOG_EXPIRATION_DAYS = 365
 MINIMUM_TLS_VERSION = 1.2
+# The worker checkpoints model answers under <outputPrefix>_staging/ until their job's record is stored;
+# a checkpoint older than this belongs to a job that has long ended (or died): expire it, all versions.
+STAGING_EXPIRATION_DAYS = 2
 
 
 def removal_policy(config: PipelineConfig) -> RemovalPolicy:
@@ -61,7 +65,8 @@ class Storage(Construct):
             **common,
         )
 
-        def data_bucket(construct_id: str, log_prefix: str) -> s3.Bucket:
+        def data_bucket(construct_id: str, log_prefix: str,
+                        extra_rules: tuple[s3.LifecycleRule, ...] = ()) -> s3.Bucket:
             return s3.Bucket(
                 self, construct_id,
                 versioned=True,
@@ -74,9 +79,14 @@ class Storage(Construct):
                     id="expire-noncurrent-and-abort-multipart",
                     noncurrent_version_expiration=Duration.days(NONCURRENT_VERSION_EXPIRATION_DAYS),
                     abort_incomplete_multipart_upload_after=Duration.days(ABORT_INCOMPLETE_MULTIPART_DAYS),
-                )],
+                ), *extra_rules],
                 **common,
             )
 
         self.input_bucket = data_bucket("InputBucket", "input/")
-        self.output_bucket = data_bucket("OutputBucket", "output/")
+        self.output_bucket = data_bucket("OutputBucket", "output/", (s3.LifecycleRule(
+            id="expire-staged-model-answers",
+            prefix=f"{config.output_prefix}{STAGING_DIR}",
+            expiration=Duration.days(STAGING_EXPIRATION_DAYS),
+            noncurrent_version_expiration=Duration.days(1),
+        ),))

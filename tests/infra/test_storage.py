@@ -5,6 +5,8 @@ import pytest
 
 from infra_synth import of_type, one, render
 
+from img2img.core.records import STAGING_DIR
+
 pytestmark = pytest.mark.infra
 
 BUCKETS = ("StorageInputBucket", "StorageOutputBucket", "StorageAccessLogs")
@@ -60,6 +62,19 @@ def test_input_and_output_versioned_with_lifecycle(default):
         assert {"NoncurrentDays": 30} in [r.get("NoncurrentVersionExpiration") for r in rules]
         assert {"DaysAfterInitiation": 7} in [r.get("AbortIncompleteMultipartUpload") for r in rules]
         assert all(r["Status"] == "Enabled" for r in rules)
+
+
+@pytest.mark.parametrize("synth_name", ["default", "custom"])
+def test_staged_model_answers_expire_after_two_days_in_the_output_bucket_only(request, synth_name):
+    """The worker's checkpoints (<outputPrefix>_staging/) must not pile up: current and old versions expire."""
+    synth = request.getfixturevalue(synth_name)
+    _, output = one(synth, "AWS::S3::Bucket", "StorageOutputBucket")
+    staging = [r for r in output["Properties"]["LifecycleConfiguration"]["Rules"] if r.get("Prefix")]
+    assert staging == [{"Id": "expire-staged-model-answers", "Prefix": f"{synth.config.output_prefix}{STAGING_DIR}",
+                        "ExpirationInDays": 2, "NoncurrentVersionExpiration": {"NoncurrentDays": 1},
+                        "Status": "Enabled"}]
+    _, source = one(synth, "AWS::S3::Bucket", "StorageInputBucket")
+    assert not [r for r in source["Properties"]["LifecycleConfiguration"]["Rules"] if r.get("Prefix")]
 
 
 def test_data_buckets_log_to_the_log_bucket(default):
