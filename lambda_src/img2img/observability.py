@@ -11,8 +11,16 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.tracing.base import BaseProvider, BaseSegment
 
-from .metric_names import (BEDROCK_LATENCY, BEDROCK_THROTTLES, EVENTS_FAILED, IMAGES_FAILED,  # noqa: F401
-                           IMAGES_FILTERED, IMAGES_GENERATED, IMAGES_INVALID, INTERNAL_ERRORS)
+from .metric_names import (  # noqa: F401
+    BEDROCK_LATENCY,
+    BEDROCK_THROTTLES,
+    EVENTS_FAILED,
+    IMAGES_FAILED,
+    IMAGES_FILTERED,
+    IMAGES_GENERATED,
+    IMAGES_INVALID,
+    INTERNAL_ERRORS,
+)
 
 
 class _Untraced(BaseSegment):

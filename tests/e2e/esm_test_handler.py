@@ -16,7 +16,7 @@ INVOCATIONS_IN_THIS_PROCESS = 0
 
 
 def handler(event, context):
-    global INVOCATIONS_IN_THIS_PROCESS
+    global INVOCATIONS_IN_THIS_PROCESS  # noqa: PLW0603
     INVOCATIONS_IN_THIS_PROCESS += 1
     out = Path(os.environ["ESM_TEST_DIR"])
     marker = out / f"in-flight-{context.aws_request_id}"

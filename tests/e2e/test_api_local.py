@@ -121,7 +121,7 @@ def test_image_generation_requested_on_the_bus_becomes_a_job(stack):
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
-            record = json.loads(s3.get_object(Bucket=r.output_bucket, Key="events/requested/api-less/owl.png.json")["Body"].read())
+            record = json.loads(s3.get_object(Bucket=r.output_bucket, Key="events/requested/api-less/owl.png.json")["Body"].read())  # noqa: E501
             break
         except s3.exceptions.NoSuchKey:
             time.sleep(0.5)

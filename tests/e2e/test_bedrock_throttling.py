@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.engine_fixtures import b64, sample, sd35_body
 from img2img.aws import clients
 from img2img.aws.bedrock import BedrockInvoker
 from img2img.core.errors import JobError
 from img2img_local.engine import EngineConfig, EngineServer
+from tests.e2e.engine_fixtures import b64, sample, sd35_body
 
 pytestmark = pytest.mark.e2e
 

@@ -11,12 +11,24 @@ from pathlib import Path
 import pytest
 from PIL import ImageFilter
 
-from img2img_local.engine import (ConfigError, EngineConfig, EngineServer, add_engine_arguments,
-                                  config_from_args)
+from img2img_local.engine import ConfigError, EngineConfig, EngineServer, add_engine_arguments, config_from_args
 from img2img_local.engine.faults import EOL_MESSAGE, FaultState
-from tests.e2e.engine_fixtures import (client, fresh, server,  # noqa: F401 (fixtures)
-                                       SD35, SDXL, b64, bedrock_client, decode, http, invoke, mean_difference,
-                                       sample, sd35_body, sdxl_body)
+from tests.e2e.engine_fixtures import (  # noqa: F401 (fixtures)
+    SD35,
+    SDXL,
+    b64,
+    bedrock_client,
+    client,
+    decode,
+    fresh,
+    http,
+    invoke,
+    mean_difference,
+    sample,
+    sd35_body,
+    sdxl_body,
+    server,
+)
 
 pytestmark = pytest.mark.e2e
 

@@ -6,8 +6,18 @@ from PIL import Image, ImageFilter, ImageStat
 
 from img2img_local.engine import EngineConfig, EngineServer
 from img2img_local.engine.validation import SDXL_SIZES, STYLE_PRESETS
-from tests.e2e.engine_fixtures import (SD35, SDXL, b64, bedrock_client, decode, invoke, mean_difference, sample,
-                                       sd35_body, sdxl_body)
+from tests.e2e.engine_fixtures import (
+    SD35,
+    SDXL,
+    b64,
+    bedrock_client,
+    decode,
+    invoke,
+    mean_difference,
+    sample,
+    sd35_body,
+    sdxl_body,
+)
 
 pytestmark = pytest.mark.e2e
 

@@ -6,9 +6,21 @@ import pytest
 from PIL import Image
 
 from img2img_local.engine import ERRORS
-from tests.e2e.engine_fixtures import (client, fresh, server,  # noqa: F401 (fixtures)
-                                       SD35, SDXL, b64, bedrock_client, decode, http, invoke, sample,
-                                       sd35_body, sdxl_body)
+from tests.e2e.engine_fixtures import (  # noqa: F401 (fixtures)
+    SD35,
+    SDXL,
+    b64,
+    bedrock_client,
+    client,
+    decode,
+    fresh,
+    http,
+    invoke,
+    sample,
+    sd35_body,
+    sdxl_body,
+    server,
+)
 
 pytestmark = pytest.mark.e2e
 

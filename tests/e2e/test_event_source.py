@@ -137,7 +137,7 @@ def test_partial_batch_returns_only_failed_records_which_come_back_after_the_vis
     assert seen(tmp_path, "ok-2") == [(1, first["request_id"])]
     # Failed records are not deleted but left to reappear: redelivery waits for the 2 s visibility timeout.
     started = [inv["started_at"] for inv in source.stats()["list"][:3]]
-    assert all(later - earlier >= 1.5 for earlier, later in zip(started, started[1:]))
+    assert all(later - earlier >= 1.5 for earlier, later in zip(started, started[1:]))  # noqa: RUF007
     assert queue_depth(sqs, dlq) == 0
 
 

@@ -8,16 +8,12 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote_plus
 
-import boto3
-import pytest
 from botocore.response import StreamingBody
 from botocore.stub import Stubber
-from moto import mock_aws
 from PIL import Image
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"

@@ -5,10 +5,9 @@ import os
 
 import boto3
 import pytest
+from aws_world import INPUT, OUTPUT, SD35, SDXL, TABLE, World
 from botocore.stub import Stubber
 from moto import mock_aws
-
-from aws_world import INPUT, OUTPUT, SD35, SDXL, TABLE, World
 
 
 @pytest.fixture

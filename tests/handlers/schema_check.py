@@ -24,7 +24,7 @@ def _is(value: Any, type_name: str) -> bool:
     return isinstance(value, _TYPES[type_name])
 
 
-def check(value: Any, schema: dict, root: dict | None = None, path: str = "$") -> list[str]:
+def check(value: Any, schema: dict, root: dict | None = None, path: str = "$") -> list[str]:  # noqa: C901
     root = root or schema
     if "$ref" in schema:
         ref = schema["$ref"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from api_world import ShortContext, b64, get, post
 from aws_world import INPUT, OUTPUT, bedrock_body, png_bytes, sd35_ok
 

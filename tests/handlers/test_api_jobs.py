@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 
-
 from api_world import b64, get, post
 from aws_world import INPUT, OUTPUT, png_bytes, s3_body, sd35_ok
 
@@ -15,7 +14,7 @@ def test_job_is_queued_as_a_job_message_then_succeeds(api):
     assert answer.json == {"job_id": job_id, "status": "queued", "status_url": f"/v1/jobs/{job_id}"}
     assert answer.headers["location"] == f"/v1/jobs/{job_id}"
     [message] = api.deferred()
-    assert message == {"type": "img2img.job", "job_id": job_id, "origin": "api", "params": {"prompt": "a fox", "seed": 4},
+    assert message == {"type": "img2img.job", "job_id": job_id, "origin": "api", "params": {"prompt": "a fox", "seed": 4},  # noqa: E501
                        "source": {"bucket": INPUT, "key": f"api/{job_id}/input.png",
                                   "version_id": message["source"]["version_id"]},
                        "output": {"prefix": ""}}

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import pytest
-
 from aws_world import INPUT, Context, png_bytes, sd35_ok
 
 

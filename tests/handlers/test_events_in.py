@@ -8,7 +8,6 @@ from pathlib import Path
 
 import boto3
 import pytest
-
 import schema_check
 from aws_world import INPUT, png_bytes, sd35_ok
 
@@ -20,7 +19,7 @@ def routed(world):
     """A bus with the infra's ImageGenerationRequested rule, and the default bus's S3 rule, to the job queue."""
     events = boto3.client("events", region_name="us-east-1")
     events.create_event_bus(Name="img2img-bus")
-    arn = world.sqs.get_queue_attributes(QueueUrl=world.queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    arn = world.sqs.get_queue_attributes(QueueUrl=world.queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]  # noqa: E501
     events.put_rule(Name="requested", EventBusName="img2img-bus",
                     EventPattern=json.dumps({"detail-type": ["ImageGenerationRequested"]}))
     events.put_targets(Rule="requested", EventBusName="img2img-bus", Targets=[{"Id": "jobs", "Arn": arn}])
@@ -47,7 +46,7 @@ def test_image_generation_requested_becomes_a_job(world, routed):
     assert json.loads(body)["detail-type"] == "ImageGenerationRequested"
     world.stub.add_response("invoke_model", sd35_ok(seed=21))
     world.run(body)
-    record = json.loads(world.s3.get_object(Bucket="img2img-test-output", Key="events/from-events/req/cat.png.json")["Body"].read())
+    record = json.loads(world.s3.get_object(Bucket="img2img-test-output", Key="events/from-events/req/cat.png.json")["Body"].read())  # noqa: E501
     assert record["status"] == "succeeded" and record["trigger"] == "eventbridge"
     assert record["param_sources"]["seed"] == "eventbridge request"
     assert record["outputs"][0]["key"] == "events/from-events/req/cat.png.png"  # the events/ namespace

@@ -5,7 +5,6 @@ import json
 
 import boto3
 import pytest
-
 import schema_check
 from aws_world import INPUT, png_bytes, s3_body, sd35_ok
 

@@ -7,8 +7,8 @@ import base64
 import json
 
 import pytest
-
 from aws_world import INPUT, OUTPUT, png_bytes, s3_body
+
 from img2img.core.errors import JobError, transient
 
 KEY = "matrix/a.png"

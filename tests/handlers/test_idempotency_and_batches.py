@@ -5,9 +5,8 @@ import base64
 import io
 import threading
 
-from PIL import Image
-
 from aws_world import png_bytes, s3_body, sd35_ok
+from PIL import Image
 
 
 def test_duplicate_deliveries_generate_once(world):

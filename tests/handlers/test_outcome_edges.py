@@ -4,9 +4,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from aws_world import INPUT, OUTPUT, png_bytes, s3_body, sd35_ok
 from botocore.exceptions import ClientError, ParamValidationError
 
-from aws_world import INPUT, OUTPUT, png_bytes, s3_body, sd35_ok
 from img2img.aws.bedrock import classify
 from img2img.aws.s3 import _fail
 from img2img.core.records import LONG_KEYS_DIR, MAX_KEY_BYTES

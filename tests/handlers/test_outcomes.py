@@ -1,13 +1,13 @@
 """Every outcome an uploaded image can have, through the real SQS handler (moto + stubbed Bedrock)."""
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
-from PIL import Image
-import io
-
 from aws_world import INPUT, OUTPUT, SD35, SDXL, Context, bedrock_body, png_bytes, s3_body, sd35_ok, sdxl_ok, sqs_event
+from PIL import Image
+
 from img2img.core.images import prepare
 from img2img.models.sd35 import SD35Adapter
 from img2img.models.sdxl import SDXLAdapter
@@ -125,8 +125,8 @@ def test_image_over_the_byte_limit_is_refused_before_download(world, monkeypatch
 
 
 @pytest.mark.parametrize("model,response,reason", [
-    (SD35, bedrock_body({"seeds": [1], "finish_reasons": ["Filter reason: output image"]}), "Filter reason: output image"),
-    (SDXL, bedrock_body({"result": "success", "artifacts": [{"seed": 1, "base64": "", "finishReason": "CONTENT_FILTERED"}]}), "CONTENT_FILTERED"),
+    (SD35, bedrock_body({"seeds": [1], "finish_reasons": ["Filter reason: output image"]}), "Filter reason: output image"),  # noqa: E501
+    (SDXL, bedrock_body({"result": "success", "artifacts": [{"seed": 1, "base64": "", "finishReason": "CONTENT_FILTERED"}]}), "CONTENT_FILTERED"),  # noqa: E501
 ])
 def test_filtered_output_is_a_failure_never_a_stored_image(world, model, response, reason):
     world.put("f/cat.png", png_bytes((256, 256)), {"prompt": "a cat", "model-id": model})

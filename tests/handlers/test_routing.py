@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 
 import boto3
-
 from aws_world import INPUT, OUTPUT, png_bytes, s3_body, sd35_ok
 
 

@@ -5,6 +5,7 @@ import json
 import time
 
 from aws_world import SDXL, png_bytes, s3_body, sd35_ok, sdxl_ok
+
 from img2img.core.triggers import SIDECAR_CHECK
 
 

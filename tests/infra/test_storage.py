@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from infra_synth import of_type, one, render
-
 from img2img.core.records import STAGING_DIR
+from infra_synth import of_type, one, render
 
 pytestmark = pytest.mark.infra
 

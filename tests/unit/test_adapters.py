@@ -8,11 +8,11 @@ import math
 
 import boto3
 import botocore.response
+import imagegen as g
 import pytest
 from botocore.exceptions import ReadTimeoutError
 from botocore.stub import Stubber
 
-import imagegen as g
 from img2img.aws.bedrock import BedrockInvoker, classify
 from img2img.core import images
 from img2img.core import params as P
@@ -417,7 +417,7 @@ def test_unknown_model_ids_fail_clearly(model_id):
         adapter_for(model_id)
     assert repr(model_id) in info.value.message
     assert "supported" in info.value.message
-    assert info.value.details["errors"][0]["value"] == model_id and info.value.details["errors"][0]["field"] == "model_id"
+    assert info.value.details["errors"][0]["value"] == model_id and info.value.details["errors"][0]["field"] == "model_id"  # noqa: E501
 
 
 # ---- target sizes ---------------------------------------------------------------------------------

@@ -7,11 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-from PIL import Image, ImageOps, ImageStat
-from PIL import JpegImagePlugin
-
 import imagegen as g
+import pytest
+from PIL import Image, ImageOps, ImageStat, JpegImagePlugin
+
 from img2img.core import images
 from img2img.core.errors import JobError
 from img2img.models.sd35 import SD35Adapter

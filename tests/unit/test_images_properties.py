@@ -5,12 +5,20 @@ from __future__ import annotations
 import io
 import math
 
-from hypothesis import example, given, settings, strategies as st
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from img2img.core.errors import JobError
-from img2img.core.images import (MAX_OUTPUT_SIDE, UPRIGHT_ON_OPEN, check_output_size, crop_box, finish_output,
-                                 planned_output_size, prepare)
+from img2img.core.images import (
+    MAX_OUTPUT_SIDE,
+    UPRIGHT_ON_OPEN,
+    check_output_size,
+    crop_box,
+    finish_output,
+    planned_output_size,
+    prepare,
+)
 from img2img.models.sd35 import SD35Adapter
 from img2img.models.sdxl import SDXLAdapter
 

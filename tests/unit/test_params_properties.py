@@ -8,7 +8,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from img2img.core import params as P
 from img2img.core.errors import JobError
@@ -128,7 +129,7 @@ rfc2047 = st.builds(lambda charset, enc, payload: f"=?{charset}?{enc}?{payload}?
                                      "latin-1", ""]),
                     st.sampled_from("BbQqX"), st.text(st.sampled_from("YQ=5L!_?x0+/"), max_size=8))
 metadata_values = st.one_of(texts, rfc2047, st.builds(lambda a, b: a + " " + b, texts, rfc2047),
-                            documents.map(lambda d: json.dumps(d)), st.sampled_from(["7", "0.5", "TRUE", "{}"]))
+                            documents.map(lambda d: json.dumps(d)), st.sampled_from(["7", "0.5", "TRUE", "{}"]))  # noqa: PLW0108
 metadata_keys = st.one_of(field_names.flatmap(spelled), spelled("params"), spelled("text_prompts"), texts)
 metadatas = st.tuples(st.sampled_from([{}, {"prompt": "a cat"}, {"PROMPT": "=?utf-8?q?caf=C3=A9?="}]),
                       st.dictionaries(metadata_keys, metadata_values, max_size=4)).map(lambda t: {**t[0], **t[1]})

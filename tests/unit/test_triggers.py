@@ -195,7 +195,7 @@ AWS_EVENTBRIDGE_OBJECT_CREATED = {
                "request-id": "N4N7GDK58NMKJ12R", "requester": "123456789012", "source-ip-address": "1.2.3.4",
                "reason": "PutObject"}}
 
-AWS_REQUESTED = {"version": "0", "id": "6a7e8feb-b491-4cf7-a9f1-bf3703467718", "detail-type": "ImageGenerationRequested",
+AWS_REQUESTED = {"version": "0", "id": "6a7e8feb-b491-4cf7-a9f1-bf3703467718", "detail-type": "ImageGenerationRequested",  # noqa: E501
                  "source": "my.catalog", "account": "111122223333", "time": "2026-11-01T00:00:00Z",
                  "region": "us-west-2", "resources": [],
                  "detail": {"source": "s3://my-input/catalog/sku-42.jpg",

@@ -15,12 +15,12 @@ from typing import Any
 from urllib.parse import quote_plus
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_triggers import AWS_EVENTBRIDGE_OBJECT_CREATED, AWS_REQUESTED, AWS_S3_NOTIFICATION, AWS_TEST_EVENT, sns
 
 from img2img.core.errors import CODES, JobError
 from img2img.core.triggers import Trigger, UnreadableMessage, parse_body, parse_message
-
-from test_triggers import AWS_EVENTBRIDGE_OBJECT_CREATED, AWS_REQUESTED, AWS_S3_NOTIFICATION, AWS_TEST_EVENT, sns
 
 _spec = importlib.util.spec_from_file_location(
     "schema_check", Path(__file__).resolve().parents[1] / "handlers" / "schema_check.py")
@@ -184,7 +184,7 @@ def test_every_field_of_every_real_envelope_dropped_or_retyped():
 @wide
 @given(st.text(max_size=200) | st.binary(max_size=50).map(lambda b: b.decode("latin-1")))
 def test_any_text_body_is_triggers_or_unreadable(body):
-    try:
+    try:  # noqa: SIM105
         parse_body(body)
     except UnreadableMessage:
         pass
@@ -324,7 +324,7 @@ WRONG_VALUES: dict[str, list] = {
 }
 RIGHT_VALUES: dict[str, list] = {
     "source": ["s3://my-input/a.png", "s3://a.b-c/x/y z+%20.png", {"bucket": "my-input", "key": "k"},
-               {"bucket": "my-input", "key": "猫", "version_id": None}, {"bucket": "abc", "key": "\n", "version_id": "v"}],
+               {"bucket": "my-input", "key": "猫", "version_id": None}, {"bucket": "abc", "key": "\n", "version_id": "v"}],  # noqa: E501
     "params": [None, {}, {"prompt": "x"}],
     "job_id": [None, "a", "A" * 128, "sku-42.v2_x"],
     "output": [None, {}, {"prefix": None}, {"prefix": ""}, {"prefix": "a"}, {"prefix": "a/b/"},
@@ -355,7 +355,7 @@ def details(draw) -> dict:
     detail = dict(draw(VALID_DETAIL))
     wrong = st.sampled_from(sorted(WRONG) + ["-source"])
     for field in draw(st.sampled_from([[], [wrong], [wrong], [wrong], [wrong, wrong]])):
-        field = draw(field)
+        field = draw(field)  # noqa: PLW2901
         if field == "-source":
             detail.pop("source", None)
         else:

@@ -12,8 +12,15 @@ import time
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
-from botocore.exceptions import (BotoCoreError, ClientError, ConnectionClosedError, ConnectionError,
-                                 ConnectTimeoutError, EndpointConnectionError, ReadTimeoutError)
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionClosedError,
+    ConnectionError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    ReadTimeoutError,
+)
 
 from ..core.errors import JobError, transient
 from ..observability import BEDROCK_LATENCY, BEDROCK_THROTTLES, metrics, tracer

@@ -7,19 +7,19 @@ Endpoints come only from the standard AWS_ENDPOINT_URL* variables, so the same c
 from __future__ import annotations
 
 import threading
-from functools import lru_cache
+from functools import cache
 
 _lock = threading.Lock()
 
 
-@lru_cache(maxsize=None)
+@cache
 def _session():
     import boto3
 
     return boto3.session.Session()
 
 
-@lru_cache(maxsize=None)
+@cache
 def client(service: str, read_timeout: int = 30, max_attempts: int = 5, mode: str = "standard",
            region: str | None = None):
     """A shared client per service and settings (clients are thread-safe; sessions are not)."""

@@ -9,6 +9,7 @@ Nothing is updated in place: the record is the truth, the job item only says whe
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from functools import cached_property
@@ -62,7 +63,7 @@ class ApiEdge:
             return False
         try:
             return self._worker_items.status(job_key) == "INPROGRESS"
-        except Exception:  # noqa: BLE001 - a status hint only; never fail the status call on it
+        except Exception:
             return False
 
     # ---- queue ----------------------------------------------------------------------------------
@@ -82,10 +83,8 @@ class ApiEdge:
 
     def delete_input(self, bucket: str, key: str) -> None:
         """Best effort (a rejected request leaves nothing behind; the bucket's lifecycle is the backstop)."""
-        try:
+        with contextlib.suppress(ClientError, BotoCoreError):
             client("s3").delete_object(Bucket=bucket, Key=key)
-        except (ClientError, BotoCoreError):
-            pass
 
     def get_object(self, bucket: str, key: str) -> bytes | None:
         try:

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from botocore.exceptions import (BotoCoreError, ClientError, ConnectionClosedError, ConnectionError,
-                                 ConnectTimeoutError, EndpointConnectionError, ReadTimeoutError)
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionClosedError,
+    ConnectionError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    ReadTimeoutError,
+)
 
 from ..core.errors import JobError, transient
 from ..core.ports import ObjectInfo

@@ -10,8 +10,8 @@ import base64
 import io
 import math
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from PIL import Image, UnidentifiedImageError
 
@@ -104,7 +104,7 @@ def sniff_format(data: bytes) -> str | None:
 
 def _ensure_heif(data: bytes) -> None:
     """Register pillow-heif only when a HEIC/HEIF arrives: its import costs cold-start time."""
-    global _heif_registered
+    global _heif_registered  # noqa: PLW0603 - one registration per process, on first need
     if not _heif_registered and data[4:8] == b"ftyp" and data[8:12] in (
             b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1", b"avif"):
         from pillow_heif import register_heif_opener

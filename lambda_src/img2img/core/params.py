@@ -20,9 +20,10 @@ import math
 import re
 import types
 import typing
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from email.header import decode_header, make_header
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from .errors import JobError
 
@@ -334,7 +335,7 @@ def decode_metadata_value(value: str, name: str = "?", where: str = "metadata") 
         if any(charset == "unknown-8bit" for _, charset in parts):  # would decode to U+FFFD: guessed text
             raise LookupError("charset unknown-8bit")
         return str(make_header(parts))
-    except Exception as exc:  # noqa: BLE001 - see the docstring
+    except Exception as exc:
         raise invalid([entry(name, where, f"is not a decodable RFC 2047 encoded value ({type(exc).__name__}); "
                                           "encode it as =?UTF-8?B?<base64 of the UTF-8 text>?=",
                              value=_printable(value))]) from None

@@ -15,14 +15,23 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Callable
+from typing import Any
 
-from ..models.base import (MAX_REQUEST_BYTES, GenerationResult, JobParams, ModelAdapter, adapter_for,
-                           parse_model_ref, split_profile)
+from ..models.base import (
+    MAX_REQUEST_BYTES,
+    GenerationResult,
+    JobParams,
+    ModelAdapter,
+    adapter_for,
+    parse_model_ref,
+    split_profile,
+)
 from ..settings import Settings
-from . import images, keys, params as P, records
+from . import images, keys, records
+from . import params as P
 from .errors import JobError, internal_error, transient
 from .ports import EventPublisher, Guard, ModelInvoker, ObjectInfo, ObjectStore, RunEveryTime, Scheduler
 from .triggers import SIDECAR_CHECK, Trigger

@@ -83,7 +83,7 @@ class ModelAdapter(Protocol):
 
     def matches(self, base_id: str) -> bool: ...
 
-    def validate(self, model_id: str, merged: "MergedParams") -> JobParams: ...  # noqa: F821
+    def validate(self, model_id: str, merged: MergedParams) -> JobParams: ...  # noqa: F821
 
     def target_size(self, width: int, height: int) -> tuple[int, int]: ...
 

@@ -7,12 +7,13 @@ one are rejected, or dropped and listed in the record when the job says `"strict
 from __future__ import annotations
 
 import math
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..core.errors import JobError, transient
-from ..core.formats import ALLOWED_TEXT as FORMATS_TEXT, OUTPUT_FORMATS
+from ..core.formats import ALLOWED_TEXT as FORMATS_TEXT
+from ..core.formats import OUTPUT_FORMATS
 from ..core.images import sniff_format
 from ..core.params import MergedParams, collect_errors, invalid, missing_prompt, parse_text, typed_effective
 from .base import GenerationResult, JobParams
@@ -39,13 +40,13 @@ class SD35Fields(BaseModel):
     model_config = ConfigDict(extra="forbid")
     model_id: str
     prompt: str = Field(min_length=1, max_length=10000)
-    negative_prompt: Optional[str] = Field(default=None, max_length=10000)
-    strength: Optional[float] = Field(default=None, ge=0, le=1)
-    image_strength: Optional[float] = Field(default=None, ge=0, le=1)
-    seed: Optional[int] = Field(default=None, ge=0, le=4294967294)
-    mode: Optional[Literal["image-to-image"]] = None
-    samples: Optional[int] = Field(default=None, ge=1, le=1)  # not Literal[1]: that accepts true and 1.0
-    init_image_mode: Optional[Literal["IMAGE_STRENGTH", "STEP_SCHEDULE"]] = None
+    negative_prompt: str | None = Field(default=None, max_length=10000)
+    strength: float | None = Field(default=None, ge=0, le=1)
+    image_strength: float | None = Field(default=None, ge=0, le=1)
+    seed: int | None = Field(default=None, ge=0, le=4294967294)
+    mode: Literal["image-to-image"] | None = None
+    samples: int | None = Field(default=None, ge=1, le=1)  # not Literal[1]: that accepts true and 1.0
+    init_image_mode: Literal["IMAGE_STRENGTH", "STEP_SCHEDULE"] | None = None
     output_format: Literal[OUTPUT_FORMATS] = "png"  # type: ignore[valid-type]
     fit: Literal["crop", "pad"] = "crop"
     restore_aspect: bool = False

@@ -8,12 +8,13 @@ from __future__ import annotations
 import base64
 import binascii
 import math
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..core.errors import JobError, transient
-from ..core.formats import ALLOWED_TEXT as FORMATS_TEXT, OUTPUT_FORMATS
+from ..core.formats import ALLOWED_TEXT as FORMATS_TEXT
+from ..core.formats import OUTPUT_FORMATS
 from ..core.params import MergedParams, collect_errors, invalid, missing_prompt, typed_effective
 from .base import GenerationResult, JobParams
 
@@ -56,20 +57,20 @@ class SDXLFields(BaseModel):
     model_config = ConfigDict(extra="forbid")
     model_id: str
     text_prompts: list[TextPrompt] = Field(min_length=1)
-    cfg_scale: Optional[float] = Field(default=None, ge=0, le=35)
-    clip_guidance_preset: Optional[Literal[CLIP_PRESETS]] = None  # type: ignore[valid-type]
-    init_image_mode: Optional[Literal["IMAGE_STRENGTH", "STEP_SCHEDULE"]] = None
-    image_strength: Optional[float] = _Unit
-    strength: Optional[float] = _Unit
-    step_schedule_start: Optional[float] = _Unit
-    step_schedule_end: Optional[float] = _Unit
-    sampler: Optional[Literal[SAMPLERS]] = None  # type: ignore[valid-type]
-    samples: Optional[int] = Field(default=None, ge=1, le=1)  # not Literal[1]: that accepts true and 1.0
-    seed: Optional[int] = Field(default=None, ge=0, le=4294967295)
-    steps: Optional[int] = Field(default=None, ge=10, le=50)
-    style_preset: Optional[Literal[STYLE_PRESETS]] = None  # type: ignore[valid-type]
-    extras: Optional[dict[str, Any]] = None
-    mode: Optional[Literal["image-to-image"]] = None
+    cfg_scale: float | None = Field(default=None, ge=0, le=35)
+    clip_guidance_preset: Literal[CLIP_PRESETS] | None = None  # type: ignore[valid-type]
+    init_image_mode: Literal["IMAGE_STRENGTH", "STEP_SCHEDULE"] | None = None
+    image_strength: float | None = _Unit
+    strength: float | None = _Unit
+    step_schedule_start: float | None = _Unit
+    step_schedule_end: float | None = _Unit
+    sampler: Literal[SAMPLERS] | None = None  # type: ignore[valid-type]
+    samples: int | None = Field(default=None, ge=1, le=1)  # not Literal[1]: that accepts true and 1.0
+    seed: int | None = Field(default=None, ge=0, le=4294967295)
+    steps: int | None = Field(default=None, ge=10, le=50)
+    style_preset: Literal[STYLE_PRESETS] | None = None  # type: ignore[valid-type]
+    extras: dict[str, Any] | None = None
+    mode: Literal["image-to-image"] | None = None
     output_format: Literal[OUTPUT_FORMATS] = "png"  # type: ignore[valid-type]
     fit: Literal["crop", "pad"] = "crop"
     restore_aspect: bool = False

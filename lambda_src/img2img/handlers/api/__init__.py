@@ -91,7 +91,8 @@ def openapi_document() -> dict[str, Any]:
         content["image/*"] = {"schema": {"type": "string", "format": "binary"},
                               "description": "the raw image; parameters in the query string"}
     doc.setdefault("components", {})["securitySchemes"] = {
-        "sigv4": {"type": "apiKey", "name": "Authorization", "in": "header", "x-amazon-apigateway-authtype": "awsSigv4"},
+        "sigv4": {"type": "apiKey", "name": "Authorization", "in": "header",
+                  "x-amazon-apigateway-authtype": "awsSigv4"},
         "api_key": {"type": "apiKey", "name": "x-api-key", "in": "header"}}
     doc["security"] = [{"sigv4": []}]
     return doc

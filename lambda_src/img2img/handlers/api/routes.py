@@ -1,16 +1,27 @@
 """The routes, one Powertools Router per group; each is a thin adapter over service.py."""
 from __future__ import annotations
 
+from typing import Annotated
+
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path
-from typing_extensions import Annotated
 
 from ...core.errors import JobError, http_status
 from . import service
-from .schemas import (ERRORS, IDEMPOTENCY_KEY, JOB_ID, ErrorBody, GenerationRequest, GenerationResult, JobAccepted,
-                      JobStatus, UploadRequest, UploadTicket)
+from .schemas import (
+    ERRORS,
+    IDEMPOTENCY_KEY,
+    JOB_ID,
+    ErrorBody,
+    GenerationRequest,
+    GenerationResult,
+    JobAccepted,
+    JobStatus,
+    UploadRequest,
+    UploadTicket,
+)
 
 generations = Router()
 jobs = Router()
@@ -33,7 +44,8 @@ def _call(router: Router) -> service.Call:
                                    "content": {"application/json": {"model": GenerationResult},
                                                "image/png": {"schema": {"type": "string", "format": "binary"}}}},
                              202: {"description": "not finished within the sync budget: the same job goes on, "
-                                                  "poll status_url", "content": {"application/json": {"model": JobAccepted}}},
+                                                  "poll status_url",
+                                   "content": {"application/json": {"model": JobAccepted}}},
                              303: {"description": "the result is too large to return: Location is a presigned URL",
                                    "content": {"application/json": {"model": GenerationResult}}},
                              **ERRORS})

@@ -1,15 +1,15 @@
 """The API's request and response models (the OpenAPI document is generated from these)."""
 from __future__ import annotations
 
-from typing import Any, Literal, Optional
+from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.event_handler.openapi.params import Header
 from pydantic import BaseModel, ConfigDict, Field
-from typing_extensions import Annotated
 
 JOB_ID = r"^[a-z0-9][a-z0-9-]{0,63}$"
 S3_URI = r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/.+$"
-FILENAME = r"^[^/\\\x00-\x1f]{1,200}\.(jpg|jpeg|png|webp|gif|bmp|tif|tiff|heic|heif|JPG|JPEG|PNG|WEBP|GIF|BMP|TIF|TIFF|HEIC|HEIF)$"
+FILENAME = (r"^[^/\\\x00-\x1f]{1,200}\."
+            r"(jpg|jpeg|png|webp|gif|bmp|tif|tiff|heic|heif|JPG|JPEG|PNG|WEBP|GIF|BMP|TIF|TIFF|HEIC|HEIF)$")
 
 
 class GenerationRequest(BaseModel):
@@ -19,8 +19,8 @@ class GenerationRequest(BaseModel):
     parameters from the query string instead (`?prompt=...&seed=7`, or `?params=<JSON>`)."""
 
     model_config = ConfigDict(extra="forbid")
-    image: Optional[str] = Field(None, description="the input image, base64 (no data: prefix)")
-    source: Optional[str] = Field(None, pattern=S3_URI, description="s3://<input bucket>/<key> of an uploaded image")
+    image: str | None = Field(None, description="the input image, base64 (no data: prefix)")
+    source: str | None = Field(None, pattern=S3_URI, description="s3://<input bucket>/<key> of an uploaded image")
     params: dict[str, Any] = Field(default_factory=dict,
                                    description="job parameters, as in a sidecar (docs/parameters.md)")
 
@@ -41,8 +41,8 @@ class Location(BaseModel):
 class OutputLink(BaseModel):
     bucket: str
     key: str
-    content_type: Optional[str] = None
-    bytes: Optional[int] = None
+    content_type: str | None = None
+    bytes: int | None = None
     url: str = Field(description="presigned GET URL")
 
 
@@ -54,8 +54,8 @@ class InlineImage(BaseModel):
 class GenerationResult(BaseModel):
     job_id: str
     status: Literal["succeeded"]
-    image: Optional[InlineImage] = Field(None, description="absent on 303: follow `url`")
-    url: Optional[str] = Field(None, description="presigned GET URL of the output image")
+    image: InlineImage | None = Field(None, description="absent on 303: follow `url`")
+    url: str | None = Field(None, description="presigned GET URL of the output image")
     record: dict[str, Any] = Field(description="the outcome record (docs/records.md)")
 
 
@@ -63,16 +63,16 @@ class JobAccepted(BaseModel):
     job_id: str
     status: Literal["queued"]
     status_url: str
-    reason: Optional[str] = None
+    reason: str | None = None
 
 
 class JobStatus(BaseModel):
     job_id: str
     status: Literal["queued", "running", "succeeded", "failed"]
-    source: Optional[dict[str, Any]] = None
-    record: Optional[dict[str, Any]] = Field(None, description="the outcome record, once there is one")
+    source: dict[str, Any] | None = None
+    record: dict[str, Any] | None = Field(None, description="the outcome record, once there is one")
     outputs: list[OutputLink] = Field(default_factory=list)
-    error: Optional[dict[str, Any]] = None
+    error: dict[str, Any] | None = None
 
 
 class UploadTicket(BaseModel):
@@ -95,8 +95,8 @@ class ErrorDetail(BaseModel):
 
 class ErrorBody(BaseModel):
     error: ErrorDetail
-    job_id: Optional[str] = None
-    record: Optional[dict[str, Any]] = None
+    job_id: str | None = None
+    record: dict[str, Any] | None = None
 
 
 ERRORS = {413: {"description": "image_too_large", "content": {"application/json": {"model": ErrorBody}}},
@@ -105,5 +105,5 @@ ERRORS = {413: {"description": "image_too_large", "content": {"application/json"
           429: {"description": "throttled (Retry-After)", "content": {"application/json": {"model": ErrorBody}}},
           503: {"description": "service_unavailable (Retry-After)",
                 "content": {"application/json": {"model": ErrorBody}}}}
-IDEMPOTENCY_KEY = Annotated[Optional[str], Header(alias="idempotency-key", description=(
+IDEMPOTENCY_KEY = Annotated[str | None, Header(alias="idempotency-key", description=(
     "a retried POST with the same key returns the first answer (kept idempotencyTtlSeconds)"))]

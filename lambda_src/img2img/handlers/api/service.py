@@ -12,9 +12,10 @@ import binascii
 import json
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Callable, Optional
+from typing import Any
 from urllib.parse import quote
 
 from aws_lambda_powertools.event_handler import Response, content_types
@@ -54,7 +55,7 @@ class Call:
 
     query: dict[str, str]
     accept: str
-    raw_image: Optional[bytes]
+    raw_image: bytes | None
     remaining_seconds: float
     lambda_context: Any
 
@@ -82,8 +83,10 @@ def once(call: Call, route: str, key: str | None, compute: Callable[[], dict[str
     """The route's answer, computed once per Idempotency-Key (retryable errors are not remembered)."""
     if not key:
         return compute()
-    from aws_lambda_powertools.utilities.idempotency.exceptions import (IdempotencyAlreadyInProgressError,
-                                                                        IdempotencyPersistenceLayerError)
+    from aws_lambda_powertools.utilities.idempotency.exceptions import (
+        IdempotencyAlreadyInProgressError,
+        IdempotencyPersistenceLayerError,
+    )
 
     idempotency, answer_once = _answers()
     idempotency.register_lambda_context(call.lambda_context)
@@ -208,8 +211,8 @@ def queue_job(call: Call, body: GenerationRequest) -> dict[str, Any]:
     return accepted(job_id)
 
 
-def wait_for_record(read: Callable[[], Optional[dict]], deadline: float, clock: Callable[[], float] = time.monotonic,
-                    sleep: Callable[[float], None] = time.sleep) -> Optional[dict[str, Any]]:
+def wait_for_record(read: Callable[[], dict | None], deadline: float, clock: Callable[[], float] = time.monotonic,
+                    sleep: Callable[[float], None] = time.sleep) -> dict[str, Any] | None:
     """Read until there is a record or the deadline passes (back-off 0.25 s doubling to 1 s; a last read
     at the deadline)."""
     delay = POLL_FIRST_SECONDS
@@ -224,7 +227,7 @@ def wait_for_record(read: Callable[[], Optional[dict]], deadline: float, clock: 
         delay = min(delay * 2, POLL_MAX_SECONDS)
 
 
-def await_record(where: dict[str, str], deadline: float) -> Optional[dict[str, Any]]:
+def await_record(where: dict[str, str], deadline: float) -> dict[str, Any] | None:
     """The job's outcome record once the worker wrote it, or None at the deadline (tests replace this)."""
     return wait_for_record(lambda: edge().record(where["bucket"], where["key"]), deadline)
 
