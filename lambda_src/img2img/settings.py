@@ -102,7 +102,7 @@ class Settings:
     api_cors_origins: tuple[str, ...] = ()  # origins answered with Access-Control-Allow-Origin
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> "Settings":
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
         raw = {name: env[var] for name, var in ENV.items() if env.get(var, "") != ""}
         if "output_bucket" not in raw:
