@@ -173,3 +173,15 @@ def test_to_env_of_parsed_settings_is_stable():
     assert env["IMG2IMG_EXCLUDED_PREFIXES"] == "a/,b/"
     assert Settings.from_env(env).to_env() == env
 
+
+
+def test_every_number_has_its_default_and_range_in_the_limits_table():
+    """limits.py is the one home of numeric defaults and ranges (infra/config.py reads it too)."""
+    from dataclasses import fields
+
+    from img2img.limits import LIMITS
+
+    numbers = {f.name: f.default for f in fields(Settings) if f.type == "int"}
+    assert set(numbers) == set(LIMITS)
+    for name, default in numbers.items():
+        assert default == LIMITS[name].default and LIMITS[name].allows(default), name
