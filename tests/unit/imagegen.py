@@ -5,6 +5,7 @@ header sniffing, limits and decoding as the worker does.
 """
 from __future__ import annotations
 
+import functools
 import io
 import struct
 import zlib
@@ -43,12 +44,11 @@ def quadrants(size=(400, 200), colors=(RED, GREEN, BLUE, YELLOW)) -> Image.Image
     """Top-left, top-right, bottom-left, bottom-right filled with the four colours."""
     w, h = size
     image = Image.new("RGB", size)
-    draw = ImageDraw.Draw(image)
     tl, tr, bl, br = colors
-    draw.rectangle((0, 0, w // 2 - 1, h // 2 - 1), fill=tl)
-    draw.rectangle((w // 2, 0, w - 1, h // 2 - 1), fill=tr)
-    draw.rectangle((0, h // 2, w // 2 - 1, h - 1), fill=bl)
-    draw.rectangle((w // 2, h // 2, w - 1, h - 1), fill=br)
+    image.paste(tl, (0, 0, w // 2, h // 2))  # paste, not draw: a 1-pixel side has empty quadrants
+    image.paste(tr, (w // 2, 0, w, h // 2))
+    image.paste(bl, (0, h // 2, w // 2, h))
+    image.paste(br, (w // 2, h // 2, w, h))
     return image
 
 
@@ -132,3 +132,79 @@ def mean_abs_diff(a: Image.Image, b: Image.Image) -> float:
 
 def close(pixel, expected, tolerance=12) -> bool:
     return all(abs(int(p) - int(e)) <= tolerance for p, e in zip(pixel, expected))
+
+
+# ---- running prepare the way the worker does ------------------------------------------------------
+
+@functools.cache
+def adapters() -> dict:
+    """The two model adapters whose `target_size` decides the prepared size (imported late: cheap import)."""
+    from img2img.models.sd35 import SD35Adapter
+    from img2img.models.sdxl import SDXLAdapter
+
+    return {"sdxl": SDXLAdapter(), "sd35": SD35Adapter()}
+
+
+def sdxl_size(width: int, height: int) -> tuple[int, int]:
+    return adapters()["sdxl"].target_size(width, height)
+
+
+def prepare(data: bytes, adapter="sdxl", **kw):
+    """images.prepare with a model's target size; returns the PreparedImage and its decoded PNG."""
+    from img2img.core import images
+
+    prepared = images.prepare(data, adapters()[adapter].target_size, **kw)
+    return prepared, decode(prepared.png)
+
+
+def at(image: Image.Image, fx: float, fy: float):
+    """The pixel at a fraction of the width and height."""
+    return image.getpixel((min(image.width - 1, int(image.width * fx)), min(image.height - 1, int(image.height * fy))))
+
+
+def palette(colors) -> list[int]:
+    flat = [c for rgb in colors for c in rgb]
+    return flat + [0] * (768 - len(flat))
+
+
+def model_output(prepared, fmt="PNG") -> bytes:
+    """What a model might answer: an image of the prepared size (here, the prepared image itself)."""
+    return encode(decode(prepared.png), fmt)
+
+
+def exif_bytes(orientation: int) -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    return exif.tobytes()
+
+
+def stored_for(upright: Image.Image, orientation: int) -> Image.Image:
+    """The stored pixels that EXIF `orientation` turns into `upright` (the inverse of exif_transpose)."""
+    inverse = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+               4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_90,
+               7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_270}
+    return upright.transpose(inverse[orientation]) if orientation in inverse else upright.copy()
+
+
+def has_heif() -> bool:
+    """pillow-heif is installed (and registered, so Pillow can write HEIC files for the tests)."""
+    try:
+        import pillow_heif
+    except ImportError:
+        return False
+    pillow_heif.register_heif_opener()
+    return True
+
+
+def in_mode(image: Image.Image, mode: str) -> Image.Image:
+    """An RGB picture in `mode` as a file would store it: 16-bit modes use the 16-bit range, I a wide
+    one, F 0..1; the rest are Pillow's own conversions (1 dithered, P on the web palette)."""
+    if mode.startswith("I;16"):
+        return image.convert("L").convert("I").point(lambda v: v * 257).convert(mode)
+    if mode == "I":
+        return image.convert("L").convert("I").point(lambda v: v * 1000 - 100_000)
+    if mode == "F":
+        return image.convert("L").convert("F").point(lambda v: v / 255.0)
+    if mode == "PA":
+        return image.convert("P").convert("PA")
+    return image.convert(mode)
