@@ -63,6 +63,8 @@ bench: $(STAMP)
 	$(PY) -m bench.run_all $(BENCH_ARGS)
 
 # Runs an external checker of the local stack's behaviour (not part of this repository): give its path.
+# A client's-eye check of the local stack kept outside this repository (the team's shared folder by default).
+CONTRACT_CHECK ?= $(wildcard ../shared/contract/check_local_stack.py)
 contract: $(STAMP)
 	@test -n "$(CONTRACT_CHECK)" || { echo "make contract CONTRACT_CHECK=path/to/check_local_stack.py (an external checker)"; exit 2; }
 	$(PY) $(CONTRACT_CHECK)
