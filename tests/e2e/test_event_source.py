@@ -198,7 +198,8 @@ def test_maximum_concurrency_is_never_exceeded_and_sandboxes_are_reused(sqs, que
     sqs.send_message_batch(QueueUrl=queue, Entries=[{"Id": str(n), "MessageBody": "sleep:0.4"}
                                                     for n in range(8)])
     source = run_source(queue, batch_size=1, maximum_concurrency=2)
-    wait_for(lambda: len(invocations(tmp_path)) == 8)
+    # The source accounts an invocation just after its handler returns: wait for both to have all 8.
+    wait_for(lambda: len(invocations(tmp_path)) == 8 and source.stats()["invocations"] == 8)
     seen_by_handler = invocations(tmp_path)
     assert max(i["in_flight"] for i in seen_by_handler) == 2  # reached, never exceeded
     stats = source.stats()
