@@ -12,19 +12,11 @@ import time
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    ConnectionClosedError,
-    ConnectionError,
-    ConnectTimeoutError,
-    EndpointConnectionError,
-    ReadTimeoutError,
-)
+from botocore.exceptions import BotoCoreError, ClientError, ReadTimeoutError
 
 from ..core.errors import JobError, transient
 from ..observability import BEDROCK_LATENCY, BEDROCK_THROTTLES, metrics, tracer
-from .clients import client
+from .clients import NETWORK_FAULTS, client
 
 _TRANSIENT = {
     "ThrottlingException": "throttled",
@@ -41,7 +33,7 @@ def classify(exc: Exception, model_id: str) -> JobError:
     """A Bedrock client error as a JobError with a stable code and an actionable message."""
     if isinstance(exc, ReadTimeoutError):
         return transient("model_timeout", f"Bedrock did not answer in time for {model_id}")
-    if isinstance(exc, (ConnectionError, ConnectTimeoutError, EndpointConnectionError, ConnectionClosedError)):
+    if isinstance(exc, NETWORK_FAULTS):
         return transient("service_error", f"could not reach Bedrock: {exc}")
     if not isinstance(exc, ClientError):  # e.g. ParamValidationError: our request is malformed
         return JobError("internal_error", f"the request for {model_id} could not be sent: "
@@ -102,7 +94,7 @@ class BedrockInvoker:
             response = runtime.invoke_model(modelId=model_id, body=json.dumps(body),
                                             contentType="application/json", accept="application/json")
             payload = json.loads(response["body"].read())
-        except (ClientError, BotoCoreError, ConnectionError) as exc:
+        except (ClientError, BotoCoreError) as exc:
             raise classify(exc, model_id) from None
         except ValueError:
             raise transient("model_error", f"{model_id} answered with a body that is not JSON") from None

@@ -9,6 +9,18 @@ from __future__ import annotations
 import threading
 from functools import cache
 
+from botocore.exceptions import (
+    ConnectionClosedError,
+    ConnectionError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    ReadTimeoutError,
+)
+
+# Faults of the network, not of the request: transient for every service (read timeouts included).
+NETWORK_FAULTS = (ConnectionError, ConnectTimeoutError, EndpointConnectionError, ConnectionClosedError,
+                  ReadTimeoutError)
+
 _lock = threading.Lock()
 
 

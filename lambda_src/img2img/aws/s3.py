@@ -4,20 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    ConnectionClosedError,
-    ConnectionError,
-    ConnectTimeoutError,
-    EndpointConnectionError,
-    ReadTimeoutError,
-)
+from botocore.exceptions import BotoCoreError, ClientError
 
 from ..core.errors import JobError, transient
 from ..core.ports import ObjectInfo
 from ..observability import tracer
-from .clients import client
+from .clients import NETWORK_FAULTS, client
 
 # The one home of S3's error codes, by what we do about them (the API's edge imports these too).
 NOT_FOUND = frozenset({"404", "NoSuchKey", "NotFound", "NoSuchVersion", "NoSuchBucket"})
@@ -42,8 +34,7 @@ def _fail(exc: Exception, action: str, bucket: str, key: str) -> JobError:
         return JobError("internal_error", f"{where} was rejected ({code or status}: "
                         f"{str(error.get('Message', ''))[:200]}): a request this pipeline should not make",
                         details={"s3_error": code})
-    if isinstance(exc, (ConnectionError, ReadTimeoutError, ConnectTimeoutError, EndpointConnectionError,
-                        ConnectionClosedError)):
+    if isinstance(exc, NETWORK_FAULTS):
         return transient("storage_error", f"{where} failed: {exc}")
     return JobError("internal_error", f"{where} could not be sent: {type(exc).__name__}: {exc}"[:500],
                     details={"exception": type(exc).__name__})
