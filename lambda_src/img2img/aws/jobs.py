@@ -63,7 +63,7 @@ class ApiEdge:
             return False
         try:
             return self._worker_items.status(job_key) == "INPROGRESS"
-        except Exception:
+        except Exception:  # a status hint only ("queued" instead of "running"), never a job outcome
             return False
 
     # ---- queue ----------------------------------------------------------------------------------
