@@ -13,6 +13,7 @@ from functools import lru_cache
 
 from img2img.core.formats import OUTPUT_FORMATS
 from img2img.limits import LIMITS, Limit, either
+from img2img.operations import BY_NAME, default_models
 
 DEFAULT_MODEL_ID = "stability.sd3-5-large-v1:0"
 
@@ -29,6 +30,8 @@ ENV = {
     "model_id": "IMG2IMG_MODEL_ID",
     "bedrock_region": "IMG2IMG_BEDROCK_REGION",
     "allowed_model_ids": "IMG2IMG_ALLOWED_MODEL_IDS",
+    # The Image Services operations this deployment enables, each with its model id (JSON object).
+    "operation_models": "IMG2IMG_OPERATION_MODELS",
     "default_prompt": "IMG2IMG_DEFAULT_PROMPT",
     "default_params": "IMG2IMG_DEFAULT_PARAMS",
     "output_format": "IMG2IMG_OUTPUT_FORMAT",
@@ -68,6 +71,26 @@ def _list(raw: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in raw.split(",") if item.strip())
 
 
+def _json_object(name: str, text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SettingsError(f"{ENV[name]} is not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise SettingsError(f"{ENV[name]} must be a JSON object")
+    return value
+
+
+def _check_operation_models(models: dict) -> None:
+    unknown = sorted(set(models) - set(BY_NAME))
+    if unknown:
+        raise SettingsError(f"{ENV['operation_models']} names unknown operations {unknown}; known: "
+                            f"{', '.join(BY_NAME)}")
+    bad = sorted(name for name, model in models.items() if not isinstance(model, str) or not model)
+    if bad:
+        raise SettingsError(f"{ENV['operation_models']}: the model ids of {bad} must be non-empty strings")
+
+
 @dataclass(frozen=True)
 class Settings:
     output_bucket: str
@@ -80,6 +103,8 @@ class Settings:
     model_id: str = DEFAULT_MODEL_ID
     bedrock_region: str = ""  # empty: the function's own region
     allowed_model_ids: tuple[str, ...] = ()
+    # operation name -> model id, for the enabled Image Services operations (operations.py has all 13).
+    operation_models: dict = field(default_factory=default_models)
     default_prompt: str = ""
     default_params: dict = field(default_factory=dict)
     output_format: str = "png"
@@ -111,18 +136,13 @@ class Settings:
         for name, text in raw.items():
             if name in ("excluded_prefixes", "allowed_model_ids", "api_cors_origins"):
                 values[name] = _list(text)
-            elif name == "default_params":
-                try:
-                    params = json.loads(text)
-                except json.JSONDecodeError as exc:
-                    raise SettingsError(f"{ENV[name]} is not JSON: {exc}") from None
-                if not isinstance(params, dict):
-                    raise SettingsError(f"{ENV[name]} must be a JSON object")
-                values[name] = params
+            elif name in ("default_params", "operation_models"):
+                values[name] = _json_object(name, text)
             elif name in LIMITS:
                 values[name] = _int(name, text, LIMITS[name])
             else:
                 values[name] = text
+        _check_operation_models(values.get("operation_models", {}))
         if values.get("output_format", cls.output_format) not in OUTPUT_FORMATS:
             raise SettingsError(f"{ENV['output_format']} must be {either(OUTPUT_FORMATS)}")
         return cls(**values)
@@ -135,7 +155,9 @@ class Settings:
             if isinstance(value, tuple):
                 value = ",".join(value)
             elif isinstance(value, dict):
-                value = json.dumps(value, separators=(",", ":"), sort_keys=True) if value else ""
+                # operation_models: `{}` (none enabled) differs from unset (all enabled), so it is kept.
+                value = json.dumps(value, separators=(",", ":"), sort_keys=True) if value or \
+                    name == "operation_models" else ""
             if value != "":
                 out[var] = str(value)
         return out
