@@ -78,7 +78,7 @@ def ensure_inputs(names) -> None:
 # ---- the two ways -------------------------------------------------------------------------------
 def _job_params():
     from img2img.core import params as P
-    from img2img.models.base import adapter_for
+    from img2img.models.registry import adapter_for
 
     merged = P.merge([P.deployment_layer(MODEL_ID, "png", "", {}),
                       P.request_layer({"prompt": "a watercolor painting", "seed": 7})])

@@ -111,6 +111,7 @@ def generate(image: Path, request_params: dict[str, Any], output: Path | None, s
     """Run one job on a local file; returns the record (image and record written beside `output`)."""
     from img2img.aws.bedrock import BedrockInvoker
     from img2img.core.pipeline import Pipeline
+    from img2img.models.registry import adapter_for
 
     if not image.is_file():
         raise ValueError(f"{image}: no such file")
@@ -118,7 +119,7 @@ def generate(image: Path, request_params: dict[str, Any], output: Path | None, s
     try:
         store = FolderStore({INPUT: image.resolve().parent, OUTPUT: work})
         invoker = BedrockInvoker(settings.bedrock_read_timeout, settings.bedrock_max_attempts)
-        pipeline = Pipeline(settings, store, invoker)
+        pipeline = Pipeline(settings, store, invoker, registry=adapter_for)
         trigger = Trigger("job", INPUT, image.name, params=request_params, origin="cli")
         with (offline_engine() if offline else nullcontext(),
               heartbeat(f"generating with {request_params.get('model_id') or settings.model_id}"

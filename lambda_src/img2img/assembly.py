@@ -28,11 +28,13 @@ def get_pipeline() -> Pipeline:
     from .aws.idempotency import DynamoDBGuard
     from .aws.queue import SqsScheduler
     from .aws.s3 import S3Store
+    from .models.registry import adapter_for
 
     s = get_settings()
     return Pipeline(
         settings=s,
         store=S3Store(),
+        registry=adapter_for,
         model=BedrockInvoker(read_timeout=s.bedrock_read_timeout, max_attempts=s.bedrock_max_attempts,
                              region=s.bedrock_region),
         events=EventBridgePublisher(s.event_bus_name) if s.event_bus_name else None,

@@ -82,10 +82,11 @@ class Companion:
     suffix: str          # `room.jpg.mask.png`, `room.mask.png`
     body_field: str      # its field in the request body
     required: bool       # a job cannot run without it (a mask falls back to the image's alpha)
+    is_mask: bool = False  # read as a grey mask (white = edit), not as a picture
     alpha_fallback: bool = False
 
 
-MASK = Companion("mask", "mask", "mask", required=False, alpha_fallback=True)
+MASK = Companion("mask", "mask", "mask", required=False, is_mask=True, alpha_fallback=True)
 STYLE = Companion("style_image", "style", "style_image", required=True)
 
 # Fields most services share, with the same range everywhere.
@@ -115,7 +116,7 @@ class Operation:
     companions: tuple[Companion, ...] = ()
     source_type: str = EDITED       # IPTC: an edit that keeps the photo, or a new generation
     transparent: bool = False       # the output has an alpha channel worth keeping (png/webp only)
-    # Approximate output size, for the pre-call output check: a pixel scale of the input, or a
+    # Approximate output size, for the pre-call output check: a scale of each side of the input, or a
     # fixed pixel count. Upscales answer far above their input.
     output_scale: float = 1.0
     output_pixels: int | None = None
@@ -148,7 +149,7 @@ SERVICES: tuple[Operation, ...] = (
              rule=ImageRule(max_pixels=1_048_576), output_pixels=16_777_216),
     _service("upscale-fast", "stability.stable-fast-upscale-v1:0", "Fast Upscale",
              OUTPUT, rule=ImageRule(min_side=32, max_side=1_536, min_pixels=1_024, max_pixels=1_048_576,
-                                    max_aspect=48.0), output_scale=16.0),
+                                    max_aspect=48.0), output_scale=4.0),
     _service("inpaint", "stability.stable-image-inpaint-v1:0", "Inpaint",
              PROMPT, GROW_MASK, STYLE_PRESET, NEGATIVE, SEED, OUTPUT, companions=(MASK,),
              output_pixels=4_194_304),

@@ -17,7 +17,8 @@ from img2img.aws.bedrock import BedrockInvoker, classify
 from img2img.core import images
 from img2img.core import params as P
 from img2img.core.errors import JobError
-from img2img.models.base import adapter_for, base_model_id
+from img2img.core.model_api import base_model_id
+from img2img.models.registry import adapter_for
 from img2img.models.sd35 import SD35Adapter
 from img2img.models.sdxl import SIZES, SDXLAdapter
 
@@ -409,7 +410,7 @@ def test_base_model_id(model_id, base):
 
 @pytest.mark.parametrize("model_id", [
     "amazon.titan-image-generator-v2:0", "us.amazon.nova-canvas-v1:0", "stability.stable-image-core-v1:1",
-    "us.stability.stable-style-transfer-v1:0", "arn:aws:bedrock:us-west-2:123456789012:provisioned-model/abc123",
+    "us.stability.stable-image-ultra-v1:1", "arn:aws:bedrock:us-west-2:123456789012:provisioned-model/abc123",
     "arn:aws:bedrock:us-west-2", "sd35", "",
 ])
 def test_unknown_model_ids_fail_clearly(model_id):

@@ -57,8 +57,10 @@ def test_every_variable_is_parsed():
         "IMG2IMG_API_PRESIGN_SECONDS": "300",
         "IMG2IMG_API_MAX_INLINE_BYTES": "1048576",
         "IMG2IMG_API_CORS_ORIGINS": "https://app.example.com",
+        "IMG2IMG_OPERATION_MODELS": '{"inpaint": "us.stability.stable-image-inpaint-v1:0"}',
     }
     s = Settings.from_env(env)
+    assert s.operation_models == {"inpaint": "us.stability.stable-image-inpaint-v1:0"}
     assert (s.api_prefix, s.api_upload_prefix, s.api_sync_budget_seconds, s.api_presign_seconds,
             s.api_max_inline_bytes) == ("http/", "browser/", 20, 300, 1048576)
     assert s.excluded_prefixes == ("tmp/", "private/")
@@ -185,3 +187,25 @@ def test_every_number_has_its_default_and_range_in_the_limits_table():
     assert set(numbers) == set(LIMITS)
     for name, default in numbers.items():
         assert default == LIMITS[name].default and LIMITS[name].allows(default), name
+
+
+def test_operations_default_to_all_thirteen_and_none_stays_none():
+    from img2img.operations import SERVICES
+
+    everything = Settings.from_env({"IMG2IMG_OUTPUT_BUCKET": "out"}).operation_models
+    assert everything == {op.name: f"us.{op.model}" for op in SERVICES} and len(everything) == 13
+    none = Settings.from_env({"IMG2IMG_OUTPUT_BUCKET": "out", "IMG2IMG_OPERATION_MODELS": "{}"})
+    assert none.operation_models == {}
+    assert Settings.from_env(none.to_env()).operation_models == {}  # `{}` survives the round trip
+
+
+@pytest.mark.parametrize("raw, says", [
+    ('{"repaint": "x"}', "unknown operations ['repaint']"),
+    ('{"inpaint": ""}', "must be non-empty strings"),
+    ('["inpaint"]', "must be a JSON object"),
+    ("{inpaint", "is not JSON"),
+])
+def test_bad_operation_models_are_configuration_errors(raw, says):
+    with pytest.raises(SettingsError) as info:
+        Settings.from_env({"IMG2IMG_OUTPUT_BUCKET": "out", "IMG2IMG_OPERATION_MODELS": raw})
+    assert says in str(info.value) and "IMG2IMG_OPERATION_MODELS" in str(info.value)

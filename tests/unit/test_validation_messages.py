@@ -8,7 +8,7 @@ import pytest
 from img2img.core import params as P
 from img2img.core.errors import JobError
 from img2img.core.pipeline import Pipeline
-from img2img.models.base import adapter_for
+from img2img.models.registry import adapter_for
 from img2img.models.sd35 import SD35Adapter
 from img2img.models.sdxl import SDXLAdapter
 from img2img.settings import Settings
@@ -260,7 +260,7 @@ def test_whitespace_prompt_is_missing_parameters(model_id):
 # ---- model ids --------------------------------------------------------------------------------
 
 def pipeline(**settings) -> Pipeline:
-    return Pipeline(Settings(output_bucket="out", **settings), store=None, model=None)
+    return Pipeline(Settings(output_bucket="out", **settings), store=None, model=None, registry=adapter_for)
 
 
 def test_model_not_enabled_in_this_deployment():

@@ -78,6 +78,9 @@ class PreparedImage:
     source: SourceInfo
     fit: str
     content_box: tuple[int, int, int, int]  # where the source lies inside the canvas (pad leaves borders)
+    # The source's alpha channel at the prepared size (8-bit grey PNG, 255 = opaque), when asked for
+    # and the source has one: the mask of a job without a mask image (transparent = edit).
+    alpha: bytes | None = None
 
     @property
     def base64(self) -> str:
@@ -163,8 +166,10 @@ def open_image(data: bytes, max_pixels: int) -> Image.Image:
 
 
 def prepare(data: bytes, target_size: Callable[[int, int], tuple[int, int]], fit: str = "crop",
-            max_pixels: int = 40_000_000) -> PreparedImage:
-    """Turn any supported upload into an RGB PNG of the model's size, fitted by `crop` or `pad`."""
+            max_pixels: int = 40_000_000, *, alpha: bool = False, keep_alpha: bool = False) -> PreparedImage:
+    """Turn any supported upload into an RGB PNG of the model's size, fitted by `crop`, `pad` or `keep`
+    (resized as it is: `target_size` keeps the aspect ratio). `alpha`: also return the source's alpha
+    channel at that size; `keep_alpha`: send RGBA (transparency kept) instead of flattening it."""
     image = open_image(data, max_pixels)
     fmt = image.format or "unknown"
     source_mode = image.mode
@@ -187,13 +192,18 @@ def prepare(data: bytes, target_size: Callable[[int, int], tuple[int, int]], fit
         image = image.convert("RGBA") if _has_alpha(image) and image.mode != "RGBA" else image
         image = image if image.mode == "RGBA" else to_rgb(image)
     # Orientation is applied after the resize, to the ~1 MP result rather than the decoded image.
-    canvas, box = _fit(image, region, (src_w, src_h), target, fit, transpose)
-    buffer = io.BytesIO()
-    # Level 1 with the RLE strategy: the fastest and smallest of zlib's fast settings on photos
-    # (docs/performance.md); the body is base64 anyway.
-    canvas.save(buffer, format="PNG", compress_level=1, compress_type=zlib.Z_RLE)
+    canvas, box, alpha_channel = _fit(image, region, (src_w, src_h), target, fit, transpose, keep_alpha)
     source = SourceInfo(src_w, src_h, fmt.lower(), source_mode, frames, orientation, len(data))
-    return PreparedImage(buffer.getvalue(), target[0], target[1], source, fit, box)
+    return PreparedImage(png_bytes(canvas), target[0], target[1], source, fit, box,
+                         png_bytes(alpha_channel) if alpha and alpha_channel is not None else None)
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    """Level 1 with the RLE strategy: the fastest and smallest of zlib's fast settings on photos
+    (docs/performance.md); the body is base64 anyway."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=1, compress_type=zlib.Z_RLE)
+    return buffer.getvalue()
 
 
 def _draft(image: Image.Image, stored_target: tuple[int, int], fit: str) -> Box:
@@ -202,7 +212,7 @@ def _draft(image: Image.Image, stored_target: tuple[int, int], fit: str) -> Box:
     Returns where the whole source lies in the decoded image's coordinates: a draft decode is the
     source divided by its scale, rounded up to whole pixels, so the boxes must be computed in it."""
     w, h = image.size
-    scale = (max if fit == "crop" else min)(stored_target[0] / w, stored_target[1] / h)
+    scale = (max if fit in ("crop", "keep") else min)(stored_target[0] / w, stored_target[1] / h)
     if scale < 1:
         drafted = image.draft(None, (math.ceil(w * scale), math.ceil(h * scale)))
         if drafted is not None:
@@ -285,28 +295,44 @@ def pad_layout(source: tuple[int, int], target: tuple[int, int]) -> tuple[int, i
 
 
 def _fit(image: Image.Image, region: Box, source: tuple[int, int], target: tuple[int, int], fit: str,
-         transpose: Image.Transpose | None = None):
-    """Centre-crop (one resize with a source box) or letterbox onto a canvas of exactly `target`.
+         transpose: Image.Transpose | None = None, keep_alpha: bool = False):
+    """Centre-crop (one resize with a source box), letterbox onto a canvas of exactly `target`, or
+    (`keep`) resize the whole picture to `target`, whose aspect ratio the caller kept.
 
     `image` is in its stored orientation and `transpose` (EXIF) turns it upright: the resize works in
     stored coordinates and only its result is transposed. `region` is where the source lies in `image`
     (all of it, or the draft decode's box); `source` is the upright size of the original.
+    Returns (canvas, content box, alpha channel at the target size or None).
     """
     tw, th = target
     swap = transpose in _SWAPS
 
-    def resized(size: tuple[int, int], box: Box) -> Image.Image:
+    def resized(size: tuple[int, int], box: Box) -> tuple[Image.Image, Image.Image | None]:
         out = image.resize((size[1], size[0]) if swap else size, Image.Resampling.LANCZOS, box=box,
                            reducing_gap=3.0)
-        out = to_rgb(out)  # RGB already, or RGBA flattened over white at the small size
-        return out.transpose(transpose) if transpose is not None else out
+        alpha = out.getchannel("A") if out.mode == "RGBA" else None
+        if not (keep_alpha and out.mode == "RGBA"):
+            out = to_rgb(out)  # RGB already, or RGBA flattened over white at the small size
+        if transpose is not None:
+            out = out.transpose(transpose)
+            alpha = alpha.transpose(transpose) if alpha is not None else None
+        return out, alpha
 
+    if fit == "keep":
+        out, alpha = resized(target, region)
+        return out, (0, 0, tw, th), alpha
     if fit == "crop":
-        return resized(target, crop_box(region, (th, tw) if swap else target)), (0, 0, tw, th)
+        out, alpha = resized(target, crop_box(region, (th, tw) if swap else target))
+        return out, (0, 0, tw, th), alpha
     x, y, nw, nh = pad_layout(source, target)
-    canvas = Image.new("RGB", target, PAD_COLOR)
-    canvas.paste(resized((nw, nh), region), (x, y))
-    return canvas, (x, y, x + nw, y + nh)
+    picture, alpha = resized((nw, nh), region)
+    canvas = Image.new(picture.mode, target, PAD_COLOR if picture.mode == "RGB" else (*PAD_COLOR, 0))
+    canvas.paste(picture, (x, y))
+    if alpha is not None:
+        opaque = Image.new("L", target, 255)  # the borders are not the picture's: opaque (kept by a mask)
+        opaque.paste(alpha, (x, y))
+        alpha = opaque
+    return canvas, (x, y, x + nw, y + nh), alpha
 
 
 # ---- output -----------------------------------------------------------------------------------------

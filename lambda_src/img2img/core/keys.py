@@ -39,6 +39,57 @@ def stem_of_sidecar(sidecar_key: str) -> str:
     return sidecar_key[: -len(SIDECAR_SUFFIX)]
 
 
+def companion_suffixes() -> tuple[str, ...]:
+    """`.mask.`, `.style.`: the infixes that make an image key a companion of another image."""
+    from ..operations import COMPANIONS
+
+    return tuple(f".{c.suffix}." for c in COMPANIONS)
+
+
+def companion_prefixes(image_key: str, suffix: str) -> list[str]:
+    """Where a companion of `image_key` is looked for, in order: `room.jpg.mask.` then `room.mask.`
+    (any image extension follows)."""
+    stem, ext = posixpath.splitext(image_key)
+    prefixes = [f"{image_key}.{suffix}."]
+    if ext and posixpath.basename(stem):
+        prefixes.append(f"{stem}.{suffix}.")
+    return prefixes
+
+
+def is_companion(key: str) -> bool:
+    """`room.jpg.mask.png` or `room.mask.png`: a mask or style image, which never starts a job itself."""
+    if not is_image(key):
+        return False
+    name = posixpath.basename(key)
+    stem = name[: name.rfind(".")]
+    return any(stem.lower().endswith(infix[:-1]) and len(stem) > len(infix) - 1 for infix in companion_suffixes())
+
+
+def owner_prefix(companion_key: str) -> tuple[str, str]:
+    """(`room.jpg` or `room`, companion suffix) of a companion key: what it belongs to."""
+    stem = companion_key[: companion_key.rfind(".")]
+    for infix in companion_suffixes():
+        if stem.lower().endswith(infix[:-1]):
+            return stem[: len(stem) - len(infix) + 1], infix.strip(".")
+    raise ValueError(f"{companion_key!r} is not a companion key")
+
+
+def companion_key(image_key: str, named: str) -> str:
+    """The input-bucket key a job's `mask` / `style_image` names: relative to the image's folder, or
+    `/absolute` from the bucket root. ValueError (saying why) for another bucket or a path outside it."""
+    text = named.strip()
+    if "://" in text:
+        raise ValueError("must be a key in the input bucket (relative to the image's folder, or /absolute), "
+                         "not a URL: companions are never read from another bucket")
+    path = text[1:] if text.startswith("/") else posixpath.join(posixpath.dirname(image_key), text)
+    key = posixpath.normpath(path) if path else ""
+    if not key or key == "." or key.startswith("../") or key == "..":
+        raise ValueError("points outside the input bucket")
+    if not is_image(key):
+        raise ValueError(f"must name an image ({', '.join(IMAGE_SUFFIXES)})")
+    return key
+
+
 def defaults_chain(image_key: str) -> list[str]:
     """`_defaults.json` keys from the bucket root down to the image's own folder (nearest last)."""
     folders = image_key.split("/")[:-1]

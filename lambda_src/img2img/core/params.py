@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from email.header import decode_header, make_header
 from typing import TYPE_CHECKING, Any
 
+from ..operations import OPERATION_FIELDS, SERVICE_FIELDS
 from .errors import JobError
 
 if TYPE_CHECKING:  # pydantic is imported by the model adapters, when the first job is validated
@@ -40,13 +41,16 @@ REQUEST = "request"
 SDXL_FIELDS = ("text_prompts", "cfg_scale", "clip_guidance_preset", "init_image_mode", "image_strength",
                "step_schedule_start", "step_schedule_end", "sampler", "samples", "seed", "steps",
                "style_preset", "extras")
+SDXL_MASK_FIELDS = ("mask_source",)
 SD35_FIELDS = ("prompt", "negative_prompt", "strength", "mode", "seed", "output_format")
 OUR_FIELDS = ("model_id", "output_format", "fit", "restore_aspect", "strict")
-KNOWN_FIELDS = frozenset(SDXL_FIELDS + SD35_FIELDS + OUR_FIELDS)
+KNOWN_FIELDS = frozenset(SDXL_FIELDS + SDXL_MASK_FIELDS + SD35_FIELDS + SERVICE_FIELDS + OUR_FIELDS
+                         + OPERATION_FIELDS)
+DEPLOYMENT_PREFIX = "deployment"  # every origin of a deployment default starts so (see deployment_layer)
 # Fields metadata cannot carry as a single string value (they go in `params` or a sidecar).
 _STRUCTURED = frozenset({"text_prompts", "extras"})
 # The image travels as the object itself, never as a parameter.
-_IMAGE_FIELDS = frozenset({"init_image", "image"})
+_IMAGE_FIELDS = frozenset({"init_image", "image", "mask_image"})
 # Setting one member of a group replaces the others: they say the same thing in two vocabularies.
 _EXCLUSIVE = ({"image_strength", "strength"},)
 MAX_SIDECAR_BYTES = 256 * 1024
@@ -140,6 +144,12 @@ def _model_id(name: str, value: Any, where: str) -> list[dict[str, Any]]:
     return [entry(name, where, "must be a model id string, e.g. stability.sd3-5-large-v1:0", value=value)]
 
 
+def _name(name: str, value: Any, where: str) -> list[dict[str, Any]]:
+    if isinstance(value, str) and value.strip():
+        return []
+    return [entry(name, where, "must be a non-empty string", value=value)]
+
+
 def _text_prompts(name: str, value: Any, where: str) -> list[dict[str, Any]]:
     """SDXL's `text_prompts`: a non-empty list of {"text": str, "weight": number}. Errors name the item."""
     if not isinstance(value, list) or not value:
@@ -160,7 +170,7 @@ def _text_prompts(name: str, value: Any, where: str) -> list[dict[str, Any]]:
 
 _SHAPES: dict[str, Callable[[str, Any, str], list[dict[str, Any]]]] = {
     "prompt": _text_or_none, "negative_prompt": _text_or_none, "text_prompts": _text_prompts,
-    "model_id": _model_id,
+    "model_id": _model_id, "operation": _name,
 }
 
 
@@ -480,6 +490,19 @@ TEXT_PARSERS: dict[type, Callable[[str], Any]] = {int: _int_text, float: _float_
 def parse_text(kind: type, text: str) -> Any:
     """`text` as a value of `kind` (int, float or bool) by the one rule; ValueError says what is allowed."""
     return TEXT_PARSERS[kind](text.strip())
+
+
+def strict_of(merged: MergedParams) -> bool:
+    """Only an explicit false (or the text "false", by the one rule of `parse_text`) relaxes a job.
+
+    Anything else that is not a boolean keeps it strict, and `collect_errors` reports it."""
+    raw = merged.values.get("strict", True)
+    if isinstance(raw, str):
+        try:
+            raw = parse_text(bool, raw)
+        except ValueError:
+            return True
+    return raw is not False
 
 
 def _kind(model: type[BaseModel], name: str) -> type | None:

@@ -12,33 +12,38 @@ from the versions they saw, so the image is generated once; a new sidecar versio
 """
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from ..models.base import (
+from ..operations import ALPHA_MASK, BY_MODEL, BY_NAME, IMAGE_TO_IMAGE, NAMES, Companion, normal_name
+from ..settings import Settings
+from . import images, keys, masks, records
+from . import params as P
+from .errors import JobError, internal_error, transient
+from .model_api import (
     MAX_REQUEST_BYTES,
     GenerationResult,
     JobParams,
     ModelAdapter,
-    adapter_for,
+    base_model_id,
     parse_model_ref,
     split_profile,
 )
-from ..settings import Settings
-from . import images, keys, records
-from . import params as P
-from .errors import JobError, internal_error, transient
 from .ports import EventPublisher, Guard, ModelInvoker, ObjectInfo, ObjectStore, RunEveryTime, Scheduler
 from .triggers import SIDECAR_CHECK, Trigger
 
 SUCCEEDED_EVENT = "ImageGenerationSucceeded"
 DEADLINE_MARGIN_SECONDS = 15  # storing the outputs after the call
 FAILED_EVENT = "ImageGenerationFailed"
+# model id (and where it came from) -> its adapter: models/registry.adapter_for, given by assembly.py.
+Registry = Callable[[str, str], ModelAdapter]
 
 
 class Resolution(Enum):
@@ -68,6 +73,8 @@ class Job:
     adapter: ModelAdapter | None = None
     error: JobError | None = None
     ignored_metadata: list[str] = field(default_factory=list)
+    # The companion images (mask, style image) this job read, by companion name (operations.py).
+    companions: dict[str, ObjectInfo] = field(default_factory=dict)
     recorded: bool = False  # its one record is written: no other path may write another
     layers_read: bool = False  # every parameter source (sidecar included) was read
 
@@ -82,6 +89,9 @@ class Job:
             "error": self.error.code if self.error else None,
             "job_id": self.trigger.job_id,
             "output": self.trigger.output,
+            # Only jobs with companions carry the field: other jobs keep the keys they always had.
+            **({"companions": {name: [info.key, info.version] for name, info in sorted(self.companions.items())}}
+               if self.companions else {}),
         }
 
     @property
@@ -104,7 +114,7 @@ class Job:
 
 
 class Pipeline:
-    def __init__(self, settings: Settings, store: ObjectStore, model: ModelInvoker,
+    def __init__(self, settings: Settings, store: ObjectStore, model: ModelInvoker, *, registry: Registry,
                  events: EventPublisher | None = None, scheduler: Scheduler | None = None,
                  guard: Guard | None = None, clock: Callable[[], float] = time.time,
                  log: Callable[..., None] | None = None, on_job: Callable[[str], None] | None = None,
@@ -112,6 +122,7 @@ class Pipeline:
         self.settings = settings
         self.store = store
         self.model = model
+        self.registry = registry
         self.events = events
         self.scheduler = scheduler
         self.guard = guard or RunEveryTime()
@@ -136,6 +147,11 @@ class Pipeline:
             return [record for image_key in self._images_for_sidecar(trigger)
                     for record in self._run(Trigger("object", trigger.bucket, image_key, origin=trigger.origin),
                                             "sidecar", attempt, last_attempt)]
+        if trigger.kind == "object" and keys.is_companion(trigger.key):
+            owner, suffix = keys.owner_prefix(trigger.key)
+            return [record for image_key in self._images_named(trigger.bucket, owner)
+                    for record in self._run(Trigger("object", trigger.bucket, image_key, origin=trigger.origin),
+                                            f"{suffix}-upload", attempt, last_attempt)]
         if trigger.kind == "object" and not keys.is_image(trigger.key):
             self.log("not an image suffix; skipped", key=trigger.key)
             return []
@@ -159,11 +175,15 @@ class Pipeline:
 
     def _images_for_sidecar(self, trigger: Trigger) -> list[str]:
         exact = keys.image_for_exact_sidecar(trigger.key)
-        if exact:
-            return [exact] if self.store.head(trigger.bucket, exact) else []
-        stem = keys.stem_of_sidecar(trigger.key)
-        return [k for k in self.store.list_keys(trigger.bucket, stem + ".")
-                if keys.is_image(k) and "/" not in k[len(stem) + 1:] and "." not in k[len(stem) + 1:]]
+        return self._images_named(trigger.bucket, exact or keys.stem_of_sidecar(trigger.key))
+
+    def _images_named(self, bucket: str, name: str) -> list[str]:
+        """The image `name` itself (`cat.jpg`), or the images of a stem (`cat` -> `cat.jpg`, `cat.png`):
+        what a sidecar or companion upload belongs to."""
+        if keys.is_image(name):
+            return [name] if self.store.head(bucket, name) else []
+        return [k for k in self.store.list_keys(bucket, name + ".")
+                if keys.is_image(k) and "/" not in k[len(name) + 1:] and "." not in k[len(name) + 1:]]
 
     def _run(self, trigger: Trigger, label: str, attempt: int, last_attempt: bool) -> list[dict[str, Any]]:
         """The one place a job's exception paths end: each ends in exactly one record, or (transient,
@@ -235,8 +255,9 @@ class Pipeline:
                                  f"accepts at most {self.settings.max_input_bytes:,} bytes (IMG2IMG_MAX_INPUT_BYTES)")
             return Resolution.FAILED
         job.merged = P.merge(self._layers(job))
-        if not job.merged.has_prompt:
-            if self._wait_for_sidecar(job):
+        operation, _ = self._operation(job.merged)
+        if _needs_prompt(operation) and not job.merged.has_prompt:
+            if not job.sidecar and self._wait(job, "a sidecar"):
                 return Resolution.WAITING
             waited = f" (waited {self.settings.sidecar_grace_seconds} s for a sidecar)" if t.kind == "check" else ""
             candidates = " or ".join(keys.sidecar_candidates(t.key))
@@ -245,6 +266,9 @@ class Pipeline:
                                          f"folder {keys.DEFAULTS_NAME}")
             return Resolution.FAILED
         job.params, job.adapter = self.validate(job.merged)
+        for companion in job.params.companions:
+            if self._find_companion(job, companion) is Resolution.WAITING:
+                return Resolution.WAITING
         self._check_output_keys(job)
         return Resolution.READY
 
@@ -270,9 +294,11 @@ class Pipeline:
             layers.append(P.request_layer(t.params, f"{t.origin} request"))
         return layers
 
-    def _wait_for_sidecar(self, job: Job) -> bool:
+    def _wait(self, job: Job, what: str) -> bool:
+        """An upload that lacks a sidecar or companion waits (once) for the grace period: True when a
+        delayed check was scheduled. The check, or the late file's own upload, runs the job."""
         t, s = job.trigger, self.settings
-        if t.kind != "object" or job.sidecar or not self.scheduler or s.sidecar_grace_seconds <= 0:
+        if t.kind != "object" or not self.scheduler or s.sidecar_grace_seconds <= 0:
             return False
         age = self.clock() - job.source.last_modified.timestamp()
         remaining = s.sidecar_grace_seconds - age
@@ -281,31 +307,103 @@ class Pipeline:
         message = {"type": SIDECAR_CHECK, "bucket": t.bucket, "key": t.key,
                    "version_id": job.source.version_id, "etag": job.source.etag}
         self.scheduler.defer(message, max(1, min(900, int(remaining + 0.999))))
-        self.log("no prompt yet: waiting for a sidecar", key=t.key, seconds=int(remaining + 0.999))
+        self.log(f"waiting for {what}", key=t.key, seconds=int(remaining + 0.999))
         return True
 
+    def _find_companion(self, job: Job, companion: Companion) -> Resolution:
+        """Fill `job.companions` with this companion, wait for it, or end the job (see docs/operations.md)."""
+        named = job.params.effective.get(companion.name)
+        if named == ALPHA_MASK and companion.alpha_fallback:
+            return Resolution.READY
+        found = self._companion_info(job, companion)
+        if found is not None:
+            job.companions[companion.name] = found
+            return Resolution.READY
+        where = f"s3://{job.trigger.bucket}/{self._companion_key(job, companion)}" if named else " or ".join(
+            p + "<png|jpg|webp>" for p in keys.companion_prefixes(job.trigger.key, companion.suffix))
+        if self._wait(job, f"its {companion.name} ({where})"):
+            return Resolution.WAITING
+        if named or companion.required:
+            raise JobError("missing_parameters", f"{job.params.operation} needs its {companion.name}, and none was "
+                           f"found at {where}", details={"errors": [P.entry(
+                               companion.name, job.merged.origin(companion.name) if named else "convention",
+                               f"no {companion.name} image found at {where}")]})
+        return Resolution.READY  # the mask falls back to the image's alpha channel (core/masks.py)
+
+    def _companion_key(self, job: Job, companion: Companion) -> str:
+        named = str(job.params.effective.get(companion.name))
+        try:
+            return keys.companion_key(job.trigger.key, named)
+        except ValueError as exc:
+            where = job.merged.origin(companion.name)
+            raise P.invalid([P.entry(companion.name, where, str(exc), value=named)]) from None
+
+    def _companion_info(self, job: Job, companion: Companion) -> ObjectInfo | None:
+        """The companion object that applies now: the named key, else the first found by convention."""
+        t = job.trigger
+        if job.params.effective.get(companion.name) is not None:
+            return self.store.head(t.bucket, self._companion_key(job, companion))
+        for prefix in keys.companion_prefixes(t.key, companion.suffix):
+            for key in self.store.list_keys(t.bucket, prefix, limit=20):
+                rest = key[len(prefix):]
+                if keys.is_image(key) and "/" not in rest and "." not in rest:
+                    return self.store.head(t.bucket, key)
+        return None
+
     def validate(self, merged: P.MergedParams) -> tuple[JobParams, ModelAdapter]:
-        """The model these parameters select (if this deployment allows it), and its validation."""
-        model_id = merged.values.get("model_id", self.settings.model_id)  # a non-empty string (params.py)
+        """The operation and model these parameters select (if this deployment allows them), and the
+        model's validation of them."""
+        operation, model_id = self._operation(merged)
         if not self.model_allowed(model_id):
-            allowed = self.settings.allowed_model_ids
+            configured = self.settings.operation_models.get(operation)
+            allowed = (configured,) if configured else self.settings.allowed_model_ids
             raise P.invalid([{"field": "model_id", "source": merged.origin("model_id"), "value": model_id,
                               "message": "is not enabled in this deployment (an ARN must be of this account "
                                          "and name an enabled id)", "allowed": ", ".join(allowed)}])
-        adapter = adapter_for(model_id, merged.origin("model_id"))
+        adapter = self.registry(model_id, merged.origin("model_id"))
         return adapter.validate(model_id, merged), adapter
+
+    def _operation(self, merged: P.MergedParams) -> tuple[str, str]:
+        """(operation, model id) of a job. `operation` picks the deployment's model for it; a model id the
+        job names implies its operation (both given: they must agree). Default: image-to-image."""
+        given = merged.values.get("operation")
+        operation = normal_name(given) if isinstance(given, str) else IMAGE_TO_IMAGE
+        if operation not in NAMES:
+            raise P.invalid([P.entry("operation", merged.origin("operation"), "is not an operation", value=given,
+                                     allowed=", ".join(NAMES))])
+        model_id = merged.values.get("model_id", self.settings.model_id)  # a non-empty string (params.py)
+        if not merged.origin("model_id").startswith(P.DEPLOYMENT_PREFIX):  # the job named its model
+            implied = getattr(BY_MODEL.get(base_model_id(model_id)), "name", IMAGE_TO_IMAGE)
+            if given is not None and implied != operation:
+                raise P.invalid([P.entry("operation", merged.origin("operation"), f"asks for {operation}, but "
+                                         f"model_id {model_id!r} (from {merged.origin('model_id')}) is the "
+                                         f"{implied} model: set one of them", value=given)])
+            operation = implied
+        elif operation != IMAGE_TO_IMAGE:
+            model_id = self.settings.operation_models.get(operation)
+            if model_id is None:
+                enabled = ", ".join([IMAGE_TO_IMAGE, *self.settings.operation_models])
+                raise P.invalid([P.entry("operation", merged.origin("operation"), "is not enabled in this "
+                                         "deployment (the CDK context key `operations` enables operations)",
+                                         value=given, allowed=enabled)])
+        if operation != IMAGE_TO_IMAGE and operation not in self.settings.operation_models:
+            raise P.invalid([P.entry("model_id", merged.origin("model_id"), f"is the {operation} model, and "
+                                     f"{operation} is not enabled in this deployment", value=model_id,
+                                     allowed=", ".join([IMAGE_TO_IMAGE, *self.settings.operation_models]))])
+        return operation, model_id
 
     def model_allowed(self, model_id: str) -> bool:
         """A configured id exactly, or an ARN / inference profile of one: a foundation-model ARN, an
-        inference profile of this account, a profile whose geography (`us.`) a configured id uses.
-        `eu.` where only `us.` is configured, or another account's ARN, is not (IAM would refuse it too)."""
-        allowed = self.settings.allowed_model_ids
-        if not allowed or model_id in allowed:
+        inference profile of this account, a profile whose geography (`us.`) a configured image-to-image
+        id uses. `eu.` where only `us.` is configured, or another account's ARN, is not (IAM would refuse
+        it too). An enabled operation's model is allowed as configured (or as an ARN of it)."""
+        allowed, services = self.settings.allowed_model_ids, set(self.settings.operation_models.values())
+        if not allowed or model_id in allowed or model_id in services:
             return True
         account, resource = parse_model_ref(model_id)
         if account is None or (account and account != self.account_id):
             return False
-        if resource in allowed:
+        if resource in allowed or resource in services:
             return True
         geography, base = split_profile(resource)
         configured = [split_profile(parse_model_ref(m)[1]) for m in allowed]
@@ -387,7 +485,13 @@ class Pipeline:
         heads = (self.store.head(t.bucket, k) for k in keys.sidecar_candidates(t.key))
         applies = next((info for info in heads if info is not None), None)
         now = (applies.key, applies.version) if applies else None
-        return None if now == ((job.sidecar.key, job.sidecar.version) if job.sidecar else None) else "superseded"
+        if now != ((job.sidecar.key, job.sidecar.version) if job.sidecar else None):
+            return "superseded"
+        for companion in job.params.companions if job.params else ():
+            before, current = job.companions.get(companion.name), self._companion_info(job, companion)
+            if (before and (before.key, before.version)) != (current and (current.key, current.version)):
+                return "superseded"  # a new (or first) mask or style image: its upload runs the job again
+        return None
 
     def _generate(self, job: Job, attempt: int, prefix: str, timings: dict[str, int]):
         """(success record, (key, bytes, content type, metadata) of the image to store)."""
@@ -400,8 +504,11 @@ class Pipeline:
         data = found[0]
         timings["download"] = _ms(t0)
         t0 = time.perf_counter()
-        prepared = images.prepare(data, adapter.target_size, params.fit, self.settings.max_input_pixels)
-        body = adapter.build_body(params, prepared.base64)
+        prepared = images.prepare(data, lambda w, h: adapter.target_size(w, h, params.fit), params.fit,
+                                  self.settings.max_input_pixels,
+                                  alpha=any(c.alpha_fallback for c in params.companions), keep_alpha=params.keep_alpha)
+        companions, companion_refs = self._companion_images(job, prepared)
+        body = adapter.build_body(params, prepared.base64, companions)
         self._check_before_the_call(params, prepared, body)
         timings["prepare"] = _ms(t0)
         t0 = time.perf_counter()
@@ -425,7 +532,33 @@ class Pipeline:
             prepared={"width": prepared.width, "height": prepared.height, "fit": prepared.fit,
                       "restore_aspect": params.restore_aspect},
             dropped=params.dropped, timings_ms=timings)
+        if companion_refs:
+            record["companions"] = companion_refs
         return record, image
+
+    def _companion_images(self, job: Job, prepared: images.PreparedImage) -> tuple[dict[str, str], dict[str, Any]]:
+        """({body field: base64 PNG}, {companion: what was read}) for the job's mask / style image."""
+        params, adapter = job.params, job.adapter
+        bodies, refs = {}, {}
+        for companion in params.companions:
+            info = job.companions.get(companion.name)
+            if info is None:  # resolve allowed it: the image's alpha channel is the mask
+                png = masks.mask_from_alpha(prepared, params.mask_invert)
+                refs[companion.name] = {"from": "alpha", "coverage": masks.coverage(png)}
+            else:
+                found = self.store.get(info.bucket, info.key, info.version_id)
+                if found is None:
+                    raise JobError("source_not_found", f"the {companion.name} s3://{info.bucket}/{info.key} was "
+                                   "deleted before it was read")
+                if companion.is_mask:
+                    png = masks.prepare_mask(found[0], prepared, params.mask_invert, self.settings.max_input_pixels)
+                else:
+                    png = images.prepare(found[0], lambda w, h: adapter.target_size(w, h, params.fit), params.fit,
+                                         self.settings.max_input_pixels).png
+                refs[companion.name] = {**info.ref(), **({"coverage": masks.coverage(png)} if companion.is_mask
+                                                         else {})}
+            bodies[companion.body_field] = base64.b64encode(png).decode("ascii")
+        return bodies, refs
 
     def _check_before_the_call(self, params: JobParams, prepared: images.PreparedImage, body: dict) -> None:
         """Limits that would otherwise be discovered after the model was paid."""
@@ -433,7 +566,9 @@ class Pipeline:
         if size > MAX_REQUEST_BYTES:
             raise JobError("invalid_image", f"the model request would be {size:,} bytes; Bedrock accepts at most "
                            f"{MAX_REQUEST_BYTES:,}: send a smaller image")
-        images.check_output_size(*images.planned_output_size(prepared, params.restore_aspect), params.output_format)
+        width, height = images.planned_output_size(prepared, params.restore_aspect)
+        scale = math.sqrt(params.output_pixels / (width * height)) if params.output_pixels else params.output_scale
+        images.check_output_size(round(width * scale), round(height * scale), params.output_format)
 
     def _model_result(self, job: Job, params: JobParams, adapter: ModelAdapter, body: dict) -> GenerationResult:
         """The model's answer: from this run's checkpoint when an earlier delivery already paid for it,
@@ -481,6 +616,7 @@ class Pipeline:
         record = records.base_record(status, job.job_id, job.source_ref(), sidecar=sidecar, model_id=model_id,
                                      params=params, sources=job.merged.origins if job.merged else {},
                                      attempt=attempt, trigger=job.label)
+        record["operation"] = job.params.operation if job.params else _requested_operation(job.merged)
         if job.ignored_metadata:
             record["ignored_metadata"] = job.ignored_metadata
         return record
@@ -553,6 +689,16 @@ def _output_metadata(job: Job, model_id: str, seed: int) -> dict[str, str]:
         del metadata["source-key"]  # the record has it in full
         metadata["source-key-sha256"] = hashlib.sha256(source.key.encode("utf-8", "replace")).hexdigest()
     return {k: v for k, v in metadata.items() if v}
+
+
+def _needs_prompt(operation: str) -> bool:
+    """Image-to-image always does; each Image Service as its table row says."""
+    return operation == IMAGE_TO_IMAGE or BY_NAME[operation].needs_prompt
+
+
+def _requested_operation(merged: P.MergedParams | None) -> str | None:
+    value = merged.values.get("operation") if merged else None
+    return normal_name(value) if isinstance(value, str) else None
 
 
 def _superseded(trigger: Trigger, current: ObjectInfo) -> bool:

@@ -15,8 +15,8 @@ from ..core.errors import JobError, transient
 from ..core.formats import ALLOWED_TEXT as FORMATS_TEXT
 from ..core.formats import OUTPUT_FORMATS
 from ..core.images import sniff_format
-from ..core.params import MergedParams, collect_errors, invalid, missing_prompt, parse_text, typed_effective
-from .base import GenerationResult, JobParams
+from ..core.model_api import GenerationResult, JobParams
+from ..core.params import MergedParams, collect_errors, invalid, missing_prompt, strict_of, typed_effective
 from .sdxl import DEFAULT_IMAGE_STRENGTH, decode_image
 
 TARGET_PIXELS = 1024 * 1024
@@ -45,6 +45,7 @@ class SD35Fields(BaseModel):
     image_strength: float | None = Field(default=None, ge=0, le=1)
     seed: int | None = Field(default=None, ge=0, le=4294967294)
     mode: Literal["image-to-image"] | None = None
+    operation: Literal["image-to-image"] | None = None
     samples: int | None = Field(default=None, ge=1, le=1)  # not Literal[1]: that accepts true and 1.0
     init_image_mode: Literal["IMAGE_STRENGTH", "STEP_SCHEDULE"] | None = None
     output_format: Literal[OUTPUT_FORMATS] = "png"  # type: ignore[valid-type]
@@ -63,7 +64,7 @@ class SD35Adapter:
     def validate(self, model_id: str, merged: MergedParams) -> JobParams:
         if not merged.has_prompt:
             raise missing_prompt(merged, "no prompt: set prompt in metadata, a sidecar or folder defaults")
-        strict = _strict(merged)
+        strict = strict_of(merged)
         unmappable = [{"field": name, "source": merged.origin(name), "value": merged.values[name],
                        "message": "has no equivalent on SD3.5 Large"}
                       for name in NO_EQUIVALENT if merged.values.get(name) is not None]
@@ -105,14 +106,15 @@ class SD35Adapter:
                          output_format=fields.output_format, fit=fields.fit,
                          restore_aspect=fields.restore_aspect, dropped=dropped)
 
-    def target_size(self, width: int, height: int) -> tuple[int, int]:
+    def target_size(self, width: int, height: int, fit: str = "crop") -> tuple[int, int]:
         """About one megapixel at the input's aspect ratio (clamped to 1:2.5..2.5:1), sides multiples of 64."""
         aspect = min(max(width / height, 1 / MAX_ASPECT), MAX_ASPECT)
         h = math.sqrt(TARGET_PIXELS / aspect)
         w = h * aspect
         return max(64, round(w / 64) * 64), max(64, round(h / 64) * 64)
 
-    def build_body(self, params: JobParams, image_b64: str) -> dict[str, Any]:
+    def build_body(self, params: JobParams, image_b64: str,
+                   companions: dict[str, str] | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {}
         for key, value in params.request.items():
             body[key] = value
@@ -121,29 +123,21 @@ class SD35Adapter:
         return body
 
     def parse_response(self, payload: dict[str, Any]) -> GenerationResult:
-        reasons = payload.get("finish_reasons") or [None]
-        for reason in reasons:
-            if isinstance(reason, str) and reason.startswith("Filter reason"):
-                raise JobError("content_filtered", f"Bedrock's content filter blocked this job ({reason}); "
-                               "try a different prompt or input image", details={"finish_reason": reason})
-            if reason is not None:
-                raise transient("model_error", f"SD3.5 finished with {reason!r}")
-        images = payload.get("images")
-        if not isinstance(images, list) or not images:
-            raise transient("model_error", f"SD3.5 answered without images: {str(payload)[:200]}")
-        seeds = [int(s) for s in payload.get("seeds") or [0] * len(images)]
-        decoded = [decode_image(i) for i in images]
-        return GenerationResult(images=decoded, image_format=sniff_format(decoded[0]) or "png", seeds=seeds)
+        return parse_sd35_shape(payload, "SD3.5")
 
 
-def _strict(merged: MergedParams) -> bool:
-    """Only an explicit false (or the text "false", by the one rule of `parse_text`) relaxes the job.
-
-    Anything else that is not a boolean keeps it strict, and `collect_errors` reports it."""
-    raw = merged.values.get("strict", True)
-    if isinstance(raw, str):
-        try:
-            raw = parse_text(bool, raw)
-        except ValueError:
-            return True
-    return raw is not False
+def parse_sd35_shape(payload: dict[str, Any], model: str) -> GenerationResult:
+    """`{"seeds", "finish_reasons", "images"}`: SD3.5's answer, and every Image Service's."""
+    reasons = payload.get("finish_reasons") or [None]
+    for reason in reasons:
+        if isinstance(reason, str) and reason.startswith("Filter reason"):
+            raise JobError("content_filtered", f"Bedrock's content filter blocked this job ({reason}); "
+                           "try a different prompt or input image", details={"finish_reason": reason})
+        if reason is not None:
+            raise transient("model_error", f"{model} finished with {reason!r}")
+    images = payload.get("images")
+    if not isinstance(images, list) or not images:
+        raise transient("model_error", f"{model} answered without images: {str(payload)[:200]}")
+    seeds = [int(s) for s in payload.get("seeds") or [0] * len(images)]
+    decoded = [decode_image(i) for i in images]
+    return GenerationResult(images=decoded, image_format=sniff_format(decoded[0]) or "png", seeds=seeds)

@@ -15,8 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..core.errors import JobError, transient
 from ..core.formats import ALLOWED_TEXT as FORMATS_TEXT
 from ..core.formats import OUTPUT_FORMATS
+from ..core.model_api import GenerationResult, JobParams
 from ..core.params import MergedParams, collect_errors, invalid, missing_prompt, typed_effective
-from .base import GenerationResult, JobParams
+from ..operations import Companion
 
 SIZES = ((1024, 1024), (1152, 896), (1216, 832), (1344, 768), (1536, 640),
          (640, 1536), (768, 1344), (832, 1216), (896, 1152))
@@ -27,6 +28,13 @@ SAMPLERS = ("DDIM", "DDPM", "K_DPMPP_2M", "K_DPMPP_2S_ANCESTRAL", "K_DPM_2", "K_
             "K_EULER", "K_EULER_ANCESTRAL", "K_HEUN", "K_LMS")
 CLIP_PRESETS = ("FAST_BLUE", "FAST_GREEN", "NONE", "SIMPLE", "SLOW", "SLOWER", "SLOWEST")
 DEFAULT_IMAGE_STRENGTH = 0.35
+# Image to image with a mask (the Bedrock page "Stability.ai Diffusion 1.0 image to image (masking)"):
+# which pixels are replaced. WHITE/BLACK read `mask_image` (same size as init_image); ALPHA reads the
+# init image's own alpha channel (fully transparent = replaced) and takes no mask_image.
+MASK_SOURCES = ("MASK_IMAGE_WHITE", "MASK_IMAGE_BLACK", "INIT_IMAGE_ALPHA")
+MASK_IMAGE = Companion("mask", "mask", "mask_image", required=True, is_mask=True)
+# Fields of plain image-to-image that the masking request does not have.
+NOT_WITH_MASK = ("init_image_mode", "image_strength", "strength", "step_schedule_start", "step_schedule_end")
 
 ALLOWED = {
     "text_prompts": "1 or more prompts, each text 1-2000 characters, weight a number (negative = negative prompt)",
@@ -42,6 +50,8 @@ ALLOWED = {
     "steps": "an integer from 10 to 50",
     "style_preset": ", ".join(STYLE_PRESETS),
     "output_format": FORMATS_TEXT, "fit": "crop, pad", "mode": "image-to-image",
+    "mask_source": ", ".join(MASK_SOURCES), "mask_invert": "true, false",
+    "mask": "an input-bucket key (relative to the image's folder, or /absolute)",
 }
 
 _Unit = Field(default=None, ge=0, le=1)
@@ -71,6 +81,10 @@ class SDXLFields(BaseModel):
     style_preset: Literal[STYLE_PRESETS] | None = None  # type: ignore[valid-type]
     extras: dict[str, Any] | None = None
     mode: Literal["image-to-image"] | None = None
+    operation: Literal["image-to-image"] | None = None
+    mask_source: Literal[MASK_SOURCES] | None = None  # type: ignore[valid-type]
+    mask: str | None = Field(default=None, min_length=1, max_length=1024)
+    mask_invert: bool = False
     output_format: Literal[OUTPUT_FORMATS] = "png"  # type: ignore[valid-type]
     fit: Literal["crop", "pad"] = "crop"
     restore_aspect: bool = False
@@ -94,14 +108,16 @@ class SDXLAdapter:
         errors += self._combination_errors(merged)
         if errors:
             raise invalid(errors)
+        masking = fields.mask_source is not None
         image_strength = fields.image_strength
         if fields.strength is not None:  # the SD3.5 vocabulary, mapped exactly
             image_strength = round(1.0 - fields.strength, 6)
         mode = fields.init_image_mode or "IMAGE_STRENGTH"
-        if image_strength is None and mode == "IMAGE_STRENGTH":
+        if image_strength is None and mode == "IMAGE_STRENGTH" and not masking:
             image_strength = DEFAULT_IMAGE_STRENGTH
         request: dict[str, Any] = {"text_prompts": [p.model_dump() for p in fields.text_prompts]}
         optional = {
+            "mask_source": fields.mask_source,
             "init_image_mode": fields.init_image_mode,
             "image_strength": image_strength if mode == "IMAGE_STRENGTH" else None,
             "step_schedule_start": fields.step_schedule_start,
@@ -116,10 +132,12 @@ class SDXLAdapter:
             "extras": fields.extras,
         }
         request.update({k: v for k, v in optional.items() if v is not None})
+        reads_mask = fields.mask_source in ("MASK_IMAGE_WHITE", "MASK_IMAGE_BLACK")
         return JobParams(model_id=model_id, family=self.family, request=request,
                          effective=typed_effective(merged, fields), sources=dict(merged.origins),
                          output_format=fields.output_format, fit=fields.fit,
-                         restore_aspect=fields.restore_aspect)
+                         restore_aspect=fields.restore_aspect, companions=(MASK_IMAGE,) if reads_mask else (),
+                         mask_invert=fields.mask_invert, keep_alpha=fields.mask_source == "INIT_IMAGE_ALPHA")
 
     @staticmethod
     def _combination_errors(merged: MergedParams) -> list[dict[str, Any]]:
@@ -136,6 +154,17 @@ class SDXLAdapter:
                     errors.append({"field": name, "source": merged.origin(name),
                                    "message": "does not apply with init_image_mode=STEP_SCHEDULE "
                                               "(use step_schedule_start = 1 - image_strength)"})
+        masking = v.get("mask_source")
+        if masking:
+            for name in NOT_WITH_MASK:
+                if v.get(name) is not None:
+                    errors.append({"field": name, "source": merged.origin(name),
+                                   "message": f"does not apply with mask_source={masking} (the masking request "
+                                              "replaces the masked pixels and keeps the others)"})
+        if v.get("mask") is not None and masking not in ("MASK_IMAGE_WHITE", "MASK_IMAGE_BLACK"):
+            errors.append({"field": "mask", "source": merged.origin("mask"), "value": v.get("mask"),
+                           "message": "a mask image applies only with mask_source MASK_IMAGE_WHITE or "
+                                      "MASK_IMAGE_BLACK", "allowed": "set mask_source too"})
         clip, sampler = v.get("clip_guidance_preset"), v.get("sampler")
         if clip not in (None, "NONE") and isinstance(sampler, str) and "ANCESTRAL" not in sampler:
             errors.append({"field": "sampler", "source": merged.origin("sampler"), "value": sampler,
@@ -143,14 +172,22 @@ class SDXLAdapter:
                            "allowed": "K_DPM_2_ANCESTRAL, K_DPMPP_2S_ANCESTRAL, K_EULER_ANCESTRAL"})
         return errors
 
-    def target_size(self, width: int, height: int) -> tuple[int, int]:
+    def target_size(self, width: int, height: int, fit: str = "crop") -> tuple[int, int]:
         """The allowed size whose aspect ratio is nearest to the input's (compared on a log scale)."""
         aspect = math.log(width / height)
         return min(SIZES, key=lambda s: abs(math.log(s[0] / s[1]) - aspect))
 
-    def build_body(self, params: JobParams, image_b64: str) -> dict[str, Any]:
+    def build_body(self, params: JobParams, image_b64: str,
+                   companions: dict[str, str] | None = None) -> dict[str, Any]:
+        """The page's field order: text_prompts, init_image, (mask_source, mask_image,) then the rest."""
         body = {"text_prompts": params.request["text_prompts"], "init_image": image_b64}
-        body.update({k: v for k, v in params.request.items() if k != "text_prompts"})
+        rest = {k: v for k, v in params.request.items() if k != "text_prompts"}
+        if "mask_source" in rest:
+            body["mask_source"] = rest.pop("mask_source")
+            mask = (companions or {}).get(MASK_IMAGE.body_field)
+            if mask is not None:
+                body[MASK_IMAGE.body_field] = mask
+        body.update(rest)
         return body
 
     def parse_response(self, payload: dict[str, Any]) -> GenerationResult:

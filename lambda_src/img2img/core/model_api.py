@@ -1,15 +1,21 @@
-"""The small interface every Bedrock model family implements, and how a model id picks one.
+"""The small interface every Bedrock model adapter implements, and how model ids are read.
 
 An adapter turns validated job parameters plus a prepared image into the model's exact request body,
-and the model's answer into images or a typed error. It knows the family's size rules too.
+and the model's answer into images or a typed error. It knows the model's size rules too. The core
+holds the interface; models/ implements it and models/registry.py picks the adapter for a model id,
+so the core never imports a model and models/ has no import circle.
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from ..core.errors import JobError
+from ..operations import IMAGE_TO_IMAGE, Companion
+
+if TYPE_CHECKING:
+    from .params import MergedParams
+
 
 # `us.`, `eu.`, `apac.`, `global.` (and other geography prefixes) mark cross-region inference profiles.
 _PROFILE_PREFIX = re.compile(r"^(us|eu|apac|global|us-gov|ca|jp|au)\.")
@@ -71,6 +77,14 @@ class JobParams:
     fit: str = "crop"
     restore_aspect: bool = False
     dropped: list[dict[str, Any]] = field(default_factory=list)
+    operation: str = IMAGE_TO_IMAGE
+    # What the job's companion images are (operations.Companion, by name) and how a mask is read.
+    companions: tuple[Companion, ...] = ()
+    mask_invert: bool = False
+    keep_alpha: bool = False  # send the image with its alpha channel (SDXL's INIT_IMAGE_ALPHA reads it)
+    # Output pixels the model answers with, if not the prepared size (upscales): for the pre-call check.
+    output_scale: float = 1.0
+    output_pixels: int | None = None
 
     @property
     def seed(self) -> int:
@@ -83,35 +97,13 @@ class ModelAdapter(Protocol):
 
     def matches(self, base_id: str) -> bool: ...
 
-    def validate(self, model_id: str, merged: MergedParams) -> JobParams: ...  # noqa: F821
+    def validate(self, model_id: str, merged: MergedParams) -> JobParams: ...
 
-    def target_size(self, width: int, height: int) -> tuple[int, int]: ...
+    def target_size(self, width: int, height: int, fit: str = "crop") -> tuple[int, int]:
+        """The size to send for an upright input of this size (may raise `invalid_image`)."""
 
-    def build_body(self, params: JobParams, image_b64: str) -> dict[str, Any]: ...
+    def build_body(self, params: JobParams, image_b64: str,
+                   companions: dict[str, str] | None = None) -> dict[str, Any]:
+        """The exact request body; `companions` are base64 images by body field (`mask`, `style_image`)."""
 
     def parse_response(self, payload: dict[str, Any]) -> GenerationResult: ...
-
-
-def adapters() -> tuple[ModelAdapter, ...]:
-    from .sd35 import SD35Adapter
-    from .sdxl import SDXLAdapter
-
-    return (SDXLAdapter(), SD35Adapter())
-
-
-def adapter_for(model_id: str, source: str = "model_id") -> ModelAdapter:
-    """The adapter for a model id, inference-profile id or ARN; a clear error for anything else."""
-    base = base_model_id(model_id)
-    for adapter in adapters():
-        if adapter.matches(base):
-            return adapter
-    raise JobError(
-        "invalid_parameters",
-        f"model_id {model_id!r} is not an image-to-image model this pipeline supports; supported "
-        "families: stability.stable-diffusion-xl-v1 (SDXL 1.0) and stability.sd3-5-large-v1:0 "
-        "(SD3.5 Large), also as inference profiles (us./eu./apac./global.) or ARNs",
-        details={"errors": [{"field": "model_id", "source": source, "value": model_id,
-                             "message": "is not a supported image-to-image model",
-                             "allowed": "stability.stable-diffusion-xl-v1, stability.sd3-5-large-v1:0 (or their "
-                                        "profiles/ARNs)"}]},
-    )
