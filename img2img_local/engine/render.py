@@ -420,6 +420,8 @@ def encode(image: Image.Image, output_format: str) -> bytes:
     """Fast encoders: benchmarks push hundreds of images through the engine."""
     buffer = io.BytesIO()
     if output_format == "jpeg":
+        if image.mode == "RGBA":  # JPEG has no alpha: flatten onto white, so a cut-out still looks cut out
+            image = Image.alpha_composite(Image.new("RGBA", image.size, (255, 255, 255, 255)), image).convert("RGB")
         image.save(buffer, "JPEG", quality=90)
     elif output_format == "webp":
         image.save(buffer, "WEBP", quality=85, method=1)
