@@ -20,6 +20,8 @@ from .validation import ServiceRequest
 UPSCALE_SIDE = 4
 # Masks and fills are worked out at about this size, then scaled back: they are smooth anyway.
 WORK_SIDE = 256
+# Mask values below this count as "keep" when a fill looks for known colours around a hole.
+KNOWN_BELOW = 8
 # How far a pixel's colour may be from the background's before it counts as foreground (0..255).
 BACKGROUND_NEAR, BACKGROUND_FAR = 24, 64
 # A style preset colours the treatment's "made" pixels this much.
@@ -80,10 +82,11 @@ def _divide(premultiplied: Image.Image, weight: Image.Image) -> Image.Image:
 
 def surroundings(image: Image.Image, mask: Image.Image) -> Image.Image:
     """Fill the mask's white from the colours around it (push-pull: each hole pixel takes the average of
-    the nearest known pixels at the coarsest scale that has any), at the image's size."""
+    the nearest known pixels at the coarsest scale that has any), at the image's size. Only pixels the mask
+    keeps entirely are known: a half-erased pixel lends the fill none of its colour."""
     scale = min(1.0, WORK_SIDE / max(image.size))
     size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-    keep = ImageOps.invert(mask).resize(size, Image.Resampling.BOX)
+    keep = mask.point(lambda v: 255 if v < KNOWN_BELOW else 0).resize(size, Image.Resampling.BOX)
     colour = image.resize(size, Image.Resampling.BOX)
     if keep.getbbox() is None:  # everything is to be erased: nothing around it but the picture's average
         return Image.new("RGB", image.size, tuple(round(v) for v in ImageStat.Stat(colour).mean))
