@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageChops, ImageDraw, ImageEnhance, ImageFilter, ImageOps
 
-from .validation import SDXL, STYLE_PRESETS, RenderRequest
+from .validation import SDXL, STYLE_PRESETS, RenderRequest, ServiceRequest
 
 ONE_MEGAPIXEL = 1_048_576
 # The smallest amount of change: even "keep the input" is re-rendered, as a real model would.
@@ -58,7 +58,7 @@ class Look:
         return random.Random(self.digest + purpose.encode())
 
 
-def make_look(request: RenderRequest, seed: int) -> Look:
+def make_look(request: RenderRequest | ServiceRequest, seed: int) -> Look:
     text = f"{request.prompt}\x00{request.negative_prompt}\x00{seed}\x00{request.style_preset}"
     digest = hashlib.sha256(text.encode()).digest()
     words = re.findall(r"[a-z]+", request.prompt.lower())
