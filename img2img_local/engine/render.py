@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageChops, ImageDraw, ImageEnhance, ImageFilter, ImageOps
 
-from .validation import SDXL, STYLE_PRESETS, RenderRequest
+from .validation import SDXL, STYLE_PRESETS, RenderRequest, ServiceRequest
 
 ONE_MEGAPIXEL = 1_048_576
 # The smallest amount of change: even "keep the input" is re-rendered, as a real model would.
@@ -58,7 +58,7 @@ class Look:
         return random.Random(self.digest + purpose.encode())
 
 
-def make_look(request: RenderRequest, seed: int) -> Look:
+def make_look(request: RenderRequest | ServiceRequest, seed: int) -> Look:
     text = f"{request.prompt}\x00{request.negative_prompt}\x00{seed}\x00{request.style_preset}"
     digest = hashlib.sha256(text.encode()).digest()
     words = re.findall(r"[a-z]+", request.prompt.lower())
@@ -420,6 +420,8 @@ def encode(image: Image.Image, output_format: str) -> bytes:
     """Fast encoders: benchmarks push hundreds of images through the engine."""
     buffer = io.BytesIO()
     if output_format == "jpeg":
+        if image.mode == "RGBA":  # JPEG has no alpha: flatten onto white, so a cut-out still looks cut out
+            image = Image.alpha_composite(Image.new("RGBA", image.size, (255, 255, 255, 255)), image).convert("RGB")
         image.save(buffer, "JPEG", quality=90)
     elif output_format == "webp":
         image.save(buffer, "WEBP", quality=85, method=1)

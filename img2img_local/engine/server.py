@@ -20,9 +20,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from . import render
+from img2img.operations import BY_MODEL, PROFILE_GEOGRAPHY, SEED
+
+from . import render, services
 from .faults import EOL_MESSAGE, ERRORS, THROTTLED_MESSAGE, ConfigError, EngineConfig, FaultState
-from .validation import SD35, SDXL, VALIDATORS, RequestInvalid
+from .validation import SD35, SDXL, VALIDATORS, RequestInvalid, ServiceRequest
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +32,11 @@ MAX_BODY_BYTES = 25_000_000
 ERROR_TYPE_SUFFIX = ":http://internal.amazon.com/coral/com.amazon.bedrock/"
 FAULT_HEADER = "x-img2img-fault"
 LATENCY_HEADER = "x-img2img-latency-ms"
-MODEL_ALIASES = {SDXL: SDXL, f"{SDXL}:0": SDXL, SD35: SD35}
+MODEL_ALIASES = {SDXL: SDXL, f"{SDXL}:0": SDXL, SD35: SD35, **{model: model for model in BY_MODEL}}
 PROFILE_PREFIXES = ("us", "eu", "apac", "global", "us-gov", "jp", "au", "ca")
-MAX_SEED = {SDXL: 4294967295, SD35: 4294967294}
+# The Image Services are offered through one geography's profiles only (`us.`); SDXL/SD3.5 through any.
+SERVICE_PREFIXES = (PROFILE_GEOGRAPHY,)
+MAX_SEED = {SDXL: 4294967295, SD35: 4294967294, **{model: int(SEED.maximum) for model in BY_MODEL}}
 _MODEL_ARN = re.compile(r"arn:aws[a-z-]*:bedrock:[a-z0-9-]*:\d*:(?:foundation-model|inference-profile)/(.+)")
 _INVOKE_PATH = re.compile(r"/model/([^/]+)/invoke")
 
@@ -54,6 +58,8 @@ def resolve_model(model_id: str) -> str | None:
         model_id = arn.group(1)
     prefix, _, rest = model_id.partition(".")
     if prefix in PROFILE_PREFIXES:
+        if rest in BY_MODEL and prefix not in SERVICE_PREFIXES:
+            return None
         model_id = rest
     return MODEL_ALIASES.get(model_id)
 
@@ -98,7 +104,9 @@ class Engine:
                                f"satisfy constraint: Member must have length less than or equal to {MAX_BODY_BYTES}")
         if model is None:
             raise BedrockError("ResourceNotFoundException", "Could not resolve the foundation model from the "
-                               f"provided model identifier {model_id!r}. This engine serves {SDXL} and {SD35}.")
+                               f"provided model identifier {model_id!r}. This engine serves {SDXL}, {SD35} "
+                               f"and the Image Services ({', '.join(BY_MODEL)}; profiles "
+                               f"{', '.join(p + '.' for p in SERVICE_PREFIXES)} only).")
         if model in config.eol_models or model_id in config.eol_models:
             raise BedrockError("ResourceNotFoundException", EOL_MESSAGE)
         if not self.faults.admit():
@@ -120,10 +128,11 @@ class Engine:
                                "invalid_prompts: One or more prompts contains filtered words.")
         seed = request.seed or self.faults.random_seed(MAX_SEED[model])
         flagged = _mentions(request.prompt, config.filter_words)
-        if flagged and model == SD35:
+        if flagged and model != SDXL:
             return {"seeds": [seed], "finish_reasons": ["Filter reason: output image"]}, "filtered"
         try:
-            image = render.render(request, seed)
+            image = services.render(request, seed) if isinstance(request, ServiceRequest) \
+                else render.render(request, seed)
         except OSError as err:  # a truncated or corrupt file whose header looked fine
             field = "init_image" if model == SDXL else "image"
             raise BedrockError("ValidationException", f"invalid_image: #/{field}: cannot be decoded: {err}") from None

@@ -1,7 +1,8 @@
 """Per-model request validation, table-driven from the reference contract (docs/offline-engine.md).
 
 Bedrock rejects a bad body with 400 ValidationException before any image is made; the pipeline must
-see the same rejections offline, with a message that names the field and the value it got.
+see the same rejections offline, with a message that names the field and the value it got. The Image
+Services' rules come from the project's operations table (img2img.operations), not from copies here.
 """
 from __future__ import annotations
 
@@ -10,19 +11,21 @@ import binascii
 import io
 import math
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from PIL import Image
+
+from img2img import operations
+from img2img.operations import BY_MODEL, MASK, STYLE, Field, ImageRule, Operation
 
 SDXL = "stability.stable-diffusion-xl-v1"
 SD35 = "stability.sd3-5-large-v1:0"
 
 SDXL_SIZES = ((1024, 1024), (1152, 896), (1216, 832), (1344, 768), (1536, 640),
               (640, 1536), (768, 1344), (832, 1216), (896, 1152))
-STYLE_PRESETS = ("3d-model", "analog-film", "anime", "cinematic", "comic-book", "digital-art", "enhance",
-                 "fantasy-art", "isometric", "line-art", "low-poly", "modeling-compound", "neon-punk",
-                 "origami", "photographic", "pixel-art", "tile-texture")
-SD35_ASPECT_RATIOS = ("16:9", "1:1", "21:9", "2:3", "3:2", "4:5", "5:4", "9:16", "9:21")
+STYLE_PRESETS = operations.STYLE_PRESETS  # the same 17 for SDXL and the services
+SD35_ASPECT_RATIOS = operations.ASPECT_RATIOS
 SD35_MAX_PIXELS = 9_437_184
 _MAGIC = ((b"\x89PNG\r\n\x1a\n", "png"), (b"\xff\xd8\xff", "jpeg"))
 
@@ -231,4 +234,119 @@ def validate_sd35(body: Any) -> RenderRequest:
     )
 
 
-VALIDATORS = {SDXL: validate_sdxl, SD35: validate_sd35}
+@dataclass(frozen=True)
+class ServiceRequest:
+    """A validated Image Services body: every table field set (the body's value or the table's default)."""
+
+    operation: Operation
+    values: dict[str, Any]
+    image: Image.Image
+    mask: Image.Image | None = None
+    style_image: Image.Image | None = None
+
+    @property
+    def seed(self) -> int:
+        return int(self.values.get("seed") or 0)
+
+    @property
+    def model(self) -> str:
+        return self.operation.model
+
+    @property
+    def prompt(self) -> str:
+        return self.values.get("prompt") or ""
+
+    @property
+    def negative_prompt(self) -> str:
+        return self.values.get("negative_prompt") or ""
+
+    @property
+    def style_preset(self) -> str | None:
+        return self.values.get("style_preset")
+
+    @property
+    def output_format(self) -> str:
+        return self.values.get("output_format") or "png"
+
+
+def _field_rule(spec: Field) -> Rule:
+    """The table's Field in this module's vocabulary: texts are strings, choices are enums."""
+    if spec.kind == "text":
+        return Rule("string", required=spec.required, min_length=1 if spec.required else None,
+                    max_length=int(spec.maximum) if spec.maximum is not None else None,
+                    code="invalid_prompts" if spec.name == "prompt" else None)
+    if spec.kind == "choice":
+        return Rule("string", required=spec.required, enum=spec.choices)
+    return Rule(spec.kind, required=spec.required, minimum=spec.minimum, maximum=spec.maximum)
+
+
+@cache
+def service_rules(operation: Operation) -> dict[str, Rule]:
+    """Every key the service's body may hold: its fields, its main image and its companion images."""
+    rules = {spec.name: _field_rule(spec) for spec in operation.fields}
+    rules[operation.image_field] = Rule("string", required=True)
+    for companion in operation.companions:
+        rules[companion.body_field] = Rule("string", required=companion.required)
+    return rules
+
+
+def check_image_rule(path: str, image: Image.Image, rule: ImageRule) -> None:
+    """The service's size rule: sides, pixel count and aspect ratio, each named in the message."""
+    width, height = image.size
+    pixels, short, long = width * height, min(width, height), max(width, height)
+    if short < rule.min_side:
+        raise _invalid(path, f"{width}x{height}: every side must be at least {rule.min_side} pixels",
+                       "invalid_image_dimensions")
+    if rule.max_side is not None and long > rule.max_side:
+        raise _invalid(path, f"{width}x{height}: every side must be at most {rule.max_side} pixels",
+                       "invalid_image_dimensions")
+    if pixels < rule.min_pixels:
+        raise _invalid(path, f"{width}x{height} = {pixels} pixels, fewer than {rule.min_pixels}",
+                       "invalid_pixel_count")
+    if pixels > rule.max_pixels:
+        raise _invalid(path, f"{width}x{height} = {pixels} pixels, more than {rule.max_pixels}",
+                       "invalid_pixel_count")
+    if long / short > rule.max_aspect:
+        raise _invalid(path, f"{width}x{height}: aspect ratio {long / short:.3g}:1 is outside "
+                             f"1:{rule.max_aspect:g} to {rule.max_aspect:g}:1", "invalid_aspect_ratio")
+
+
+def _loaded(path: str, data: str, rule: ImageRule, check_rule: bool = True) -> Image.Image:
+    """Decode fully here, so a truncated file is a 400 naming its own field, not a render failure."""
+    image = decode_image(path, data, max_pixels=rule.max_pixels)
+    if check_rule:
+        check_image_rule(path, image, rule)
+    try:
+        image.load()
+    except OSError as err:
+        raise _invalid(path, f"cannot be decoded: {err}", "invalid_image") from None
+    return image
+
+
+def validate_service(operation: Operation, body: Any) -> ServiceRequest:
+    """Fields, then the "one of these > 0" constraint, then the images (the mask only has to decode)."""
+    check_fields(body, service_rules(operation))
+    for spec in operation.fields:
+        if spec.required and spec.kind == "text" and not body[spec.name].strip():
+            raise _invalid(spec.name, f"{body[spec.name]!r} is blank", "invalid_prompts" if spec.name == "prompt"
+                           else None)
+    if operation.one_of_positive and not any(body.get(name, 0) > 0 for name in operation.one_of_positive):
+        names = ", ".join(operation.one_of_positive)
+        raise RequestInvalid(f"Malformed input request: #: at least one of [{names}] must be greater than 0, "
+                             "please reformat your input and try again.")
+    values = {spec.name: body.get(spec.name, spec.default) for spec in operation.fields}
+    images = {operation.image_field: _loaded(operation.image_field, body[operation.image_field], operation.rule)}
+    for companion in operation.companions:
+        if companion.body_field in body:
+            images[companion.body_field] = _loaded(companion.body_field, body[companion.body_field],
+                                                   operation.rule, check_rule=companion is not MASK)
+    return ServiceRequest(operation=operation, values=values, image=images[operation.image_field],
+                          mask=images.get(MASK.body_field), style_image=images.get(STYLE.body_field))
+
+
+def _service_validator(operation: Operation):
+    return lambda body: validate_service(operation, body)
+
+
+VALIDATORS = {SDXL: validate_sdxl, SD35: validate_sd35,
+              **{model: _service_validator(operation) for model, operation in BY_MODEL.items()}}
