@@ -189,11 +189,11 @@ def _transfer_statistics(image: Image.Image, style: Image.Image) -> Image.Image:
 
 # --- the thirteen services -------------------------------------------------------------------------------
 def _upscale_size(operation, size: tuple[int, int]) -> tuple[int, int]:
-    """`output_scale` (pixels) from the table when it has one (Fast: x4 a side); else about x4 a side,
-    capped at the table's `output_pixels`."""
+    """`output_scale` (of each side) from the table when it has one (Fast: x4 a side); else about x4 a
+    side, capped at the table's `output_pixels`."""
     width, height = size
     if operation.output_pixels is None:
-        side = math.sqrt(operation.output_scale)
+        side = operation.output_scale
         return round(width * side), round(height * side)
     side = min(UPSCALE_SIDE, math.sqrt(operation.output_pixels / (width * height)))
     return max(1, math.floor(width * side)), max(1, math.floor(height * side))
