@@ -90,12 +90,18 @@ class Worker(Construct):
             description="job JSON in, outcome record out (direct invoke)", **shared)
 
         # ---- least-privilege statements -------------------------------------------------------
+        # Bedrock in a policy of its own: with the Image Services it lists ~50 ARNs, and in the default
+        # policy CDK's size estimate (150 characters per ARN with a token) would split that policy into
+        # overflow managed policies. Role inline policies share IAM's 10,240-character quota either way.
         region = config.bedrock_region or stack.region
-        self.role.add_to_policy(iam.PolicyStatement(
+        self.bedrock_policy = iam.Policy(self, "BedrockPolicy", statements=[iam.PolicyStatement(
             sid="InvokeConfiguredBedrockModels",
             actions=["bedrock:InvokeModel"],
             resources=bedrock_model_arns(config.model_ids, region=region, account=stack.account),
-        ))
+        )])
+        self.bedrock_policy.attach_to_role(self.role)
+        for function in (self.function, self.direct_function):
+            function.node.add_dependency(self.bedrock_policy)  # no invocation before its grant exists
         self.role.add_to_policy(iam.PolicyStatement(
             sid="ReadInputObjects",
             actions=["s3:GetObject", "s3:GetObjectVersion"],
