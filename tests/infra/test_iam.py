@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from infra.worker import INFERENCE_PROFILE_REGIONS, bedrock_model_arns
 from img2img.operations import default_models
-from infra_synth import actions, of_type, one, resources, service_arns, with_action, worker_statements
+from infra.worker import INFERENCE_PROFILE_REGIONS, bedrock_model_arns
+from infra_synth import actions, one, resources, service_arns, with_action, worker_statements
 
 pytestmark = pytest.mark.infra
 

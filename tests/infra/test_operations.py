@@ -9,7 +9,17 @@ import pytest
 
 from img2img.operations import BY_NAME, PROFILE_REGIONS, default_models
 from infra.config import ConfigError
-from infra_synth import build, one, render, resources, role_policies, service_arns, synth, with_action, worker_statements
+from infra_synth import (
+    build,
+    one,
+    render,
+    resources,
+    role_policies,
+    service_arns,
+    synth,
+    with_action,
+    worker_statements,
+)
 
 pytestmark = pytest.mark.infra
 
