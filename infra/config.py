@@ -17,6 +17,7 @@ from typing import Any
 from img2img.core.formats import OUTPUT_FORMATS
 from img2img.core.keys import IMAGE_SUFFIXES, SIDECAR_SUFFIX  # one list for S3 filters and the worker
 from img2img.limits import LIMITS, Limit, either
+from img2img.operations import BY_NAME, IMAGE_TO_IMAGE, default_models, normal_name
 from img2img.settings import DEFAULT_MODEL_ID, Settings
 
 __all__ = ["IMAGE_SUFFIXES", "INFRA_LIMITS", "SIDECAR_SUFFIX", "ConfigError", "PipelineConfig",
@@ -65,6 +66,9 @@ class PipelineConfig:
     # contract users know, even though Bedrock retired it.
     additional_model_ids: tuple[str, ...] = (SDXL_MODEL_ID,)
     bedrock_region: str = ""  # empty: the stack's region
+    # The Image Services operations enabled, each with its model id (context: "all", "none", a list of
+    # names or an object name -> model id; see _as_operations). Granted in IAM, allowed in the worker.
+    operations: dict = field(default_factory=default_models)
     default_prompt: str = ""
     default_params: dict = field(default_factory=dict)
     output_format: str = Settings.output_format
@@ -110,7 +114,9 @@ class PipelineConfig:
     # ---- derived -------------------------------------------------------------------------------
     @property
     def model_ids(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys((self.model_id, *self.additional_model_ids)))
+        """Every model a job may reach: image-to-image's and the enabled operations'. IAM grants exactly
+        these (infra/worker.py) and the worker allows exactly these (IMG2IMG_ALLOWED_MODEL_IDS)."""
+        return tuple(dict.fromkeys((self.model_id, *self.additional_model_ids, *self.operations.values())))
 
     @property
     def batch_concurrency(self) -> int:
@@ -152,6 +158,7 @@ class PipelineConfig:
             model_id=self.model_id,
             bedrock_region=self.bedrock_region,
             allowed_model_ids=self.model_ids,
+            operation_models=dict(self.operations),
             default_prompt=self.default_prompt,
             default_params=dict(self.default_params),
             output_format=self.output_format,
@@ -201,7 +208,7 @@ class PipelineConfig:
             if key not in context or context[key] is None:
                 continue
             default = f.default_factory() if f.default is MISSING else f.default
-            values[f.name] = _coerce(key, context[key], default)
+            values[f.name] = _coerce(key, context[key], _FIELD_PARSERS.get(f.name, _PARSERS[type(default)]))
         config = cls(**values)
         config.validate()
         return config
@@ -215,6 +222,14 @@ class PipelineConfig:
         for mid in self.additional_model_ids:
             if not _MODEL_ID.match(mid):
                 raise ConfigError(f"context additionalModelIds has {mid!r}: not a Bedrock model id")
+        unknown = [name for name in self.operations if name not in BY_NAME]
+        if unknown:
+            raise ConfigError(f"context operations names unknown operations {unknown}: known are "
+                              f"{', '.join(BY_NAME)} ({IMAGE_TO_IMAGE} is set by modelId/additionalModelIds)")
+        for name, mid in self.operations.items():
+            if not isinstance(mid, str) or not _MODEL_ID.match(mid):
+                raise ConfigError(f"context operations has {mid!r} for {name}: not a Bedrock model id, "
+                                  "inference profile id or ARN")
         need(self.output_format in OUTPUT_FORMATS, "output_format", either(OUTPUT_FORMATS))
         from img2img.core.errors import JobError
         from img2img.core.params import deployment_layer
@@ -257,7 +272,11 @@ class PipelineConfig:
         need(self.api_prefix != self.api_upload_prefix, "api_upload_prefix", "a prefix other than apiPrefix")
 
     def as_context(self) -> dict[str, Any]:
-        return {_camel(k): (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
+        """Context that rebuilds this config (cdk.json's form: `operations` is "all" when it is the default)."""
+        context = {_camel(k): (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
+        if self.operations == default_models():
+            context["operations"] = ALL_OPERATIONS
+        return context
 
 
 # Every numeric context key with a range: the worker's own (same objects as img2img.settings checks) and
@@ -317,6 +336,25 @@ def _as_object(value: Any) -> dict:
     return value
 
 
+ALL_OPERATIONS, NO_OPERATIONS = "all", "none"
+
+
+def _as_operations(value: Any) -> dict:
+    """`operations`: "all", "none", names (a list, JSON array or `a,b`: their default `us.` models) or an
+    object name -> model id. Names are normalised (`Remove_Background`); validate() checks them."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.lower() in (ALL_OPERATIONS, NO_OPERATIONS, ""):
+            return default_models() if text.lower() == ALL_OPERATIONS else {}
+        value = json.loads(text) if text.startswith(("[", "{")) else [v for v in text.split(",") if v.strip()]
+    if isinstance(value, dict):
+        return {normal_name(str(name)): mid for name, mid in value.items()}
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        defaults = default_models()
+        return {normal_name(v): defaults.get(normal_name(v), "") for v in value}
+    raise ValueError('expected "all", "none", a list of operation names or an object name -> model id')
+
+
 def _as_string(value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError("expected a string")
@@ -325,11 +363,13 @@ def _as_string(value: Any) -> str:
 
 # The parser of a field, by the type of its default.
 _PARSERS = {bool: _as_bool, int: _as_int, tuple: _as_strings, dict: _as_object, str: _as_string}
+# Fields whose context forms are richer than their type.
+_FIELD_PARSERS = {"operations": _as_operations}
 
 
-def _coerce(key: str, value: Any, default: Any) -> Any:
+def _coerce(key: str, value: Any, parse: Any) -> Any:
     """`-c key=value` passes strings: turn them into the field's type, or fail with the key's name."""
     try:
-        return _PARSERS[type(default)](value)
+        return parse(value)
     except (ValueError, TypeError) as exc:  # json.JSONDecodeError is a ValueError
         raise ConfigError(f"context {key}={value!r} is invalid: {exc}") from None

@@ -3,7 +3,7 @@
 The environment is exactly `config.worker_settings(...).to_env()` merged with `config.powertools_env()`
 (one source of truth for variable names: `lambda_src/img2img/settings.py`).
 
-Bedrock permissions cover only `config.model_ids`:
+Bedrock permissions cover only `config.model_ids` (image-to-image's models and the enabled operations'):
 
 * a foundation-model id  → `arn:<partition>:bedrock:<region>::foundation-model/<id>`
   (region = `bedrockRegion` context, or the stack's region);
@@ -25,6 +25,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from img2img.operations import PROFILE_GEOGRAPHY, PROFILE_REGIONS
 from infra.config import PipelineConfig
 from infra.functions import environment, function_role, pipeline_function
 
@@ -34,13 +35,15 @@ DIRECT_HANDLER = "img2img.handlers.direct.handler"
 # Destination regions of the geographic cross-region inference profiles (Bedrock user guide,
 # "Supported Regions and models for inference profiles"). A profile may route a request to any of
 # them, and IAM evaluates InvokeModel on the foundation model in the region that serves it. Check
-# the guide when adding a model: a profile's routing list can grow.
+# the guide when adding a model: a profile's routing list can grow. `us.` is the Image Services'
+# geography: its regions live with them in img2img/operations.py.
 INFERENCE_PROFILE_REGIONS: dict[str, tuple[str, ...]] = {
-    "us": ("us-east-1", "us-east-2", "us-west-2"),
+    PROFILE_GEOGRAPHY: PROFILE_REGIONS,
     "eu": ("eu-central-1", "eu-west-1", "eu-west-3", "eu-north-1"),
     "apac": ("ap-northeast-1", "ap-northeast-2", "ap-south-1", "ap-southeast-1", "ap-southeast-2"),
     "global": ("",),  # region-less foundation-model ARN
 }
+
 
 def bedrock_model_arns(model_ids: tuple[str, ...], *, region: str, account: str,
                        partition: str = Aws.PARTITION) -> list[str]:
@@ -87,12 +90,18 @@ class Worker(Construct):
             description="job JSON in, outcome record out (direct invoke)", **shared)
 
         # ---- least-privilege statements -------------------------------------------------------
+        # Bedrock in a policy of its own: with the Image Services it lists ~50 ARNs, and in the default
+        # policy CDK's size estimate (150 characters per ARN with a token) would split that policy into
+        # overflow managed policies. Role inline policies share IAM's 10,240-character quota either way.
         region = config.bedrock_region or stack.region
-        self.role.add_to_policy(iam.PolicyStatement(
+        self.bedrock_policy = iam.Policy(self, "BedrockPolicy", statements=[iam.PolicyStatement(
             sid="InvokeConfiguredBedrockModels",
             actions=["bedrock:InvokeModel"],
             resources=bedrock_model_arns(config.model_ids, region=region, account=stack.account),
-        ))
+        )])
+        self.bedrock_policy.attach_to_role(self.role)
+        for function in (self.function, self.direct_function):
+            function.node.add_dependency(self.bedrock_policy)  # no invocation before its grant exists
         self.role.add_to_policy(iam.PolicyStatement(
             sid="ReadInputObjects",
             actions=["s3:GetObject", "s3:GetObjectVersion"],

@@ -14,6 +14,7 @@ import aws_cdk as cdk
 from aws_cdk.assertions import Template
 
 import app as app_entry  # the real entry point (its context reading)
+from img2img.operations import PROFILE_REGIONS
 from infra import nag
 from infra.config import PipelineConfig
 from infra.stack import Img2ImgStack
@@ -122,3 +123,45 @@ def one(synth: Synth, cfn_type: str, prefix: str) -> tuple[str, dict]:
     found = {k: v for k, v in of_type(synth, cfn_type).items() if k.startswith(prefix)}
     assert len(found) == 1, f"expected one {cfn_type} named {prefix}*, found {sorted(found)}"
     return next(iter(found.items()))
+
+
+def role_policies(synth: Synth, role_id: str) -> list[dict]:
+    """The documents of the inline policies (AWS::IAM::Policy) attached to this role."""
+    return [p["Properties"]["PolicyDocument"] for p in of_type(synth, "AWS::IAM::Policy").values()
+            if {"Ref": role_id} in p["Properties"]["Roles"]]
+
+
+def worker_statements(synth: Synth) -> list[dict]:
+    role_id, role = one(synth, "AWS::IAM::Role", "WorkerRole")
+    assert "ManagedPolicyArns" not in role["Properties"], "the worker role must not use managed policies"
+    assert "Policies" not in role["Properties"]
+    assert not [m for m in of_type(synth, "AWS::IAM::ManagedPolicy").values()
+                if {"Ref": role_id} in m["Properties"].get("Roles", [])], "no (overflow) managed policies"
+    statements = [s for policy in role_policies(synth, role_id) for s in policy["Statement"]]
+    assert statements and all(s["Effect"] == "Allow" for s in statements)
+    return [render(s) for s in statements]
+
+
+def actions(statement: dict) -> set[str]:
+    a = statement["Action"]
+    return set(a) if isinstance(a, list) else {a}
+
+
+def resources(statement: dict) -> set[str]:
+    r = statement["Resource"]
+    return set(r) if isinstance(r, list) else {r}
+
+
+def with_action(statements: list[dict], prefix: str) -> list[dict]:
+    return [s for s in statements if any(a.startswith(prefix) for a in actions(s))]
+
+
+def service_arns(models: dict[str, str] | list[str], region: str = "${AWS::Region}") -> set[str]:
+    """What IAM must grant for Image Services models given as `us.` profile ids (rendered as above):
+    the profile in the calling region and the foundation model in every region the profile routes to."""
+    arns = set()
+    for model_id in (models.values() if isinstance(models, dict) else models):
+        base = model_id.removeprefix("us.")
+        arns.add(f"arn:${{AWS::Partition}}:bedrock:{region}:${{AWS::AccountId}}:inference-profile/{model_id}")
+        arns |= {f"arn:${{AWS::Partition}}:bedrock:{r}::foundation-model/{base}" for r in PROFILE_REGIONS}
+    return arns

@@ -11,6 +11,7 @@ import pytest
 
 from img2img.core.formats import OUTPUT_FORMATS
 from img2img.limits import LIMITS
+from img2img.operations import BY_NAME, SERVICES
 from img2img.settings import ENV, Settings, SettingsError
 from infra.config import ConfigError, PipelineConfig, _camel
 from infra_synth import CDK_JSON_CONTEXT, ROOT
@@ -38,7 +39,7 @@ def test_cli_strings_are_coerced():
     c = PipelineConfig.from_context({
         "batchSize": "2", "workerMemoryMb": " 2048 ", "additionalModelIds": "a.b-v1,c.d-v1:0",
         "excludedPrefixes": '["tmp/", "drafts/"]', "defaultParams": '{"strength": 0.6}',
-        "alarmEmail": "ops@example.com", "modelId": "us.stability.sd3-5-large-v1:0"})
+        "alarmEmail": "ops@example.com", "modelId": "us.stability.sd3-5-large-v1:0", "operations": "none"})
     assert c.batch_size == 2 and c.worker_memory_mb == 2048
     assert c.additional_model_ids == ("a.b-v1", "c.d-v1:0")
     assert c.excluded_prefixes == ("tmp/", "drafts/")
@@ -47,7 +48,8 @@ def test_cli_strings_are_coerced():
 
 
 def test_empty_list_clears_additional_models():
-    assert PipelineConfig.from_context({"additionalModelIds": ""}).model_ids == ("stability.sd3-5-large-v1:0",)
+    c = PipelineConfig.from_context({"additionalModelIds": "", "operations": []})
+    assert c.model_ids == ("stability.sd3-5-large-v1:0",)
 
 
 def test_derived_limits():
@@ -78,6 +80,10 @@ def test_derived_limits():
     ({"excludedPrefixes": "/tmp"}, "context excludedPrefixes=('/tmp',) is invalid"),
     ({"eventArchiveDays": -1}, "context eventArchiveDays=-1 is invalid"),
     ({"filterRateAlarmPercent": 0}, "context filterRateAlarmPercent=0 is invalid: 1 .. 100"),
+    ({"operations": 5}, 'context operations=5 is invalid: expected "all", "none", a list of operation names'),
+    ({"operations": "[1]"}, "context operations='[1]' is invalid"),
+    ({"operations": {"inpaint": "bad id"}}, "context operations has 'bad id' for inpaint: not a Bedrock model id"),
+    ({"operations": {"inpaint": ""}}, "context operations has '' for inpaint"),
 ])
 def test_invalid_values_name_the_key_and_what_is_allowed(context, message):
     with pytest.raises(ConfigError) as exc:
@@ -143,3 +149,56 @@ def _accepts(error: type[Exception], parse, value) -> bool:
     except error:
         return False
     return True
+
+
+# ---- operations: which Image Services a deployment enables -------------------------------------------
+
+@pytest.mark.parametrize("value", ["all", "ALL", None])
+def test_all_operations_by_default_with_their_us_profiles(value):
+    c = PipelineConfig.from_context({} if value is None else {"operations": value})
+    assert c.operations == {op.name: f"us.{op.model}" for op in SERVICES}
+    assert len(c.operations) == 13
+
+
+@pytest.mark.parametrize("value", ["none", "", [], "[]", {}, "{}"])
+def test_no_operations(value):
+    c = PipelineConfig.from_context({"operations": value})
+    assert c.operations == {}
+    assert c.model_ids == PipelineConfig().model_ids[:2]  # image-to-image's models only
+
+
+@pytest.mark.parametrize("value", [["inpaint", "erase"], "inpaint,erase", '["inpaint", "Erase"]', "Inpaint, erase"])
+def test_names_enable_those_with_their_default_models(value):
+    assert PipelineConfig.from_context({"operations": value}).operations == {
+        "inpaint": "us.stability.stable-image-inpaint-v1:0", "erase": "us.stability.stable-image-erase-object-v1:0"}
+
+
+def test_an_object_overrides_model_ids():
+    arn = "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/abc123"
+    for value in ({"remove_background": arn}, json.dumps({"remove-background": arn})):
+        assert PipelineConfig.from_context({"operations": value}).operations == {"remove-background": arn}
+
+
+@pytest.mark.parametrize("value", [["inpaint", "paint-it-black"], "paint-it-black", {"paint-it-black": "a.b-v1:0"},
+                                   ["image-to-image"]])
+def test_unknown_operations_are_named_with_the_known_ones(value):
+    with pytest.raises(ConfigError) as exc:
+        PipelineConfig.from_context({"operations": value})
+    message = str(exc.value)
+    assert message.startswith("context operations names unknown operations [")
+    assert all(name in message for name in BY_NAME)
+    assert "\n" not in message
+
+
+def test_worker_environment_carries_the_operations_and_allows_their_models():
+    """What IAM grants (model_ids) is what the worker allows; the mapping reaches the worker as set."""
+    override = "us.stability.stable-image-inpaint-v2:0"
+    for context in ({}, {"operations": ["inpaint"]}, {"operations": {"inpaint": override}}, {"operations": "none"}):
+        c = PipelineConfig.from_context(context)
+        env = c.worker_settings(input_bucket="in", output_bucket="out", idempotency_table="t", job_queue_url="q",
+                                event_bus_name="b").to_env()
+        worker = Settings.from_env(env)  # the worker's own parsing accepts what synth wrote
+        assert worker.operation_models == c.operations
+        assert json.loads(env[ENV["operation_models"]]) == c.operations
+        assert set(worker.allowed_model_ids) == {*c.operations.values(), "stability.sd3-5-large-v1:0",
+                                                 "stability.stable-diffusion-xl-v1"}

@@ -3,38 +3,13 @@ from __future__ import annotations
 
 import pytest
 
+from img2img.operations import default_models
 from infra.worker import INFERENCE_PROFILE_REGIONS, bedrock_model_arns
-from infra_synth import of_type, one, render
+from infra_synth import actions, one, resources, service_arns, with_action, worker_statements
 
 pytestmark = pytest.mark.infra
 
 P, R, A = "${AWS::Partition}", "${AWS::Region}", "${AWS::AccountId}"
-
-
-def worker_statements(synth) -> list[dict]:
-    role_id, role = one(synth, "AWS::IAM::Role", "WorkerRole")
-    assert "ManagedPolicyArns" not in role["Properties"], "the worker role must not use managed policies"
-    assert "Policies" not in role["Properties"]
-    statements = []
-    for policy in of_type(synth, "AWS::IAM::Policy").values():
-        if {"Ref": role_id} in policy["Properties"]["Roles"]:
-            statements += policy["Properties"]["PolicyDocument"]["Statement"]
-    assert statements and all(s["Effect"] == "Allow" for s in statements)
-    return [render(s) for s in statements]
-
-
-def actions(statement: dict) -> set[str]:
-    a = statement["Action"]
-    return set(a) if isinstance(a, list) else {a}
-
-
-def resources(statement: dict) -> set[str]:
-    r = statement["Resource"]
-    return set(r) if isinstance(r, list) else {r}
-
-
-def with_action(statements: list[dict], prefix: str) -> list[dict]:
-    return [s for s in statements if any(a.startswith(prefix) for a in actions(s))]
 
 
 def test_bedrock_only_invoke_on_configured_foundation_models(default):
@@ -43,7 +18,7 @@ def test_bedrock_only_invoke_on_configured_foundation_models(default):
     assert resources(statement) == {
         f"arn:{P}:bedrock:{R}::foundation-model/stability.sd3-5-large-v1:0",
         f"arn:{P}:bedrock:{R}::foundation-model/stability.stable-diffusion-xl-v1",
-    }
+    } | service_arns(default_models())  # the thirteen Image Services (test_operations.py)
     assert not any("*" in r for r in resources(statement))
 
 
@@ -57,10 +32,13 @@ def test_inference_profile_expands_to_profile_and_routed_regions(custom):
         f"arn:{P}:bedrock:us-east-2::foundation-model/stability.sd3-5-large-v1:0",
         f"arn:{P}:bedrock:us-west-2::foundation-model/stability.sd3-5-large-v1:0",
         f"arn:{P}:bedrock:us-west-2::foundation-model/stability.stable-diffusion-xl-v1",
-    }
+    } | service_arns(default_models(), region="us-west-2")
 
 
 def test_model_arn_table():
+    assert bedrock_model_arns(("us.x.y-v1:0",), region="us-east-2", account="123456789012", partition="aws") == [
+        "arn:aws:bedrock:us-east-2:123456789012:inference-profile/us.x.y-v1:0",
+        *(f"arn:aws:bedrock:{r}::foundation-model/x.y-v1:0" for r in ("us-east-1", "us-east-2", "us-west-2"))]
     arns = bedrock_model_arns(
         ("eu.stability.sd3-5-large-v1:0", "apac.x.y-v1:0", "global.x.y-v1:0",
          "arn:aws:bedrock:us-west-2:123456789012:provisioned-model/abc", "stability.sd3-5-large-v1:0"),

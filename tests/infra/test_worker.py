@@ -67,7 +67,9 @@ def test_environment_values(default):
         if var not in refs:
             assert env[var] == value, var
     assert env["IMG2IMG_MODEL_ID"] == "stability.sd3-5-large-v1:0"
-    assert env["IMG2IMG_ALLOWED_MODEL_IDS"] == "stability.sd3-5-large-v1:0,stability.stable-diffusion-xl-v1"
+    # image-to-image's models, then the thirteen Image Services' `us.` profiles (test_operations.py)
+    allowed = env["IMG2IMG_ALLOWED_MODEL_IDS"]
+    assert allowed.startswith("stability.sd3-5-large-v1:0,stability.stable-diffusion-xl-v1,us.")
     assert env["POWERTOOLS_SERVICE_NAME"] == "bedrock-img2img"
     assert env["POWERTOOLS_METRICS_NAMESPACE"] == "BedrockImg2Img"
 
