@@ -337,3 +337,17 @@ def test_error_details_are_json_serialisable_for_the_record():
     record = json.loads(json.dumps(err.as_record(), ensure_ascii=False))
     assert record["code"] == "invalid_parameters"
     assert {e["field"] for e in record["errors"]} == {"cfg_scale", "steps"}
+
+
+def test_the_services_us_profiles_lend_no_geography_to_image_to_image_models():
+    """A default deployment configures SD3.5 plainly and the services as `us.` profiles: IAM grants no
+    `us.` SD3.5 profile, so the worker must refuse it up front (not fail at Bedrock with access denied)."""
+    from img2img.operations import default_models
+
+    services = tuple(default_models().values())
+    pipe = pipeline(allowed_model_ids=(SD35, *services), operation_models=default_models())
+    with pytest.raises(JobError) as info:
+        pipe.validate(merged(sidecar={"prompt": "a cat", "model_id": US_SD35}))
+    assert only_error(info.value)["field"] == "model_id"
+    job, adapter = pipe.validate(merged(sidecar={"prompt": "a cat", "model_id": services[3]}))
+    assert job.operation == "inpaint" and adapter.family == "stability-image-services"

@@ -406,7 +406,8 @@ class Pipeline:
         if resource in allowed or resource in services:
             return True
         geography, base = split_profile(resource)
-        configured = [split_profile(parse_model_ref(m)[1]) for m in allowed]
+        # The geography rule is image-to-image's: the services' `us.` profiles must not lend theirs.
+        configured = [split_profile(parse_model_ref(m)[1]) for m in allowed if m not in services]
         return bool(geography) and (geography, base) in {(g, b) for g, _ in configured if g
                                                          for _, b in configured}
 
