@@ -1,8 +1,10 @@
 """`img2img demo`: the whole product offline, on the sample photos, with a before/after contact sheet.
 
-Starts the local stack, uploads the photos in samples/ with a realistic mix of parameter sources
-(metadata, sidecar before and after the image, a folder `_defaults.json`, both models, several
-presets and strengths, one invalid job on purpose), waits for every outcome record, downloads the
+Starts the local stack, uploads the photos in samples/ with a realistic mix of operations (the Image
+Services first: remove background by folder, inpaint with a mask that arrives after its image, erase with
+a mask that came first, outpaint, fast upscale, search and recolor, style transfer with a style image) and
+of parameter sources (metadata, sidecar before and after the image, a folder `_defaults.json`, SD3.5
+and SDXL image-to-image, one invalid job on purpose), waits for every outcome record, downloads the
 results into demo-out/ and checks each job reached the outcome it was meant to.
 """
 from __future__ import annotations
@@ -36,12 +38,30 @@ class DemoJob:
     sidecar_when: str = ""            # "before" | "after"
     expect: str = "succeeded"
     expect_code: str | None = None
+    # Companion images uploaded with it: (suffix, maker of its bytes, "before" | "after" the image).
+    companions: tuple[tuple[str, str, str], ...] = ()
 
 
 FOLDER_DEFAULTS = {"demo/pixel/_defaults.json": {"model_id": SDXL, "style_preset": "pixel-art",
-                                                  "prompt": "a retro video game scene", "image_strength": 0.3}}
+                                                  "prompt": "a retro video game scene", "image_strength": 0.3},
+                   "demo/remove-background/_defaults.json": {"operation": "remove-background"}}
 
 JOBS = (
+    DemoJob("demo/remove-background/chelsea.png", "chelsea.png", "folder _defaults.json: operation"),
+    DemoJob("demo/coffee-inpaint.png", "coffee.png", "metadata + mask uploaded after the image",
+            {"operation": "inpaint", "prompt": "a cup of bright green tea", "seed": "4"},
+            companions=(("mask.png", "centre-mask", "after"),)),
+    DemoJob("demo/rocket-erase.jpg", "rocket.jpg", "metadata + mask uploaded first",
+            {"operation": "erase", "grow-mask": "8"}, companions=(("mask.png", "centre-mask", "before"),)),
+    DemoJob("demo/astronaut-outpaint.png", "astronaut.png", "sidecar before image", sidecar={
+        "operation": "outpaint", "left": 160, "right": 160, "prompt": "a space station", "seed": 2},
+        sidecar_when="before"),
+    DemoJob("demo/chelsea-upscale.png", "chelsea.png", "metadata", {"operation": "upscale-fast"}),
+    DemoJob("demo/coffee-recolor.png", "coffee.png", "metadata",
+            {"operation": "search-recolor", "select-prompt": "the cup", "prompt": "a bright red cup", "seed": "9"}),
+    DemoJob("demo/chelsea-style.png", "chelsea.png", "metadata + style image first",
+            {"operation": "style-transfer", "style-strength": "0.8"},
+            companions=(("style.jpg", "rocket.jpg", "before"),)),
     DemoJob("demo/astronaut-comic.png", "astronaut.png", "metadata",
             {"prompt": "an astronaut drawn as a comic", "style-preset": "comic-book", "seed": "11",
              "model-id": SDXL}),
@@ -75,12 +95,14 @@ def run_demo(stack, out_dir: Path, timeout: float = 90.0, progress=print) -> int
     for job in JOBS:
         if job.sidecar_when == "before":
             _put_sidecar(s3, inb, job)
+        _put_companions(s3, inb, job, "before")
         started[job.key] = time.monotonic()
         s3.put_object(Bucket=inb, Key=job.key, Body=(SAMPLES / job.sample).read_bytes(), Metadata=job.metadata)
-    time.sleep(2)  # let the images without parameters start waiting for their sidecars
+    time.sleep(2)  # let the images without parameters (or without their mask) start waiting for them
     for job in JOBS:
         if job.sidecar_when == "after":
             _put_sidecar(s3, inb, job)
+        _put_companions(s3, inb, job, "after")
     progress(f"uploaded {len(JOBS)} images to s3://{inb}/demo/; waiting for their outcome records")
 
     records, seconds = _wait_for_records(s3, outb, started, timeout, progress)
@@ -95,7 +117,8 @@ def run_demo(stack, out_dir: Path, timeout: float = 90.0, progress=print) -> int
         ok = status == job.expect and (job.expect_code is None or code.get("code") == job.expect_code)
         wrong += not ok
         output = _download(s3, record, out_dir) if record else None
-        rows.append((job.key, job.source, (record or {}).get("model_id") or "-",
+        rows.append((job.key, job.source, (record or {}).get("operation") or "-",
+                     (record or {}).get("model_id") or "-",
                      str(((record or {}).get("seeds") or ["-"])[0]),
                      status + (f" ({code.get('code')})" if code.get("code") else "")
                      + ("" if ok else "  <-- UNEXPECTED"),
@@ -103,11 +126,30 @@ def run_demo(stack, out_dir: Path, timeout: float = 90.0, progress=print) -> int
         tiles.append((job, record, output))
     sheet = out_dir / "contact-sheet.png"
     contact_sheet(tiles).save(sheet)
-    print(_table(("input", "parameter source", "model", "seed", "outcome", "seconds"), rows))
+    _save_pairs(tiles, out_dir / "pairs")
+    print(_table(("input", "parameter source", "operation", "model", "seed", "outcome", "seconds"), rows))
     print(f"\noutputs and records: {out_dir}/   contact sheet: {sheet}")
     if wrong:
         print(f"{wrong} job(s) did not reach their expected outcome")
     return 1 if wrong else 0
+
+
+def _put_companions(s3, bucket: str, job: DemoJob, when: str) -> None:
+    for suffix, maker, moment in job.companions:
+        if moment == when:
+            s3.put_object(Bucket=bucket, Key=f"{job.key}.{suffix}", Body=companion_bytes(maker, job.sample))
+
+
+def companion_bytes(maker: str, sample: str) -> bytes:
+    """A sample photo (a style image), or a mask drawn for the sample: white (edit) over its centre third."""
+    if maker != "centre-mask":
+        return (SAMPLES / maker).read_bytes()
+    width, height = Image.open(SAMPLES / sample).size
+    mask = Image.new("L", (width, height), 0)
+    ImageDraw.Draw(mask).ellipse((width // 3, height // 3, 2 * width // 3, 2 * height // 3), fill=255)
+    buffer = io.BytesIO()
+    mask.save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def _put_sidecar(s3, bucket: str, job: DemoJob) -> None:
@@ -150,9 +192,18 @@ def _label(job: DemoJob, record: dict | None) -> list[str]:
     if not record:
         return [job.key, "no outcome record"]
     sent = record.get("model_request") or record.get("params", {})  # what the model got, defaults included
-    name = "image_strength" if "image_strength" in sent else "strength"
-    model = "SDXL" if "xl" in (record.get("model_id") or "") else "SD3.5"
-    lines = [job.key, job.source, f"{model}  preset={sent.get('style_preset', '-')}  {name}={sent.get(name, '-')}"]
+    operation = record.get("operation") or "image-to-image"
+    if operation == "image-to-image":
+        name = "image_strength" if "image_strength" in sent else "strength"
+        model = "SDXL" if "xl" in (record.get("model_id") or "") else "SD3.5"
+        lines = [job.key, job.source,
+                 f"{model}  preset={sent.get('style_preset', '-')}  {name}={sent.get(name, '-')}"]
+    else:
+        shown = {k: v for k, v in sent.items() if k not in ("output_format", "seed")}
+        lines = [job.key, job.source, f"{operation}  " + "  ".join(f"{k}={v}" for k, v in shown.items())[:70]]
+        for name, ref in (record.get("companions") or {}).items():
+            lines.append(f"{name}: {ref.get('key', 'alpha channel').rsplit('/', 1)[-1]}"
+                         + (f"  covers {ref['coverage']:.0%}" if "coverage" in ref else ""))
     if record["status"] == "succeeded":
         lines.append(f"seed {record['seeds'][0]}  {record['outputs'][0]['width']}x{record['outputs'][0]['height']}")
     else:
@@ -171,7 +222,7 @@ def contact_sheet(tiles, thumb: int = 256) -> Image.Image:
         before = ImageOps.contain(Image.open(SAMPLES / job.sample).convert("RGB"), (thumb, thumb))
         sheet.paste(before, (pad, y))
         if output is not None:
-            sheet.paste(ImageOps.contain(output.convert("RGB"), (thumb, thumb)), (2 * pad + thumb, y))
+            sheet.paste(_on_checkerboard(ImageOps.contain(output, (thumb, thumb))), (2 * pad + thumb, y))
         else:
             draw.rectangle((2 * pad + thumb, y, 2 * pad + 2 * thumb, y + thumb), fill=(250, 225, 225),
                            outline=(200, 0, 0))
@@ -180,6 +231,41 @@ def contact_sheet(tiles, thumb: int = 256) -> Image.Image:
             draw.text((3 * pad + 2 * thumb, y + 6 + i * line_h), line, fill=(0, 0, 0) if i else (0, 60, 160),
                       font=font)
     return sheet
+
+
+def _save_pairs(tiles, folder: Path, height: int = 200) -> None:
+    """One before | (companion |) after picture per successful job, as small JPEGs: docs/operations.md
+    shows those of the operations (the mask between shows its polarity: white = edit)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for job, record, output in tiles:
+        if output is None or record is None:
+            continue
+        panels = [Image.open(SAMPLES / job.sample).convert("RGB")]
+        panels += [Image.open(io.BytesIO(companion_bytes(maker, job.sample))).convert("RGB")
+                   for _, maker, _ in job.companions]
+        panels.append(_on_checkerboard(output))
+        panels = [p.resize((max(1, round(p.width * height / p.height)), height)) for p in panels]
+        pair = Image.new("RGB", (sum(p.width for p in panels) + 8 * (len(panels) - 1), height), "white")
+        x = 0
+        for panel in panels:
+            pair.paste(panel, (x, 0))
+            x += panel.width + 8
+        name = Path(job.key).stem if record.get("operation") == "image-to-image" else record["operation"]
+        pair.save(folder / f"{name}.jpg", quality=82, optimize=True)
+
+
+def _on_checkerboard(image: Image.Image, cell: int = 8) -> Image.Image:
+    """Transparency made visible, the way image editors show it."""
+    if image.mode not in ("RGBA", "LA", "PA") and "transparency" not in image.info:
+        return image.convert("RGB")
+    board = Image.new("RGB", image.size, (255, 255, 255))
+    draw = ImageDraw.Draw(board)
+    for y in range(0, image.height, cell):
+        for x in range((y // cell) % 2 * cell, image.width, 2 * cell):
+            draw.rectangle((x, y, x + cell - 1, y + cell - 1), fill=(204, 204, 204))
+    rgba = image.convert("RGBA")
+    board.paste(rgba, mask=rgba.getchannel("A"))
+    return board
 
 
 def _table(header, rows) -> str:

@@ -698,8 +698,11 @@ def _needs_prompt(operation: str) -> bool:
 
 
 def _requested_operation(merged: P.MergedParams | None) -> str | None:
-    value = merged.values.get("operation") if merged else None
-    return normal_name(value) if isinstance(value, str) else None
+    """The operation a job asked for, as typed (normalised), when it failed before validating it."""
+    if merged is None:
+        return None
+    value = merged.values.get("operation")
+    return normal_name(value) if isinstance(value, str) else IMAGE_TO_IMAGE
 
 
 def _superseded(trigger: Trigger, current: ObjectInfo) -> bool:
