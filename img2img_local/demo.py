@@ -21,6 +21,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
+from img2img_local.glyphs import TextDrawer
 from img2img_local.project import REPO_ROOT
 
 SAMPLES = REPO_ROOT / "samples"
@@ -204,6 +205,9 @@ def _label(job: DemoJob, record: dict | None) -> list[str]:
         for name, ref in (record.get("companions") or {}).items():
             lines.append(f"{name}: {ref.get('key', 'alpha channel').rsplit('/', 1)[-1]}"
                          + (f"  covers {ref['coverage']:.0%}" if "coverage" in ref else ""))
+    prompt = _prompt_of(record)
+    if prompt:
+        lines += textwrap.wrap(f"prompt: {prompt}", 62)[:2]
     if record["status"] == "succeeded":
         lines.append(f"seed {record['seeds'][0]}  {record['outputs'][0]['width']}x{record['outputs'][0]['height']}")
     else:
@@ -211,9 +215,19 @@ def _label(job: DemoJob, record: dict | None) -> list[str]:
     return lines
 
 
+def _prompt_of(record: dict) -> str:
+    """The positive prompt the job had, from its effective parameters (either vocabulary)."""
+    params = record.get("params") or {}
+    if isinstance(params.get("prompt"), str):
+        return params["prompt"]
+    parts = [p.get("text", "") for p in params.get("text_prompts") or [] if float(p.get("weight", 1)) > 0]
+    return ", ".join(str(t) for t in parts)
+
+
 def contact_sheet(tiles, thumb: int = 256) -> Image.Image:
     """Before | after, one row per job, each labelled with how it was made."""
     font = ImageFont.load_default(size=13)
+    text = TextDrawer(13)  # CJK prompts and keys as characters, not boxes (img2img_local/glyphs.py)
     label_w, pad, line_h = 430, 10, 17
     sheet = Image.new("RGB", (2 * thumb + label_w + 4 * pad, len(tiles) * (thumb + pad) + pad), "white")
     draw = ImageDraw.Draw(sheet)
@@ -228,8 +242,7 @@ def contact_sheet(tiles, thumb: int = 256) -> Image.Image:
                            outline=(200, 0, 0))
             draw.text((2 * pad + thumb + 12, y + thumb // 2 - 8), "no image (failed)", fill=(160, 0, 0), font=font)
         for i, line in enumerate(_label(job, record)):
-            draw.text((3 * pad + 2 * thumb, y + 6 + i * line_h), line, fill=(0, 0, 0) if i else (0, 60, 160),
-                      font=font)
+            text.draw(draw, (3 * pad + 2 * thumb, y + 6 + i * line_h), line, fill=(0, 0, 0) if i else (0, 60, 160))
     return sheet
 
 
