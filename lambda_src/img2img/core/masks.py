@@ -29,7 +29,26 @@ def _grey(data: bytes, max_pixels: int) -> Image.Image:
             black = Image.new("RGB", rgba.size, (0, 0, 0))
             black.paste(rgba, mask=rgba.getchannel("A"))
             return black.convert("L")
+        if image.mode.startswith("I;16") or image.mode in ("I", "F"):
+            return _wide_grey(image)
         return to_rgb(image).convert("L") if image.mode != "L" else image
+
+
+def _wide_grey(image: Image.Image) -> Image.Image:
+    """A 16-bit, 32-bit or float mask on its own scale (65,535 or 1.0 = white). Not to_rgb's stretch of
+    darkest..lightest, which turns an all-white mask black (refused: nothing to edit) and a half-grey
+    (half-strength) mask into full strength."""
+    as_float = image.convert("F")
+    low, high = as_float.getextrema()
+    if image.mode == "F":
+        white = 1.0 if high <= 1.0 else 255.0  # 0..1 floats; else already on the 8-bit scale
+    elif image.mode.startswith("I;16") or (255 < high <= 65_535 and low >= 0):
+        white = 65_535.0
+    elif low >= 0 and high <= 255:
+        white = 255.0
+    else:
+        return to_rgb(image).convert("L")  # a signed 32-bit mask has no natural scale: darkest..lightest
+    return as_float.point(lambda v: v * (255.0 / white)).convert("L")
 
 
 def fitted(mask: Image.Image, prepared: PreparedImage) -> Image.Image:
