@@ -18,15 +18,16 @@ from .images import PreparedImage, _untrusted, crop_box, open_image, pad_layout,
 EDIT, KEEP = 255, 0
 
 
-def _grey(data: bytes, max_pixels: int) -> Image.Image:
-    """Any mode or format as 8-bit grey, upright by its EXIF orientation, transparency read as black (keep)."""
+def _grey(data: bytes, max_pixels: int, keep: int = KEEP) -> Image.Image:
+    """Any mode or format as 8-bit grey, upright by its EXIF orientation, transparency read as `keep`
+    (black; white for a mask painted the other way, so that mask_invert turns it into keep too)."""
     image = open_image(data, max_pixels)
     with _untrusted("the mask image is truncated or corrupt"):
         image.seek(0)
         image = ImageOps.exif_transpose(image)
         if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
             rgba = image.convert("RGBA")
-            black = Image.new("RGB", rgba.size, (0, 0, 0))
+            black = Image.new("RGB", rgba.size, (keep, keep, keep))
             black.paste(rgba, mask=rgba.getchannel("A"))
             return black.convert("L")
         if image.mode.startswith("I;16") or image.mode in ("I", "F"):
@@ -71,9 +72,12 @@ def fitted(mask: Image.Image, prepared: PreparedImage) -> Image.Image:
 def prepare_mask(data: bytes, prepared: PreparedImage, invert: bool = False,
                  max_pixels: int = 40_000_000) -> bytes:
     """A mask upload as the PNG the model reads, at the prepared image's size."""
-    mask = fitted(_grey(data, max_pixels), prepared)
+    # Inverted before fitting: inverting after it turned the letterbox borders (black = keep) white, so
+    # a padded job with mask_invert edited (repainted) the borders.
+    mask = _grey(data, max_pixels, EDIT if invert else KEEP)
     if invert:
         mask = ImageOps.invert(mask)
+    mask = fitted(mask, prepared)
     _check_edits_something(mask, "the mask" + (" (inverted by mask_invert)" if invert else ""))
     return png_bytes(mask)
 
