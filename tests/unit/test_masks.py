@@ -126,6 +126,23 @@ def test_pad_letterboxes_the_mask_with_black_borders_that_are_kept():
     assert masks.coverage(masks.png_bytes(mask)) == pytest.approx((y1 - y0) / image.height, abs=0.02)
 
 
+def test_mask_invert_flips_the_mask_not_the_letterbox_borders():
+    image = prepared(g.encode(g.textured((300, 100)), "PNG"), fit="pad")
+    _, y0, _, y1 = image.content_box
+    painted_black = Image.new("L", (300, 100), 0)  # "edit everything", by a tool that paints black = edit
+    mask = grey(masks.prepare_mask(g.encode(painted_black, "PNG"), image, invert=True))
+    assert mask.getpixel((image.width // 2, 0)) == 0, "the borders are not the picture: kept"
+    assert mask.getpixel((image.width // 2, (y0 + y1) // 2)) == 255
+
+
+def test_a_transparent_part_of_an_inverted_mask_is_kept_too():
+    upload = Image.new("RGBA", (200, 100), (0, 0, 0, 255))  # black = edit, for mask_invert
+    upload.paste((0, 0, 0, 0), (100, 0, 200, 100))  # not painted
+    image = prepared(g.encode(g.textured((200, 100)), "PNG"))
+    mask = grey(masks.prepare_mask(g.encode(upload, "PNG"), image, invert=True))
+    assert mask.getpixel((20, 50)) == 255 and mask.getpixel((180, 50)) == 0
+
+
 def test_with_no_mask_the_alpha_channel_is_the_mask_transparent_edits():
     photo = g.textured((200, 100)).convert("RGBA")
     photo.paste((0, 0, 0, 0), (0, 0, 100, 100))  # the left half cut out
