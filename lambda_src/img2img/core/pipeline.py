@@ -341,7 +341,11 @@ class Pipeline:
     def _companion_info(self, job: Job, companion: Companion) -> ObjectInfo | None:
         """The companion object that applies now: the named key, else the first found by convention."""
         t = job.trigger
-        if job.params.effective.get(companion.name) is not None:
+        named = job.params.effective.get(companion.name)
+        if named == ALPHA_MASK and companion.alpha_fallback:
+            return None  # no file: the image's alpha channel (the change check after the call read "alpha"
+            # as a key, refused it as invalid_parameters and recorded a failure for a paid call)
+        if named is not None:
             return self.store.head(t.bucket, self._companion_key(job, companion))
         for prefix in keys.companion_prefixes(t.key, companion.suffix):
             for key in self.store.list_keys(t.bucket, prefix, limit=20):
