@@ -77,6 +77,7 @@ class Job:
     companions: dict[str, ObjectInfo] = field(default_factory=dict)
     recorded: bool = False  # its one record is written: no other path may write another
     layers_read: bool = False  # every parameter source (sidecar included) was read
+    companions_read: bool = False  # every companion was looked up (found, or known to be absent)
 
     @property
     def idempotency_key(self) -> dict[str, Any]:
@@ -269,6 +270,7 @@ class Pipeline:
         for companion in job.params.companions:
             if self._find_companion(job, companion) is Resolution.WAITING:
                 return Resolution.WAITING
+        job.companions_read = True
         self._check_output_keys(job)
         return Resolution.READY
 
@@ -492,7 +494,9 @@ class Pipeline:
         now = (applies.key, applies.version) if applies else None
         if now != ((job.sidecar.key, job.sidecar.version) if job.sidecar else None):
             return "superseded"
-        for companion in job.params.companions if job.params else ():
+        # Only a job that looked its companions up can have seen them change: one that failed while looking
+        # (a permanent fault on the mask's LIST or HEAD) otherwise read as superseded and left no record.
+        for companion in job.params.companions if job.params and job.companions_read else ():
             before, current = job.companions.get(companion.name), self._companion_info(job, companion)
             if (before and (before.key, before.version)) != (current and (current.key, current.version)):
                 return "superseded"  # a new (or first) mask or style image: its upload runs the job again
