@@ -27,12 +27,17 @@ def pipeline(**settings) -> Pipeline:
                     None, None, registry=adapter_for)
 
 
-def validate(metadata=None, sidecar=None, deployment=None, output_format="png", **settings):
+def validate(metadata=None, sidecar=None, deployment=None, output_format="png", defaults=None, request=None,
+             **settings):
     layers = [P.deployment_layer(SD35, output_format, "", deployment or {})]
+    if defaults is not None:
+        layers.append(P.folder_defaults_layer(defaults, "s3://in/_defaults.json"))
     if metadata:
         layers += P.metadata_layers(metadata)[0]
     if sidecar is not None:
         layers.append(P.sidecar_layer(sidecar, SIDECAR))
+    if request is not None:
+        layers.append(P.request_layer(request, "api request"))
     params, _ = pipeline(**settings).validate(P.merge(layers))
     return params
 
@@ -69,11 +74,12 @@ def as_metadata(values: dict) -> dict[str, str]:
 
 
 @OPERATIONS
-@pytest.mark.parametrize("source", ["metadata", "sidecar"])
+@pytest.mark.parametrize("source", ["metadata", "sidecar", "defaults", "request"])
 def test_every_field_arrives_typed_from_every_source_in_the_tables_order(op, source):
     values = every_field(op)
     job = {"operation": op.name, **values}
-    params = validate(metadata=as_metadata(job)) if source == "metadata" else validate(sidecar=job)
+    params = validate(metadata=as_metadata(job)) if source == "metadata" else validate(**{source: job})
+    assert all(params.sources[name] != "default" for name in values)
     assert params.operation == op.name and params.model_id == op.default_model_id
     assert list(params.request) == [f.name for f in op.fields]  # the body's order is the table's
     assert params.request == values  # metadata's "0.5" arrives as 0.5, "20" as 20
@@ -298,3 +304,17 @@ def test_fit_and_mask_invert_are_typed_from_metadata():
     assert params.fit == "pad" and params.mask_invert is True
     problem = refused(metadata={"operation": "erase", "fit": "stretch"}).details["errors"][0]
     assert problem["field"] == "fit" and "pad" in problem["allowed"]
+
+
+def test_service_fields_follow_the_usual_precedence():
+    """Folder defaults < metadata < sidecar < request, for a service field as for any other."""
+    layers = {"defaults": {"operation": "erase", "grow_mask": 1}, "metadata": {"grow-mask": "2"},
+              "sidecar": {"grow_mask": 3}, "request": {"grow_mask": 4}}
+    expected = {"defaults": 1, "metadata": 2, "sidecar": 3, "request": 4}
+    given: dict = {}
+    for name in layers:
+        given[name] = layers[name]
+        if name != "defaults":
+            given["defaults"] = {**layers["defaults"]}
+        params = validate(**given)
+        assert params.request["grow_mask"] == expected[name]
