@@ -18,18 +18,38 @@ from .images import PreparedImage, _untrusted, crop_box, open_image, pad_layout,
 EDIT, KEEP = 255, 0
 
 
-def _grey(data: bytes, max_pixels: int) -> Image.Image:
-    """Any mode or format as 8-bit grey, upright by its EXIF orientation, transparency read as black (keep)."""
+def _grey(data: bytes, max_pixels: int, keep: int = KEEP) -> Image.Image:
+    """Any mode or format as 8-bit grey, upright by its EXIF orientation, transparency read as `keep`
+    (black; white for a mask painted the other way, so that mask_invert turns it into keep too)."""
     image = open_image(data, max_pixels)
     with _untrusted("the mask image is truncated or corrupt"):
         image.seek(0)
         image = ImageOps.exif_transpose(image)
         if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
             rgba = image.convert("RGBA")
-            black = Image.new("RGB", rgba.size, (0, 0, 0))
+            black = Image.new("RGB", rgba.size, (keep, keep, keep))
             black.paste(rgba, mask=rgba.getchannel("A"))
             return black.convert("L")
+        if image.mode.startswith("I;16") or image.mode in ("I", "F"):
+            return _wide_grey(image)
         return to_rgb(image).convert("L") if image.mode != "L" else image
+
+
+def _wide_grey(image: Image.Image) -> Image.Image:
+    """A 16-bit, 32-bit or float mask on its own scale (65,535 or 1.0 = white). Not to_rgb's stretch of
+    darkest..lightest, which turns an all-white mask black (refused: nothing to edit) and a half-grey
+    (half-strength) mask into full strength."""
+    as_float = image.convert("F")
+    low, high = as_float.getextrema()
+    if image.mode == "F":
+        white = 1.0 if high <= 1.0 else 255.0  # 0..1 floats; else already on the 8-bit scale
+    elif image.mode.startswith("I;16") or (255 < high <= 65_535 and low >= 0):
+        white = 65_535.0
+    elif low >= 0 and high <= 255:
+        white = 255.0
+    else:
+        return to_rgb(image).convert("L")  # a signed 32-bit mask has no natural scale: darkest..lightest
+    return as_float.point(lambda v: v * (255.0 / white)).convert("L")
 
 
 def fitted(mask: Image.Image, prepared: PreparedImage) -> Image.Image:
@@ -52,9 +72,12 @@ def fitted(mask: Image.Image, prepared: PreparedImage) -> Image.Image:
 def prepare_mask(data: bytes, prepared: PreparedImage, invert: bool = False,
                  max_pixels: int = 40_000_000) -> bytes:
     """A mask upload as the PNG the model reads, at the prepared image's size."""
-    mask = fitted(_grey(data, max_pixels), prepared)
+    # Inverted before fitting: inverting after it turned the letterbox borders (black = keep) white, so
+    # a padded job with mask_invert edited (repainted) the borders.
+    mask = _grey(data, max_pixels, EDIT if invert else KEEP)
     if invert:
         mask = ImageOps.invert(mask)
+    mask = fitted(mask, prepared)
     _check_edits_something(mask, "the mask" + (" (inverted by mask_invert)" if invert else ""))
     return png_bytes(mask)
 

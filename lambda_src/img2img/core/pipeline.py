@@ -77,6 +77,7 @@ class Job:
     companions: dict[str, ObjectInfo] = field(default_factory=dict)
     recorded: bool = False  # its one record is written: no other path may write another
     layers_read: bool = False  # every parameter source (sidecar included) was read
+    companions_read: bool = False  # every companion was looked up (found, or known to be absent)
 
     @property
     def idempotency_key(self) -> dict[str, Any]:
@@ -269,6 +270,7 @@ class Pipeline:
         for companion in job.params.companions:
             if self._find_companion(job, companion) is Resolution.WAITING:
                 return Resolution.WAITING
+        job.companions_read = True
         self._check_output_keys(job)
         return Resolution.READY
 
@@ -341,7 +343,11 @@ class Pipeline:
     def _companion_info(self, job: Job, companion: Companion) -> ObjectInfo | None:
         """The companion object that applies now: the named key, else the first found by convention."""
         t = job.trigger
-        if job.params.effective.get(companion.name) is not None:
+        named = job.params.effective.get(companion.name)
+        if named == ALPHA_MASK and companion.alpha_fallback:
+            return None  # no file: the image's alpha channel (the change check after the call read "alpha"
+            # as a key, refused it as invalid_parameters and recorded a failure for a paid call)
+        if named is not None:
             return self.store.head(t.bucket, self._companion_key(job, companion))
         for prefix in keys.companion_prefixes(t.key, companion.suffix):
             for key in self.store.list_keys(t.bucket, prefix, limit=20):
@@ -488,7 +494,9 @@ class Pipeline:
         now = (applies.key, applies.version) if applies else None
         if now != ((job.sidecar.key, job.sidecar.version) if job.sidecar else None):
             return "superseded"
-        for companion in job.params.companions if job.params else ():
+        # Only a job that looked its companions up can have seen them change: one that failed while looking
+        # (a permanent fault on the mask's LIST or HEAD) otherwise read as superseded and left no record.
+        for companion in job.params.companions if job.params and job.companions_read else ():
             before, current = job.companions.get(companion.name), self._companion_info(job, companion)
             if (before and (before.key, before.version)) != (current and (current.key, current.version)):
                 return "superseded"  # a new (or first) mask or style image: its upload runs the job again

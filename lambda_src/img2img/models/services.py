@@ -139,9 +139,12 @@ class ServiceAdapter:
             errors = from_job + errors
         if errors:
             raise invalid(errors)
-        request = {spec.name: getattr(fields, spec.name) for spec in op.fields
-                   if spec.name != "output_format" and getattr(fields, spec.name) is not None}
-        request["output_format"] = fields.output_format
+        # The body's fields in the table's order, output_format (always sent, ours validated it) in its
+        # row's place: it used to go last, unlike the documented order (style_preset follows it in five rows).
+        request = {spec.name: fields.output_format if spec.name == "output_format" else getattr(fields, spec.name)
+                   for spec in op.fields
+                   if spec.name == "output_format" or getattr(fields, spec.name) is not None}
+        request.setdefault("output_format", fields.output_format)
         return JobParams(model_id=model_id, family=self.family, request=request,
                          effective=typed_effective(merged, fields), sources=dict(merged.origins),
                          output_format=fields.output_format, fit=fields.fit,
