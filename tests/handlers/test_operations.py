@@ -371,6 +371,34 @@ def test_sdxl_mask_image_white_sends_the_mask_at_the_init_images_size(world):
     assert record["companions"]["mask"]["key"] == "doors/a.png.mask.png"
 
 
+def test_sdxl_mask_image_black_keeps_the_users_polarity_and_pads_with_keep(world):
+    """MASK_IMAGE_BLACK: black pixels are replaced. The mask goes to SDXL in that polarity: letterbox
+    borders (pad) come out white (kept), and an all-black mask (replace everything) is accepted."""
+    from PIL import ImageChops
+
+    picture = photo((300, 100))  # 3:1, letterboxed onto SDXL's 1536x640
+    world.put("doors/c.png.mask.png", images.png_bytes(Image.new("L", (300, 100), 0)))  # black = replace all
+    world.put("doors/c.png", picture, {**SDXL_MASKING, "mask-source": "MASK_IMAGE_BLACK", "fit": "pad"})
+    world.stub.add_response("invoke_model", sdxl_ok(seed=4))
+    world.run(s3_body("doors/c.png"))
+    world.stub.assert_no_pending_responses()
+    record = world.record("doors/c.png")
+    assert record["status"] == "succeeded", record.get("error")
+    sent = masks.prepare_mask(images.png_bytes(Image.new("L", (300, 100), 0)),
+                              sdxl_prepare_pad(world, picture), edit_is_white=False)
+    mask = Image.open(io.BytesIO(sent))
+    x0, y0, x1, y1 = sdxl_prepare_pad(world, picture).content_box
+    assert mask.getpixel((0, 0)) == 255 and mask.getpixel(((x0 + x1) // 2, (y0 + y1) // 2)) == 0
+    assert ImageChops.difference(mask.crop((x0, y0, x1, y1)), Image.new("L", (x1 - x0, y1 - y0), 0)).getbbox() is None
+    assert 0.1 < record["companions"]["mask"]["coverage"] < 0.9  # the picture, not the borders, is edited
+
+
+def sdxl_prepare_pad(world, data: bytes) -> images.PreparedImage:
+    from img2img.models.sdxl import SDXLAdapter
+
+    return images.prepare(data, SDXLAdapter().target_size, "pad", world.pipeline.settings.max_input_pixels)
+
+
 def test_sdxl_init_image_alpha_keeps_the_alpha_and_sends_no_mask_image(world):
     picture = with_hole()
     world.put("doors/b.png", picture, {**SDXL_MASKING, "mask-source": "INIT_IMAGE_ALPHA"})

@@ -70,16 +70,22 @@ def fitted(mask: Image.Image, prepared: PreparedImage) -> Image.Image:
 
 
 def prepare_mask(data: bytes, prepared: PreparedImage, invert: bool = False,
-                 max_pixels: int = 40_000_000) -> bytes:
-    """A mask upload as the PNG the model reads, at the prepared image's size."""
+                 max_pixels: int = 40_000_000, edit_is_white: bool = True) -> bytes:
+    """A mask upload as the PNG the model reads, at the prepared image's size.
+
+    `edit_is_white=False` is for a model told that black pixels are the ones to replace (SDXL's
+    MASK_IMAGE_BLACK): the file is read in that polarity, fitted and checked as white = edit (so letterbox
+    borders and transparent parts still keep), and handed back in the model's polarity."""
     # Inverted before fitting: inverting after it turned the letterbox borders (black = keep) white, so
     # a padded job with mask_invert edited (repainted) the borders.
-    mask = _grey(data, max_pixels, EDIT if invert else KEEP)
-    if invert:
+    flip = invert != (not edit_is_white)  # does the file's black mean edit?
+    mask = _grey(data, max_pixels, EDIT if flip else KEEP)
+    if flip:
         mask = ImageOps.invert(mask)
     mask = fitted(mask, prepared)
-    _check_edits_something(mask, "the mask" + (" (inverted by mask_invert)" if invert else ""))
-    return png_bytes(mask)
+    what = "the mask" + (" (inverted by mask_invert)" if invert else "")
+    _check_edits_something(mask, what if edit_is_white else f"{what}, read as black = edit")
+    return png_bytes(mask if edit_is_white else ImageOps.invert(mask))
 
 
 def mask_from_alpha(prepared: PreparedImage, invert: bool = False) -> bytes:
@@ -103,11 +109,11 @@ def _check_edits_something(mask: Image.Image, what: str) -> None:
                        "black = keep); set mask_invert: true if your tool paints the other way")
 
 
-def coverage(mask_png: bytes) -> float:
+def coverage(mask_png: bytes, edit_is_white: bool = True) -> float:
     """The share of the picture a mask edits (0..1): shown in the record."""
     with Image.open(io.BytesIO(mask_png)) as mask:
         grey = mask.convert("L")
-        histogram = grey.histogram()
+        histogram = grey.histogram() if edit_is_white else grey.histogram()[::-1]
     total = sum(histogram) or 1
     return round(sum(level * count for level, count in enumerate(histogram)) / (255 * total), 4)
 

@@ -81,6 +81,7 @@ class JobParams:
     # What the job's companion images are (operations.Companion, by name) and how a mask is read.
     companions: tuple[Companion, ...] = ()
     mask_invert: bool = False
+    mask_edit_is_white: bool = True  # the polarity the model reads (SDXL's MASK_IMAGE_BLACK: False)
     keep_alpha: bool = False  # send the image with its alpha channel (SDXL's INIT_IMAGE_ALPHA reads it)
     # Output pixels the model answers with, if not the prepared size (upscales): for the pre-call check.
     output_scale: float = 1.0

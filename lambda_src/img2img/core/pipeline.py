@@ -560,12 +560,13 @@ class Pipeline:
                     raise JobError("source_not_found", f"the {companion.name} s3://{info.bucket}/{info.key} was "
                                    "deleted before it was read")
                 if companion.is_mask:
-                    png = masks.prepare_mask(found[0], prepared, params.mask_invert, self.settings.max_input_pixels)
+                    png = masks.prepare_mask(found[0], prepared, params.mask_invert, self.settings.max_input_pixels,
+                                             edit_is_white=params.mask_edit_is_white)
                 else:
                     png = images.prepare(found[0], lambda w, h: adapter.target_size(w, h, params.fit), params.fit,
                                          self.settings.max_input_pixels).png
-                refs[companion.name] = {**info.ref(), **({"coverage": masks.coverage(png)} if companion.is_mask
-                                                         else {})}
+                refs[companion.name] = {**info.ref(), **({"coverage": masks.coverage(png, params.mask_edit_is_white)}
+                                                         if companion.is_mask else {})}
             bodies[companion.body_field] = base64.b64encode(png).decode("ascii")
         return bodies, refs
 

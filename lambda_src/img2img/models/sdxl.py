@@ -137,7 +137,8 @@ class SDXLAdapter:
                          effective=typed_effective(merged, fields), sources=dict(merged.origins),
                          output_format=fields.output_format, fit=fields.fit,
                          restore_aspect=fields.restore_aspect, companions=(MASK_IMAGE,) if reads_mask else (),
-                         mask_invert=fields.mask_invert, keep_alpha=fields.mask_source == "INIT_IMAGE_ALPHA")
+                         mask_invert=fields.mask_invert, keep_alpha=fields.mask_source == "INIT_IMAGE_ALPHA",
+                         mask_edit_is_white=fields.mask_source != "MASK_IMAGE_BLACK")
 
     @staticmethod
     def _combination_errors(merged: MergedParams) -> list[dict[str, Any]]:
