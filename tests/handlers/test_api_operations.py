@@ -156,3 +156,16 @@ def test_raw_image_body_takes_the_operation_from_the_query_string(api):
                   query={"operation": "upscale-fast"})
     assert answer.status == 200, answer.raw
     assert sent(api)[0] == BY_NAME["upscale-fast"].default_model_id
+
+
+def test_a_companion_that_is_neither_a_key_nor_base64_says_so(api):
+    answer = post("/v1/jobs", {"image": b64(ROOM), "operation": "inpaint", "mask": "masks/room",
+                               "params": {"prompt": "x"}})
+    assert answer.status == 422 and "neither an image key" in answer.json["error"]["message"]
+
+
+def test_an_upload_ticket_for_an_operation_without_a_prompt(api):
+    answer = post("/v1/uploads", {"filename": "cat.png", "params": {"operation": "remove-background"}})
+    assert answer.status == 201, answer.raw
+    answer = post("/v1/uploads", {"filename": "cat.png", "params": {"operation": "remove-background", "seed": 1}})
+    assert answer.status == 422 and answer.json["error"]["errors"][0]["field"] == "seed"

@@ -194,8 +194,10 @@ def _decode(text: str, name: str) -> bytes:
     try:
         return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
-        raise ApiError("invalid_image", f"{name} is not valid base64 (no data: prefix, no line breaks)",
-                       errors=[{"field": name, "source": "request body", "message": "is not valid base64"}]) from None
+        problem = ("is not valid base64" if name == "image" else
+                   "is neither an image key (masks/room.png, s3://...) nor valid base64")
+        raise ApiError("invalid_image", f"{name} {problem} (no data: prefix, no line breaks)",
+                       errors=[{"field": name, "source": "request body", "message": problem}]) from None
 
 
 def _is_reference(value: str) -> bool:
