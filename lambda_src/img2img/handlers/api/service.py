@@ -214,12 +214,12 @@ def _absolute(s: Settings, name: str, value: str) -> str:
     return "/" + value.lstrip("/")
 
 
-def _input_bucket_key(s: Settings, name: str, uri: str) -> str:
+def _input_bucket_key(s: Settings, name: str, uri: str, where: str = "request body") -> str:
     bucket, _, key = uri[len("s3://"):].partition("/")
     if bucket != s.input_bucket or not key:
         raise ApiError("access_denied", f"{name} must be an object in the input bucket s3://{s.input_bucket}/: "
                        "companion images are never read from another bucket",
-                       errors=[{"field": name, "source": "request body", "value": uri,
+                       errors=[{"field": name, "source": where, "value": uri,
                                 "message": "is not in the input bucket", "allowed": f"s3://{s.input_bucket}/<key>, "
                                 "a key, or base64"}])
     return key
@@ -231,7 +231,7 @@ def _request_params(s: Settings, params: dict[str, Any]) -> dict[str, Any]:
     for name in (c.name for c in COMPANIONS):
         value = params.get(name)
         if isinstance(value, str) and value.startswith("s3://"):
-            params[name] = "/" + _input_bucket_key(s, f"params.{name}", value)
+            params[name] = "/" + _input_bucket_key(s, f"params.{name}", value, "request params")
     return params
 
 
