@@ -20,19 +20,24 @@ from typing import Any
 
 from img2img.core.ports import ObjectInfo
 from img2img.core.triggers import Trigger
+from img2img.operations import NAMES
 
 INPUT, OUTPUT = "local-input", "local-output"
 DEFAULT_OUT_DIR = Path("img2img-out")
 
 
 class FolderStore:
-    """The core's ObjectStore over local folders: `bucket` names a folder, keys are relative paths."""
+    """The core's ObjectStore over local folders: `bucket` names a folder, keys are relative paths.
 
-    def __init__(self, folders: dict[str, Path]):
+    `files` shows other local files under chosen keys (`photo.png.mask.png` -> ~/masks/m.png): the
+    companions given on the command line sit beside the image without copying into the user's folder."""
+
+    def __init__(self, folders: dict[str, Path], files: dict[tuple[str, str], Path] | None = None):
         self.folders = folders
+        self.files = dict(files or {})
 
     def _path(self, bucket: str, key: str) -> Path:
-        return self.folders[bucket] / key
+        return self.files.get((bucket, key)) or self.folders[bucket] / key
 
     def head(self, bucket: str, key: str, version_id: str | None = None) -> ObjectInfo | None:
         path = self._path(bucket, key)
@@ -49,7 +54,7 @@ class FolderStore:
 
     def list_keys(self, bucket: str, prefix: str, limit: int = 50) -> list[str]:
         root = self.folders[bucket]
-        keys = (str(p.relative_to(root)) for p in root.rglob("*"))
+        keys = {str(p.relative_to(root)) for p in root.rglob("*")} | {k for b, k in self.files if b == bucket}
         return sorted(key for key in keys if key.startswith(prefix))[:limit]
 
     def put(self, bucket: str, key: str, data: bytes, content_type: str, metadata: dict | None = None) -> None:
@@ -106,24 +111,51 @@ def heartbeat(message: str, stream=sys.stderr):
         stream.write(f"\r{message} done in {time.monotonic() - started:.1f} s\n")
 
 
+def companion_files(image: Path, companions: dict[str, Path]) -> dict[str, tuple[str, Path]]:
+    """companion name -> (its key beside the image by convention, the local file): `--mask m.png` for
+    photo.png is `photo.png.mask.png`, as an upload beside it would be."""
+    from img2img.core import keys
+    from img2img.operations import COMPANIONS
+
+    placed = {}
+    for companion in COMPANIONS:
+        path = companions.get(companion.name)
+        if path is None:
+            continue
+        flag = "--" + companion.name.replace("_", "-")
+        if not path.is_file():
+            raise ValueError(f"{flag} {path}: no such file")
+        key = f"{image.name}.{companion.suffix}{path.suffix.lower()}"
+        if not keys.is_image(key):
+            raise ValueError(f"{flag} {path}: not an image file name ({', '.join(keys.IMAGE_SUFFIXES)})")
+        placed[companion.name] = (key, path)
+    return placed
+
+
 def generate(image: Path, request_params: dict[str, Any], output: Path | None, settings, *,
-             offline: bool) -> dict[str, Any]:
-    """Run one job on a local file; returns the record (image and record written beside `output`)."""
+             offline: bool, companions: dict[str, Path] | None = None) -> dict[str, Any]:
+    """Run one job on a local file; returns the record (image and record written beside `output`).
+
+    `companions` (mask, style_image: local files) sit beside the image under the convention names, and
+    the job names them: an operation that takes no such image says so instead of ignoring it."""
     from img2img.aws.bedrock import BedrockInvoker
     from img2img.core.pipeline import Pipeline
     from img2img.models.registry import adapter_for
 
     if not image.is_file():
         raise ValueError(f"{image}: no such file")
+    placed = companion_files(image, companions or {})
+    request_params = {**request_params, **{name: key for name, (key, _) in placed.items()}}
     work = Path(tempfile.mkdtemp(prefix="img2img-generate-"))
     try:
-        store = FolderStore({INPUT: image.resolve().parent, OUTPUT: work})
+        store = FolderStore({INPUT: image.resolve().parent, OUTPUT: work},
+                            {(INPUT, key): path.resolve() for key, path in placed.values()})
         invoker = BedrockInvoker(settings.bedrock_read_timeout, settings.bedrock_max_attempts)
         pipeline = Pipeline(settings, store, invoker, registry=adapter_for)
         trigger = Trigger("job", INPUT, image.name, params=request_params, origin="cli")
+        doing = request_params.get("model_id") or request_params.get("operation") or settings.model_id
         with (offline_engine() if offline else nullcontext(),
-              heartbeat(f"generating with {request_params.get('model_id') or settings.model_id}"
-                        f"{' (offline engine)' if offline else ''}")):
+              heartbeat(f"generating with {doing}{' (offline engine)' if offline else ''}")):
             [record] = pipeline.handle(trigger)
         out_dir = output.parent if output else DEFAULT_OUT_DIR
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -135,6 +167,9 @@ def generate(image: Path, request_params: dict[str, Any], output: Path | None, s
         record_path = Path(outputs[0]["key"] + ".json")
         record["record"] = {"bucket": "local", "key": str(record_path)}
         record["source"].update(bucket="local", key=str(image))
+        for name, (_, path) in placed.items():
+            if name in record.get("companions", {}):
+                record["companions"][name].update(bucket="local", key=str(path))
         record_path.write_text(json.dumps(record, indent=2, ensure_ascii=False))
         return record
     finally:
@@ -151,6 +186,12 @@ def add_arguments(parser) -> None:
                         help="any job parameter, e.g. --param style_preset=anime --param seed=7 (repeatable)")
     parser.add_argument("--params", type=Path, metavar="FILE.json", help="a JSON file of parameters (sidecar format)")
     parser.add_argument("--model-id", help="model id, inference profile or ARN (default: cdk.json modelId)")
+    parser.add_argument("--operation", metavar="NAME", help="what to do (docs/operations.md): "
+                        + ", ".join(NAMES) + " (default image-to-image)")
+    parser.add_argument("--mask", type=Path, metavar="FILE",
+                        help="inpaint / erase: the mask image (white = edit, black = keep; default: a mask beside "
+                             "the image, else its alpha channel)")
+    parser.add_argument("--style-image", type=Path, metavar="FILE", help="style-transfer: the style image")
     parser.add_argument("--offline", action="store_true", help="use the offline engine instead of Bedrock")
     parser.add_argument("-c", "--context", action="append", default=[], metavar="KEY=VALUE",
                         help="override a cdk.json context value (deployment defaults)")
@@ -172,6 +213,8 @@ def request_params(args) -> dict[str, Any]:
         params["prompt"] = args.prompt
     if args.model_id:
         params["model_id"] = args.model_id
+    if args.operation:
+        params["operation"] = args.operation
     return params
 
 
@@ -182,7 +225,8 @@ def run(args) -> int:
     settings = load_pipeline_config(args.context).worker_settings(
         input_bucket="", output_bucket=OUTPUT, idempotency_table="", job_queue_url="", event_bus_name="")
     try:
-        record = generate(args.image, request_params(args), args.output, settings, offline=args.offline)
+        record = generate(args.image, request_params(args), args.output, settings, offline=args.offline,
+                          companions={"mask": args.mask, "style_image": args.style_image})
     except JobError as exc:
         hint = "" if args.offline else " (configure AWS credentials for Bedrock, or add --offline)"
         raise ValueError(f"{exc.code}: {exc.message}{hint if exc.retryable else ''}") from None

@@ -119,3 +119,48 @@ def test_generate_reports_a_bad_parameter_in_one_line(tmp_path):
     assert done.returncode == 2
     assert "invalid_parameters" in done.stderr and "style_preset" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_generate_offline_remove_background_makes_the_background_transparent(tmp_path):
+    out = tmp_path / "cat.png"
+    done = subprocess.run([str(IMG2IMG), "generate", "--offline", "--operation", "remove-background",
+                           str(SAMPLES / "chelsea.png"), "-o", str(out)],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    image = Image.open(out)
+    assert image.mode == "RGBA" and image.getextrema()[3] == (0, 255)  # some pixels fully transparent
+    record = json.loads(Path(str(out) + ".json").read_text())
+    assert record["status"] == "succeeded" and record["operation"] == "remove-background"
+    assert "remove-background" in record["model_id"]
+
+
+def test_generate_offline_inpaint_with_a_mask_file(tmp_path):
+    image = tmp_path / "photos" / "coffee.png"
+    image.parent.mkdir()
+    image.write_bytes((SAMPLES / "coffee.png").read_bytes())
+    mask = Image.new("L", (64, 64), 0)
+    mask.paste(255, (16, 16, 48, 48))  # the middle quarter: white = edit
+    mask.save(tmp_path / "m.png")
+    out = tmp_path / "sofa.png"
+    done = subprocess.run([str(IMG2IMG), "generate", "--offline", "--operation", "inpaint", "--mask", "m.png",
+                           "--prompt", "a green velvet sofa", str(image), "-o", str(out)],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    record = json.loads(Path(str(out) + ".json").read_text())
+    assert record["operation"] == "inpaint" and record["companions"]["mask"]["key"] == "m.png"
+    assert record["companions"]["mask"]["coverage"] == pytest.approx(0.25, abs=0.02)
+    before, after = Image.open(image).convert("RGB"), Image.open(out).convert("RGB")
+    w, h = before.size
+    corner = (0, 0, w // 5, h // 5)
+    assert ImageChops.difference(before.crop(corner), after.crop(corner)).getbbox() is None  # black = kept
+    middle = (2 * w // 5, 2 * h // 5, 3 * w // 5, 3 * h // 5)
+    assert ImageChops.difference(before.crop(middle), after.crop(middle)).getbbox() is not None
+    assert sorted(p.name for p in image.parent.iterdir()) == ["coffee.png"]  # nothing written beside it
+
+
+def test_generate_refuses_a_mask_for_an_operation_that_takes_none(tmp_path):
+    Image.new("L", (64, 64), 255).save(tmp_path / "m.png")
+    done = subprocess.run([str(IMG2IMG), "generate", "--offline", "--operation", "remove-background",
+                           "--mask", "m.png", str(SAMPLES / "coffee.png"), "-o", str(tmp_path / "o.png")],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 2 and "takes no mask" in done.stderr and "Traceback" not in done.stderr

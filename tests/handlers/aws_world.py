@@ -43,6 +43,15 @@ def sdxl_ok(seed: int = 42, image: bytes | None = None) -> dict:
         {"seed": seed, "base64": base64.b64encode(image or png_bytes()).decode(), "finishReason": "SUCCESS"}]})
 
 
+def model_calls(world) -> list[dict]:
+    """The InvokeModel calls the worker makes from now on, as {modelId, body (decoded)}."""
+    calls: list[dict] = []
+    world.pipeline.model._runtime.meta.events.register(
+        "before-parameter-build.bedrock-runtime.InvokeModel",
+        lambda params, **kw: calls.append({"modelId": params["modelId"], "body": json.loads(params["body"])}))
+    return calls
+
+
 class Context:
     function_name = "img2img-worker"
     function_version = "$LATEST"

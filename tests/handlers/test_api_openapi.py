@@ -20,4 +20,7 @@ def test_document_describes_every_route_status_and_the_error_format():
     assert set(generations["requestBody"]["content"]) == {"application/json", "image/*"}
     assert any(p["name"] == "idempotency-key" and p["in"] == "header" for p in generations["parameters"])
     assert "code" in doc["components"]["schemas"]["ErrorDetail"]["properties"]
+    request = doc["components"]["schemas"]["GenerationRequest"]["properties"]
+    assert {"operation", "mask", "style_image"} <= set(request)
+    assert "remove-background" in request["operation"]["description"]
     assert doc["security"] == [{"sigv4": []}]

@@ -1,8 +1,14 @@
 """Direct invoke: what a Step Functions task gets back."""
 from __future__ import annotations
 
+import base64
+import io
+
 import pytest
-from aws_world import INPUT, Context, png_bytes, sd35_ok
+from aws_world import INPUT, Context, model_calls, png_bytes, sd35_ok
+from PIL import Image
+
+from img2img.operations import BY_NAME
 
 
 def invoke(event):
@@ -41,3 +47,40 @@ def test_an_event_without_a_source_is_rejected_clearly(world):
 
     with pytest.raises(InvalidJobError, match="needs a source"):
         invoke({"params": {"prompt": "x"}})
+
+
+def test_inpaint_with_a_mask_key_sends_the_mask_to_the_inpaint_model(world):
+    world.put("sfn/room.png", png_bytes((256, 256), color=(90, 60, 30)))
+    world.put("masks/room-mask.png", png_bytes((128, 128), color=(255, 255, 255)))  # resized to the image
+    calls = model_calls(world)
+    world.stub.add_response("invoke_model", sd35_ok(seed=3), expected_params=None)
+    record = invoke({"source": f"s3://{INPUT}/sfn/room.png", "params": {
+        "operation": "inpaint", "mask": "../masks/room-mask.png", "prompt": "a green velvet sofa", "seed": 3}})
+    assert record["status"] == "succeeded", record
+    [call] = calls
+    assert call["modelId"] == BY_NAME["inpaint"].default_model_id
+    body = call["body"]
+    assert set(body) == {"image", "mask", "prompt", "seed", "output_format"}
+    assert (body["prompt"], body["seed"], body["output_format"]) == ("a green velvet sofa", 3, "png")
+    image, mask = (Image.open(io.BytesIO(base64.b64decode(body[f]))) for f in ("image", "mask"))
+    assert mask.mode == "L" and mask.size == image.size == (256, 256) and mask.getextrema() == (255, 255)
+    assert record["operation"] == "inpaint" and record["companions"]["mask"]["key"] == "masks/room-mask.png"
+
+
+def test_remove_background_needs_no_prompt_and_sends_only_the_image(world):
+    world.put("sfn/cat.png", png_bytes((256, 256)))
+    calls = model_calls(world)
+    world.stub.add_response("invoke_model", sd35_ok(), expected_params=None)
+    record = invoke({"source": {"bucket": INPUT, "key": "sfn/cat.png"}, "params": {"operation": "remove-background"}})
+    assert record["status"] == "succeeded" and record["operation"] == "remove-background"
+    [call] = calls
+    assert call["modelId"] == BY_NAME["remove-background"].default_model_id
+    assert set(call["body"]) == {"image", "output_format"} and call["body"]["output_format"] == "png"
+
+
+def test_a_named_mask_that_does_not_exist_is_a_failure_record(world):
+    world.put("sfn/room.png", png_bytes((256, 256)))
+    record = invoke({"source": f"s3://{INPUT}/sfn/room.png",
+                     "params": {"operation": "inpaint", "mask": "nope.png", "prompt": "x"}})
+    assert record["status"] == "failed" and record["error"]["code"] == "missing_parameters"
+    assert "sfn/nope.png" in record["error"]["message"]

@@ -3,13 +3,18 @@ as the infra's rules deliver them (moto's EventBridge writes the whole envelope 
 and the sample Step Functions definition for the direct-invoke function."""
 from __future__ import annotations
 
+import base64
+import io
 import json
 from pathlib import Path
 
 import boto3
 import pytest
 import schema_check
-from aws_world import INPUT, png_bytes, sd35_ok
+from aws_world import INPUT, model_calls, png_bytes, sd35_ok
+from PIL import Image
+
+from img2img.operations import BY_NAME
 
 ASL = Path(__file__).resolve().parents[2] / "docs" / "step-functions" / "img2img-direct.asl.json"
 
@@ -105,3 +110,45 @@ def test_step_functions_sample_is_valid_asl_with_the_right_names():
                        *[c["Next"] for c in state.get("Catch", [])]]:
             assert target is None or target in states
         assert state.get("End") or state["Type"] in ("Fail", "Succeed", "Choice") or state.get("Next")
+
+
+def request(routed, detail: dict) -> None:
+    routed.put_events(Entries=[{"EventBusName": "img2img-bus", "Source": "my.app",
+                                "DetailType": "ImageGenerationRequested", "Detail": json.dumps(detail)}])
+
+
+def test_an_inpaint_event_with_a_mask_key_sends_the_mask_to_the_inpaint_model(world, routed):
+    world.put("req/room.png", png_bytes((256, 256), color=(90, 60, 30)))
+    world.put("masks/room.png", png_bytes((256, 256), color=(255, 255, 255)))
+    detail = {"source": f"s3://{INPUT}/req/room.png",
+              "params": {"operation": "inpaint", "mask": "/masks/room.png", "prompt": "a sofa", "grow_mask": 2}}
+    assert schema_check.check(detail, schema_check.load("ImageGenerationRequested")) == []
+    request(routed, detail)
+    [body] = bodies(world)
+    calls = model_calls(world)
+    world.stub.add_response("invoke_model", sd35_ok(), expected_params=None)
+    world.run(body)
+    [call] = calls
+    assert call["modelId"] == BY_NAME["inpaint"].default_model_id
+    assert set(call["body"]) == {"image", "mask", "prompt", "grow_mask", "output_format"}
+    assert (call["body"]["prompt"], call["body"]["grow_mask"]) == ("a sofa", 2)
+    mask = Image.open(io.BytesIO(base64.b64decode(call["body"]["mask"])))
+    assert mask.mode == "L" and mask.getextrema() == (255, 255)
+    record = world.record("events/req/room.png")
+    assert record["status"] == "succeeded" and record["companions"]["mask"]["key"] == "masks/room.png"
+    assert record["param_sources"]["mask"] == "eventbridge request"
+
+
+def test_a_remove_background_event_needs_no_prompt(world, routed):
+    world.put("req/cat.png", png_bytes((256, 256)))
+    request(routed, {"source": {"bucket": INPUT, "key": "req/cat.png"}, "params": {"operation": "remove-background",
+                                                                                  "output_format": "webp"}})
+    [body] = bodies(world)
+    calls = model_calls(world)
+    world.stub.add_response("invoke_model", sd35_ok(), expected_params=None)
+    world.run(body)
+    [call] = calls
+    assert call["modelId"] == BY_NAME["remove-background"].default_model_id
+    assert set(call["body"]) == {"image", "output_format"} and call["body"]["output_format"] == "webp"
+    record = world.record("events/req/cat.png")
+    assert record["status"] == "succeeded" and record["outputs"][0]["key"] == "events/req/cat.png.webp"

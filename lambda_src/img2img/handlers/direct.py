@@ -1,6 +1,8 @@
 """Direct invoke (Step Functions task, another service): a job JSON in, its outcome record out.
 
 Input: `{"source": "s3://bucket/key" | {"bucket", "key", "version_id"?}, "params": {...}?, "job_id"?: str}`.
+`params` are a sidecar's, operations included: `{"operation": "inpaint", "mask": "room-mask.png", ...}`
+(companions are input-bucket keys, relative to the image's folder or `/absolute`; docs/operations.md).
 Permanent failures come back as a failure record (`status: failed`), so a state machine can branch on
 `$.status`; transient faults raise `TransientJobError` so the caller's Retry policy handles them.
 """

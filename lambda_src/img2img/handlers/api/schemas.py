@@ -6,6 +6,8 @@ from typing import Annotated, Any, Literal
 from aws_lambda_powertools.event_handler.openapi.params import Header
 from pydantic import BaseModel, ConfigDict, Field
 
+from ...operations import NAMES
+
 JOB_ID = r"^[a-z0-9][a-z0-9-]{0,63}$"
 S3_URI = r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/.+$"
 FILENAME = (r"^[^/\\\x00-\x1f]{1,200}\."
@@ -13,7 +15,8 @@ FILENAME = (r"^[^/\\\x00-\x1f]{1,200}\."
 
 
 class GenerationRequest(BaseModel):
-    """One of `image` (base64) or `source` (an object in the input bucket), plus parameters.
+    """One of `image` (base64) or `source` (an object in the input bucket), plus parameters, the
+    operation and its companion images (`mask`, `style_image`).
 
     The same body is accepted by POST /v1/jobs. A raw image body (`Content-Type: image/*`) takes its
     parameters from the query string instead (`?prompt=...&seed=7`, or `?params=<JSON>`)."""
@@ -23,6 +26,16 @@ class GenerationRequest(BaseModel):
     source: str | None = Field(None, pattern=S3_URI, description="s3://<input bucket>/<key> of an uploaded image")
     params: dict[str, Any] = Field(default_factory=dict,
                                    description="job parameters, as in a sidecar (docs/parameters.md)")
+    operation: str | None = Field(None, max_length=64, examples=["remove-background"], description=(
+        "what to do (docs/operations.md): " + ", ".join(NAMES) + "; default image-to-image. "
+        "params.operation works too"))
+    mask: str | None = Field(None, description=(
+        "inpaint / erase: the mask (white = edit, black = keep), base64 (no data: prefix) or an "
+        "input-bucket key (from the bucket root) or s3://<input bucket>/<key>; `alpha`: the image's alpha "
+        "channel. Default: a mask stored beside the image, else the image's alpha channel"))
+    style_image: str | None = Field(None, description=(
+        "style-transfer: the style image, base64 (no data: prefix) or an input-bucket key (from the bucket "
+        "root) or s3://<input bucket>/<key>"))
 
 
 class UploadRequest(BaseModel):

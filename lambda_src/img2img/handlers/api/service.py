@@ -13,7 +13,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 from urllib.parse import quote
@@ -28,6 +28,7 @@ from ...core.images import sniff_format
 from ...core.pipeline import Job, Resolution
 from ...core.triggers import JOB_MESSAGE, job_trigger
 from ...observability import logger
+from ...operations import ALPHA_MASK, COMPANIONS
 from ...settings import Settings, get_settings
 from .schemas import GenerationRequest
 
@@ -124,8 +125,14 @@ def check_params(settings: Settings, params: dict[str, Any], where: str, require
                                          settings.default_params),
                       P.request_layer(params, where)])
     if not merged.has_prompt:
-        if require_prompt:
-            raise JobError("missing_parameters", "no prompt: set params.prompt (or text_prompts)")
+        try:  # operations without a prompt (remove-background, upscale-fast...) validate as they are
+            get_pipeline().validate(merged)
+            return
+        except JobError as exc:
+            if exc.code != "missing_parameters":
+                raise
+            if require_prompt:
+                raise JobError("missing_parameters", "no prompt: set params.prompt (or text_prompts)") from None
         merged.positive = [{"text": "stand-in", "weight": 1.0}]
     get_pipeline().validate(merged)
 
@@ -144,24 +151,119 @@ def _query_params(query: dict[str, str]) -> dict[str, Any]:
     return params
 
 
-def _inputs(call: Call, body: GenerationRequest, s: Settings) -> tuple[bytes | None, dict[str, Any] | None, dict]:
-    """(image bytes, or an S3 source, and the parameters) from a JSON or raw-image request."""
+@dataclass(frozen=True)
+class Inputs:
+    data: bytes | None                 # the image, when the request carries it
+    source: dict[str, Any] | None      # else the input-bucket object it names
+    params: dict[str, Any]
+    attached: dict[str, bytes] = field(default_factory=dict)  # companion name -> image bytes (base64 fields)
+
+
+def _inputs(call: Call, body: GenerationRequest, s: Settings) -> Inputs:
+    """The image (bytes, or an S3 source), the parameters and the attached companions of a JSON or
+    raw-image request."""
     if call.raw_image is not None:
-        return call.raw_image, None, _query_params(call.query)
+        return Inputs(call.raw_image, None, _request_params(s, _query_params(call.query)))
     if bool(body.image) == bool(body.source):
         raise ApiError("invalid_parameters", "give exactly one of image (base64) or source (s3://...)",
                        errors=[{"field": "image", "source": "request body",
                                 "message": "exactly one of image or source is required"}])
+    params = _request_params(s, dict(body.params))
+    if body.operation is not None:
+        _set_once(params, "operation", body.operation)
+    attached: dict[str, bytes] = {}
+    for companion in COMPANIONS:
+        value = getattr(body, companion.name)
+        if value is None:
+            continue
+        if _is_reference(value):
+            _set_once(params, companion.name, _absolute(s, companion.name, value))
+        else:
+            if companion.name in params:
+                raise _conflict(companion.name, "<base64>", params[companion.name])
+            attached[companion.name] = _decode(value, companion.name)
     if body.source:
         bucket, key = body.source[5:].split("/", 1)
         if bucket != s.input_bucket:
             raise ApiError("access_denied", f"source must be in the input bucket s3://{s.input_bucket}/")
-        return None, {"bucket": bucket, "key": key}, body.params
+        return Inputs(None, {"bucket": bucket, "key": key}, params, attached)
+    return Inputs(_decode(body.image, "image"), None, params, attached)
+
+
+def _decode(text: str, name: str) -> bytes:
     try:
-        data = base64.b64decode(body.image, validate=True)
+        return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
-        raise ApiError("invalid_image", "image is not valid base64 (no data: prefix, no line breaks)") from None
-    return data, None, body.params
+        problem = ("is not valid base64" if name == "image" else
+                   "is neither an image key (masks/room.png, s3://...) nor valid base64")
+        raise ApiError("invalid_image", f"{name} {problem} (no data: prefix, no line breaks)",
+                       errors=[{"field": name, "source": "request body", "message": problem}]) from None
+
+
+def _is_reference(value: str) -> bool:
+    """A key (`masks/room.png`: image keys end in a suffix, and base64 has no `.`), an s3:// URI, or `alpha`."""
+    return value == ALPHA_MASK or "." in value or ":" in value
+
+
+def _absolute(s: Settings, name: str, value: str) -> str:
+    """A companion reference of the request body as the job's absolute key `/key` (the input bucket's only)."""
+    if value == ALPHA_MASK:
+        return value
+    if value.startswith("s3://"):
+        return "/" + _input_bucket_key(s, name, value)
+    return "/" + value.lstrip("/")
+
+
+def _input_bucket_key(s: Settings, name: str, uri: str, where: str = "request body") -> str:
+    bucket, _, key = uri[len("s3://"):].partition("/")
+    if bucket != s.input_bucket or not key:
+        raise ApiError("access_denied", f"{name} must be an object in the input bucket s3://{s.input_bucket}/: "
+                       "companion images are never read from another bucket",
+                       errors=[{"field": name, "source": where, "value": uri,
+                                "message": "is not in the input bucket", "allowed": f"s3://{s.input_bucket}/<key>, "
+                                "a key, or base64"}])
+    return key
+
+
+def _request_params(s: Settings, params: dict[str, Any]) -> dict[str, Any]:
+    """Parameters as in a sidecar (companion keys relative to the image's folder, or /absolute); an
+    s3:// URI of the input bucket becomes its /absolute key, another bucket is refused now."""
+    for name in (c.name for c in COMPANIONS):
+        value = params.get(name)
+        if isinstance(value, str) and value.startswith("s3://"):
+            params[name] = "/" + _input_bucket_key(s, f"params.{name}", value, "request params")
+    return params
+
+
+def _set_once(params: dict[str, Any], name: str, value: Any) -> None:
+    """A body field that params may also carry: either place, not both with different values."""
+    if name in params and params[name] != value:
+        raise _conflict(name, value, params[name])
+    params[name] = value
+
+
+def _conflict(name: str, value: Any, in_params: Any) -> ApiError:
+    return ApiError("invalid_parameters", f"{name} is given twice, as a body field and in params, with "
+                    "different values: set one of them",
+                    errors=[{"field": name, "source": "request body", "value": value,
+                             "message": f"conflicts with params.{name} = {in_params!r}"}])
+
+
+def _companion_keys(s: Settings, job_id: str, input_key: str | None,
+                    attached: dict[str, bytes]) -> dict[str, str]:
+    """Where attached companions are stored: beside the API's input under the convention names
+    (`<input key>.mask.png`), or (the image is a `source`) under api/<job_id>/."""
+    keys = {}
+    for companion in COMPANIONS:
+        if companion.name in attached:
+            suffix = _suffix(attached[companion.name])
+            if suffix == "img":
+                raise ApiError("invalid_image", f"{companion.name} is not an image (PNG, JPEG, WebP...)",
+                               errors=[{"field": companion.name, "source": "request body",
+                                        "message": "is not an image"}])
+            keys[companion.name] = (f"{input_key}.{companion.suffix}.{suffix}" if input_key
+                                    else f"{s.api_prefix}{job_id}/{companion.suffix}.{suffix}")
+    return keys
 
 
 def request_image_limit(s: Settings) -> int:
@@ -177,16 +279,29 @@ def too_large(size: int, limit: int) -> str:
 def prepare_job(call: Call, body: GenerationRequest, route: str) -> tuple[str, dict[str, Any], dict[str, Any]]:
     """Validate, store the input under api/<job_id>/, write the job item. (job_id, job message, record location)"""
     s = get_settings()
-    data, source, params = _inputs(call, body, s)
-    if data is not None and len(data) > request_image_limit(s):
-        raise ApiError("image_too_large", too_large(len(data), request_image_limit(s)))
-    check_params(s, params, "request params", require_prompt=False)
+    inputs = _inputs(call, body, s)
+    data, source, params, limit = inputs.data, inputs.source, inputs.params, request_image_limit(s)
+    for name, blob in (("image", data), *inputs.attached.items()):
+        if blob is not None and len(blob) > limit:
+            message = too_large(len(blob), limit)
+            raise ApiError("image_too_large", message if name == "image" else f"{name}: {message}")
     job_id = new_job_id()
+    input_key = f"{s.api_prefix}{job_id}/input.{_suffix(data)}" if data is not None else None
+    companions = _companion_keys(s, job_id, input_key, inputs.attached)
+    # Validated with the attached companions as explicit keys: an operation that takes none says so now.
+    check_params(s, {**params, **{name: "/" + key for name, key in companions.items()}}, "request params",
+                 require_prompt=False)
+    if input_key is None:  # no API input to sit beside: the job names them
+        params.update({name: "/" + key for name, key in companions.items()})
+    stored = []
+    for name, key in companions.items():  # before the input: the worker finds them when it sees the input
+        edge().put_input(s.input_bucket, key, inputs.attached[name], "application/octet-stream")
+        stored.append(key)
     output_prefix = s.output_prefix
-    if data is not None:
-        key = f"{s.api_prefix}{job_id}/input.{_suffix(data)}"
-        version = edge().put_input(s.input_bucket, key, data, "application/octet-stream")
-        source = {"bucket": s.input_bucket, "key": key, "version_id": version}
+    if input_key is not None:
+        version = edge().put_input(s.input_bucket, input_key, data, "application/octet-stream")
+        source = {"bucket": s.input_bucket, "key": input_key, "version_id": version}
+        stored.append(input_key)
     else:
         output_prefix = f"{s.output_prefix}{s.api_prefix}{job_id}/"
     message = {"type": JOB_MESSAGE, "job_id": job_id, "source": source, "params": params,
@@ -194,11 +309,12 @@ def prepare_job(call: Call, body: GenerationRequest, route: str) -> tuple[str, d
     where = {"bucket": s.output_bucket, "key": records.record_key(output_prefix, source["key"])}
     item = {"job_id": job_id, "route": route, "message": message, "accepted_at": records.now_iso(), "record": where}
     job = Job(job_trigger(message, origin="api"), "api")
-    # The resolution the worker will do (folder defaults, model rules): a bad job is a 4xx now, and
-    # the job's idempotency key lets GET /v1/jobs/{id} say `running`.
+    # The resolution the worker will do (folder defaults, model rules, companions): a bad job is a 4xx
+    # now, and the job's idempotency key lets GET /v1/jobs/{id} say `running`.
     if get_pipeline().resolve(job) is Resolution.FAILED:
-        if data is not None and not job.error.retryable:
-            edge().delete_input(source["bucket"], source["key"])
+        if not job.error.retryable:
+            for key in stored:
+                edge().delete_input(s.input_bucket, key)
         raise job.error
     item["job_key"] = job.idempotency_key
     edge().put_job(job_id, item)
