@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import time
 from pathlib import Path
 
@@ -13,8 +12,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageStat
 
 from img2img.operations import SERVICES
-from img2img_local.project import load_pipeline_config
-from img2img_local.stack import LocalStack
+from tests.e2e.stack_fixtures import local_stack, wait_for_record
 
 pytestmark = pytest.mark.e2e
 
@@ -40,20 +38,8 @@ METADATA = {
 
 @pytest.fixture(scope="module")
 def stack():
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    config = load_pipeline_config([f"sidecarGraceSeconds={GRACE}", "logLevel=WARNING"])
-    with LocalStack(config, visibility_timeout_seconds=10) as running:
+    with local_stack(GRACE) as running:
         yield running
-
-
-def record_of(stack, key: str, timeout: float = 60) -> dict:
-    s3, deadline = stack.client("s3"), time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            return json.loads(s3.get_object(Bucket=stack.resources.output_bucket, Key=f"{key}.json")["Body"].read())
-        except s3.exceptions.NoSuchKey:
-            time.sleep(0.3)
-    raise AssertionError(f"no record for {key} within {timeout} s")
 
 
 def output_of(stack, record: dict) -> Image.Image:
@@ -90,7 +76,7 @@ def test_every_operation_from_an_upload(stack, operation):
                       Body=(SAMPLES / "rocket.jpg").read_bytes())
     s3.put_object(Bucket=r.input_bucket, Key=key, Body=photo,
                   Metadata={"operation": operation.name, **METADATA[operation.name]})
-    record = record_of(stack, key)
+    record = wait_for_record(stack, key)
     assert record["status"] == "succeeded", record.get("error")
     assert record["operation"] == operation.name and record["model_id"] == operation.default_model_id
     assert set(record.get("companions", {})) == {c.name for c in operation.companions}
@@ -114,13 +100,13 @@ def test_a_mask_after_its_image_runs_the_job_once_and_a_mask_first_runs_at_once(
                   Metadata={"operation": "inpaint", "prompt": "a cup of green tea"})
     time.sleep(2)  # the image's job has found no mask and waits (tests/handlers pin the exact orders)
     s3.put_object(Bucket=r.input_bucket, Key="orders/late/cup.mask.png", Body=mask_png(size))
-    late = record_of(stack, "orders/late/cup.png")
+    late = wait_for_record(stack, "orders/late/cup.png")
     assert late["status"] == "succeeded" and late["companions"]["mask"]["key"] == "orders/late/cup.mask.png"
     assert late["trigger"] in ("mask-upload", "sidecar-wait")  # run by the mask's upload, or the image's check
     s3.put_object(Bucket=r.input_bucket, Key="orders/first/cup.png.mask.png", Body=mask_png(size))
     s3.put_object(Bucket=r.input_bucket, Key="orders/first/cup.png", Body=photo,
                   Metadata={"operation": "inpaint", "prompt": "a cup of green tea"})
-    first = record_of(stack, "orders/first/cup.png")
+    first = wait_for_record(stack, "orders/first/cup.png")
     assert first["status"] == "succeeded" and first["trigger"] in ("upload", "mask-upload")
     time.sleep(GRACE + 2)  # the image's delayed check (if any) and the mask's own event have all landed
     assert stack.engine.stats()["total"] - calls == 2  # one model call per job, whatever the order
@@ -135,7 +121,7 @@ def test_without_a_mask_the_alpha_channel_is_the_mask_after_the_grace_period(sta
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     s3.put_object(Bucket=r.input_bucket, Key="alpha/cat.png", Body=buffer.getvalue(), Metadata={"operation": "erase"})
-    record = record_of(stack, "alpha/cat.png", timeout=GRACE + 60)
+    record = wait_for_record(stack, "alpha/cat.png", timeout=GRACE + 60)
     assert record["status"] == "succeeded" and record["companions"]["mask"]["from"] == "alpha"
     assert 0 < record["companions"]["mask"]["coverage"] < 0.2
     erased = output_of(stack, record).convert("RGB")
@@ -150,12 +136,12 @@ def test_an_image_too_long_and_thin_is_refused_by_its_rule_unless_the_job_pads_i
     strip.save(buffer, format="PNG")
     s3.put_object(Bucket=r.input_bucket, Key="rules/strip.png", Body=buffer.getvalue(),
                   Metadata={"operation": "control-sketch", "prompt": "a river"})
-    refused = record_of(stack, "rules/strip.png")
+    refused = wait_for_record(stack, "rules/strip.png")
     assert refused["status"] == "failed" and refused["error"]["code"] == "invalid_image"
     assert "aspect ratio" in refused["error"]["message"] and "fit" in refused["error"]["message"]
     s3.put_object(Bucket=r.input_bucket, Key="rules/strip-pad.png", Body=buffer.getvalue(),
                   Metadata={"operation": "control-sketch", "prompt": "a river", "fit": "pad"})
-    padded = record_of(stack, "rules/strip-pad.png")
+    padded = wait_for_record(stack, "rules/strip-pad.png")
     assert padded["status"] == "succeeded" and padded["prepared"]["fit"] == "pad"
     assert padded["prepared"]["width"] <= 2.5 * padded["prepared"]["height"]
 
@@ -167,12 +153,12 @@ def test_an_operation_requested_by_event_reads_its_named_mask(stack):
                   Body=mask_png(Image.open(io.BytesIO(photo)).size))
     s3.put_object(Bucket=r.input_bucket, Key="by-event/cup.png", Body=photo,
                   Metadata={"operation": "erase", "mask": "masks/cup-mask.png"})
-    record_of(stack, "by-event/cup.png")  # the upload's own job
+    wait_for_record(stack, "by-event/cup.png")  # the upload's own job
     stack.client("events").put_events(Entries=[{
         "EventBusName": r.event_bus_name, "Source": "e2e.test", "DetailType": "ImageGenerationRequested",
         "Detail": json.dumps({"source": f"s3://{r.input_bucket}/by-event/cup.png",
                               "params": {"operation": "inpaint", "prompt": "a teapot",
                                          "mask": "/by-event/masks/cup-mask.png"}})}])
-    record = record_of(stack, "events/by-event/cup.png")
+    record = wait_for_record(stack, "events/by-event/cup.png")
     assert record["status"] == "succeeded" and record["operation"] == "inpaint"
     assert record["companions"]["mask"]["key"] == "by-event/masks/cup-mask.png"

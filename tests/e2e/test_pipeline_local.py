@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import subprocess
 import sys
 import time
@@ -14,8 +13,7 @@ import pytest
 from PIL import Image, ImageChops, ImageStat
 
 from img2img_local.demo import run_demo
-from img2img_local.project import load_pipeline_config
-from img2img_local.stack import LocalStack
+from tests.e2e.stack_fixtures import local_stack, wait_for_record
 
 pytestmark = pytest.mark.e2e
 
@@ -28,22 +26,8 @@ GRACE = 4
 
 @pytest.fixture(scope="module")
 def stack():
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    config = load_pipeline_config([f"sidecarGraceSeconds={GRACE}", "logLevel=WARNING"])
-    with LocalStack(config, visibility_timeout_seconds=10) as running:
+    with local_stack(GRACE) as running:
         yield running
-
-
-def wait_for_record(stack, key: str, timeout: float = 45) -> dict:
-    s3 = stack.client("s3")
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            body = s3.get_object(Bucket=stack.resources.output_bucket, Key=f"{key}.json")["Body"].read()
-            return json.loads(body)
-        except s3.exceptions.NoSuchKey:
-            time.sleep(0.3)
-    raise AssertionError(f"no outcome record for {key} within {timeout} s")
 
 
 def engine_calls(stack) -> int:
