@@ -11,8 +11,6 @@ from pathlib import Path
 import imagegen as g
 import pytest
 
-pytest.importorskip("c2pa")
-
 from img2img.core import c2pa_manifest as cm
 from img2img.core import xmp
 from img2img.core.errors import JobError, transient

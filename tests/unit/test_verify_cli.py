@@ -6,8 +6,6 @@ import json
 import imagegen as g
 import pytest
 
-pytest.importorskip("c2pa")
-
 from img2img.core import c2pa_manifest as cm
 from img2img.core import xmp
 from img2img.operations import EDITED
