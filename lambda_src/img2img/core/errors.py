@@ -36,12 +36,16 @@ CODES: dict[str, ErrorCode] = {
                                   kind="outcome", http_status=422, metric=IMAGES_FILTERED),
     "model_unavailable": ErrorCode("Bedrock does not serve this model here: not found in the region, or end of "
                                    "life.", kind="outcome", http_status=422, metric=IMAGES_FAILED),
-    "access_denied": ErrorCode("The worker may not read the input, write the output or invoke the model.",
+    "access_denied": ErrorCode("The worker may not read the input, write the output, invoke the model or sign "
+                               "with the KMS key.",
                                kind="outcome", http_status=403, metric=IMAGES_FAILED),
     "source_not_found": ErrorCode("The input object (or the version named in the event) no longer exists.",
                                   kind="outcome", http_status=404, metric=IMAGES_FAILED),
     "retries_exhausted": ErrorCode("A transient fault (throttling, timeout, service error) persisted on every "
                                    "attempt.", kind="outcome", http_status=503, metric=IMAGES_FAILED),
+    "signing_unavailable": ErrorCode("The output could not be signed: the KMS key is disabled, deleted or not an "
+                                     "ECC_NIST_P256 signing key, or the certificate chain does not certify it.",
+                                     kind="outcome", http_status=500, metric=IMAGES_FAILED),
     "internal_error": ErrorCode("A defect in this pipeline: an exception nobody foresaw. Not retried; counted "
                                 "and alarmed.", kind="outcome", http_status=500, metric=INTERNAL_ERRORS),
     # ---- transient causes: retried with back-off; the last attempt records retries_exhausted ---------
@@ -53,6 +57,8 @@ CODES: dict[str, ErrorCode] = {
                              kind="transient", http_status=503),
     "service_error": ErrorCode("Bedrock answered 5xx or could not be reached.", kind="transient", http_status=503),
     "storage_error": ErrorCode("S3, SQS or DynamoDB answered 5xx, SlowDown or could not be reached.",
+                               kind="transient", http_status=503),
+    "signing_error": ErrorCode("KMS throttled or failed the signing call, or could not be reached.",
                                kind="transient", http_status=503),
     "in_progress": ErrorCode("The same job is running in another invocation.", kind="transient", http_status=409),
     "deadline": ErrorCode("Too little time left in this invocation to start a model call.", kind="transient",
