@@ -59,6 +59,14 @@ def _name(common_name: str) -> x509.Name:
 
 def make_identity(now: dt.datetime | None = None) -> LocalIdentity:
     """A new CA and leaf (the CA's key is thrown away: nothing else is ever issued by it)."""
+    leaf_key = ec.generate_private_key(ec.SECP256R1())
+    return LocalIdentity(leaf_key, issue_chain(leaf_key.public_key(), now))
+
+
+def issue_chain(leaf_public_key: ec.EllipticCurvePublicKey, now: dt.datetime | None = None) -> str:
+    """A throwaway CA's certificate for `leaf_public_key` (say, a KMS key's), and the CA: the PEM chain,
+    leaf first. The local stack certifies its (moto) KMS key this way, so the worker signs through KMS
+    offline exactly as it does in AWS."""
     now = now or dt.datetime.now(dt.UTC)
     not_before, not_after = now - dt.timedelta(minutes=5), now + dt.timedelta(days=VALID_DAYS)
     ca_key = ec.generate_private_key(ec.SECP256R1())
@@ -72,20 +80,24 @@ def make_identity(now: dt.datetime | None = None) -> LocalIdentity:
                                        crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
           .add_extension(ca_ski, critical=False)
           .sign(ca_key, hashes.SHA256()))
-    leaf_key = ec.generate_private_key(ec.SECP256R1())
     leaf = (x509.CertificateBuilder().subject_name(_name(LEAF_NAME)).issuer_name(ca.subject)
-            .public_key(leaf_key.public_key()).serial_number(x509.random_serial_number())
+            .public_key(leaf_public_key).serial_number(x509.random_serial_number())
             .not_valid_before(not_before).not_valid_after(not_after)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
                                          data_encipherment=False, key_agreement=False, key_cert_sign=False,
                                          crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(leaf_key.public_key()), critical=False)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(leaf_public_key), critical=False)
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), critical=False)
             .sign(ca_key, hashes.SHA256()))
-    chain = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in (leaf, ca)).decode()
-    return LocalIdentity(leaf_key, chain)
+    return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in (leaf, ca)).decode()
+
+
+def certify_kms_key(kms, key_id: str, now: dt.datetime | None = None) -> str:
+    """The chain for an ECC_NIST_P256 KMS key, issued by a throwaway CA (see issue_chain)."""
+    public = serialization.load_der_public_key(kms.get_public_key(KeyId=key_id)["PublicKey"])
+    return issue_chain(public, now)  # type: ignore[arg-type]
 
 
 def load_or_create(folder: Path, now: dt.datetime | None = None) -> LocalIdentity:

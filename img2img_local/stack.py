@@ -25,7 +25,9 @@ from moto.server import ThreadedMotoServer
 from img2img_local.engine import EngineConfig, EngineServer
 from img2img_local.event_source import FAKE_CREDENTIALS, SqsEventSource
 from img2img_local.lambda_runtime import FunctionSpec
+from img2img.settings import ENV
 from img2img_local.project import PipelineConfig
+from img2img_local.signing import certify_kms_key
 from infra.config import notification_suffixes
 
 log = logging.getLogger(__name__)
@@ -65,6 +67,10 @@ class LocalResources:
     events_rule_name: str
     function_name: str
     requested_rule_name: str = ""
+    # C2PA signing as in AWS: an ECC_NIST_P256 KMS key (moto's) and its chain in an SSM parameter,
+    # certified by a throwaway CA (img2img_local/signing.py: NOT TRUSTED).
+    c2pa_key_arn: str = ""
+    c2pa_chain_parameter: str = ""
 
 
 class LocalStack:
@@ -160,6 +166,8 @@ class LocalStack:
         env = self.config.worker_settings(
             input_bucket=r.input_bucket, output_bucket=r.output_bucket, idempotency_table=r.idempotency_table,
             job_queue_url=r.job_queue_url, event_bus_name=r.event_bus_name).to_env()
+        if r.c2pa_key_arn:
+            env.update({ENV["c2pa_kms_key_id"]: r.c2pa_key_arn, ENV["c2pa_certificate_chain"]: r.c2pa_chain_parameter})
         env.update(self.config.powertools_env())
         env.update({
             "AWS_ENDPOINT_URL": self.endpoint_url,
@@ -288,12 +296,22 @@ class LocalStack:
                         EventPattern=json.dumps({"detail-type": ["ImageGenerationRequested"]}))
         events.put_targets(Rule=requested_rule, EventBusName=bus, Targets=[{"Id": "job-queue", "Arn": job_queue_arn}])
         log.debug("event bus %s routes to %s", bus_arn, events_queue_url)
+        key_arn, chain_parameter = self._c2pa_signing_key(prefix)
 
         return LocalResources(
             input_bucket=input_bucket, output_bucket=output_bucket, job_queue_url=job_queue_url,
             job_queue_arn=job_queue_arn, dlq_url=dlq_url, dlq_arn=dlq_arn, events_queue_url=events_queue_url,
             idempotency_table=table, event_bus_name=bus, events_rule_name=rule, function_name=f"{prefix}-worker",
-            requested_rule_name=requested_rule)
+            requested_rule_name=requested_rule, c2pa_key_arn=key_arn, c2pa_chain_parameter=chain_parameter)
+
+    def _c2pa_signing_key(self, prefix: str) -> tuple[str, str]:
+        """The KMS key that signs C2PA manifests and the SSM parameter holding its chain."""
+        kms, ssm = self.client("kms"), self.client("ssm")
+        key_arn = kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY",
+                                 Description="bedrock-img2img local C2PA signer (NOT TRUSTED)")["KeyMetadata"]["Arn"]
+        parameter = f"/{prefix}/c2pa-certificate-chain"
+        ssm.put_parameter(Name=parameter, Value=certify_kms_key(kms, key_arn), Type="String", Tier="Advanced")
+        return key_arn, parameter
 
     def _event_source(self) -> SqsEventSource:
         resources = self._ready_resources()

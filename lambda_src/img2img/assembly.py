@@ -43,7 +43,17 @@ def get_pipeline() -> Pipeline:
         log=_log,
         log_exception=_log_exception,
         on_job=_correlate,
+        signing=_signing_keys(s),
     )
+
+
+def _signing_keys(settings):
+    """The deployment's C2PA signing key, when it has one (docs/provenance.md)."""
+    if not settings.signs_c2pa:
+        return None
+    from .aws.signing_keys import KmsSigningKeys
+
+    return KmsSigningKeys(settings.c2pa_kms_key_id, settings.c2pa_certificate_chain, settings.c2pa_timestamp_url)
 
 
 def pipeline_for(context) -> Pipeline:

@@ -195,6 +195,11 @@ OPERATION_FIELDS: tuple[str, ...] = ("operation", "mask", "style_image", "mask_i
 ALPHA_MASK = "alpha"
 
 
+def source_type_of(operation: str) -> str:
+    """The IPTC digital source type of an operation's output: image-to-image from a prompt generates."""
+    return GENERATED if operation == IMAGE_TO_IMAGE else BY_NAME[operation].source_type
+
+
 def default_models() -> dict[str, str]:
     """operation -> the model id a deployment uses unless configured otherwise."""
     return {op.name: op.default_model_id for op in SERVICES}

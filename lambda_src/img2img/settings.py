@@ -50,6 +50,10 @@ ENV = {
     "api_presign_seconds": "IMG2IMG_API_PRESIGN_SECONDS",
     "api_max_inline_bytes": "IMG2IMG_API_MAX_INLINE_BYTES",
     "api_cors_origins": "IMG2IMG_API_CORS_ORIGINS",
+    # C2PA Content Credentials (docs/provenance.md): signing is on when both are set; XMP is always on.
+    "c2pa_kms_key_id": "IMG2IMG_C2PA_KMS_KEY_ID",          # an asymmetric ECC_NIST_P256 KMS key
+    "c2pa_certificate_chain": "IMG2IMG_C2PA_CERTIFICATE_CHAIN",  # an SSM parameter name or a secret ARN
+    "c2pa_timestamp_url": "IMG2IMG_C2PA_TIMESTAMP_URL",    # optional RFC 3161 timestamp authority
 }
 
 
@@ -125,6 +129,13 @@ class Settings:
     # Larger results: 303 to a presigned URL (a Lambda response carries at most 6 MB).
     api_max_inline_bytes: int = LIMITS["api_max_inline_bytes"].default
     api_cors_origins: tuple[str, ...] = ()  # origins answered with Access-Control-Allow-Origin
+    c2pa_kms_key_id: str = ""
+    c2pa_certificate_chain: str = ""  # SSM parameter (name or ARN) or Secrets Manager secret ARN: PEM, leaf first
+    c2pa_timestamp_url: str = ""
+
+    @property
+    def signs_c2pa(self) -> bool:
+        return bool(self.c2pa_kms_key_id and self.c2pa_certificate_chain)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -143,6 +154,9 @@ class Settings:
             else:
                 values[name] = text
         _check_operation_models(values.get("operation_models", {}))
+        if bool(values.get("c2pa_kms_key_id")) != bool(values.get("c2pa_certificate_chain")):
+            raise SettingsError(f"{ENV['c2pa_kms_key_id']} and {ENV['c2pa_certificate_chain']} go together: "
+                                "set both to sign C2PA manifests, or neither")
         if values.get("output_format", cls.output_format) not in OUTPUT_FORMATS:
             raise SettingsError(f"{ENV['output_format']} must be {either(OUTPUT_FORMATS)}")
         return cls(**values)

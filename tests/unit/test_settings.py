@@ -58,8 +58,12 @@ def test_every_variable_is_parsed():
         "IMG2IMG_API_MAX_INLINE_BYTES": "1048576",
         "IMG2IMG_API_CORS_ORIGINS": "https://app.example.com",
         "IMG2IMG_OPERATION_MODELS": '{"inpaint": "us.stability.stable-image-inpaint-v1:0"}',
+        "IMG2IMG_C2PA_KMS_KEY_ID": "arn:aws:kms:us-west-2:123456789012:key/abc",
+        "IMG2IMG_C2PA_CERTIFICATE_CHAIN": "/img2img/c2pa-chain",
+        "IMG2IMG_C2PA_TIMESTAMP_URL": "http://timestamp.example.com",
     }
     s = Settings.from_env(env)
+    assert s.signs_c2pa and s.c2pa_certificate_chain == "/img2img/c2pa-chain"
     assert s.operation_models == {"inpaint": "us.stability.stable-image-inpaint-v1:0"}
     assert (s.api_prefix, s.api_upload_prefix, s.api_sync_budget_seconds, s.api_presign_seconds,
             s.api_max_inline_bytes) == ("http/", "browser/", 20, 300, 1048576)
@@ -209,3 +213,10 @@ def test_bad_operation_models_are_configuration_errors(raw, says):
     with pytest.raises(SettingsError) as info:
         Settings.from_env({"IMG2IMG_OUTPUT_BUCKET": "out", "IMG2IMG_OPERATION_MODELS": raw})
     assert says in str(info.value) and "IMG2IMG_OPERATION_MODELS" in str(info.value)
+
+
+@pytest.mark.parametrize("env", [{"IMG2IMG_C2PA_KMS_KEY_ID": "k"}, {"IMG2IMG_C2PA_CERTIFICATE_CHAIN": "/p"}])
+def test_a_c2pa_key_without_its_chain_is_a_configuration_error(env):
+    with pytest.raises(SettingsError) as info:
+        Settings.from_env({"IMG2IMG_OUTPUT_BUCKET": "out", **env})
+    assert "go together" in str(info.value)

@@ -22,11 +22,12 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from ..operations import ALPHA_MASK, BY_MODEL, BY_NAME, IMAGE_TO_IMAGE, NAMES, Companion, normal_name
+from ..operations import ALPHA_MASK, BY_MODEL, BY_NAME, IMAGE_TO_IMAGE, NAMES, Companion, normal_name, source_type_of
 from ..settings import Settings
-from . import images, keys, masks, records
+from . import c2pa_manifest, images, keys, masks, records, xmp
 from . import params as P
 from .errors import JobError, internal_error, transient
+from .formats import CONTENT_TYPES
 from .model_api import (
     MAX_REQUEST_BYTES,
     GenerationResult,
@@ -36,7 +37,7 @@ from .model_api import (
     parse_model_ref,
     split_profile,
 )
-from .ports import EventPublisher, Guard, ModelInvoker, ObjectInfo, ObjectStore, RunEveryTime, Scheduler
+from .ports import EventPublisher, Guard, ModelInvoker, ObjectInfo, ObjectStore, RunEveryTime, Scheduler, SigningKeys
 from .triggers import SIDECAR_CHECK, Trigger
 
 SUCCEEDED_EVENT = "ImageGenerationSucceeded"
@@ -119,11 +120,12 @@ class Pipeline:
                  events: EventPublisher | None = None, scheduler: Scheduler | None = None,
                  guard: Guard | None = None, clock: Callable[[], float] = time.time,
                  log: Callable[..., None] | None = None, on_job: Callable[[str], None] | None = None,
-                 log_exception: Callable[..., None] | None = None):
+                 log_exception: Callable[..., None] | None = None, signing: SigningKeys | None = None):
         self.settings = settings
         self.store = store
         self.model = model
         self.registry = registry
+        self.signing = signing  # C2PA signing (None: outputs carry the XMP marking only)
         self.events = events
         self.scheduler = scheduler
         self.guard = guard or RunEveryTime()
@@ -527,13 +529,16 @@ class Pipeline:
         output = images.finish_output(result.images[0], prepared, params.output_format, params.restore_aspect)
         image_key, _ = records.output_keys(prefix, source.key, output.format)
         seed = result.seeds[0] if result.seeds else params.seed
-        image = (image_key, output.data, output.content_type, _output_metadata(job, params.model_id, seed))
         timings["finish"] = _ms(t0)
+        t0 = time.perf_counter()
+        stored, provenance = self._provenance(job, output, data, prepared.source.format)
+        timings["provenance"] = _ms(t0)
+        image = (image_key, stored, output.content_type, _output_metadata(job, params.model_id, seed))
         record = records.success_record(
             self._common(job, "succeeded", attempt),
             request=params.request, seeds=result.seeds or [seed],
             outputs=[{"bucket": self.settings.output_bucket, "key": image_key, "content_type": output.content_type,
-                      "width": output.width, "height": output.height, "bytes": len(output.data), "seed": seed}],
+                      "width": output.width, "height": output.height, "bytes": len(stored), "seed": seed}],
             input_info={"width": prepared.source.width, "height": prepared.source.height,
                         "format": prepared.source.format, "mode": prepared.source.mode,
                         "frames": prepared.source.frames, "exif_orientation": prepared.source.orientation,
@@ -543,7 +548,26 @@ class Pipeline:
             dropped=params.dropped, timings_ms=timings)
         if companion_refs:
             record["companions"] = companion_refs
+        record["provenance"] = provenance
         return record, image
+
+    def _provenance(self, job: Job, output: images.OutputImage, source_bytes: bytes,
+                    source_format: str) -> tuple[bytes, dict[str, Any]]:
+        """The output as stored: marked as AI-generated in its XMP (always), then signed with a C2PA
+        manifest where this deployment has a signing key (docs/provenance.md). The manifest's hash covers
+        the XMP, so the marking comes first."""
+        params = job.params
+        marking = xmp.Marking(source_type_of(params.operation), params.model_id, job.job_id)
+        data = xmp.mark(output.data, output.format, marking)
+        described = {"xmp": {"digital_source_type": marking.digital_source_type}}
+        if self.signing is not None:
+            manifest = c2pa_manifest.build_manifest(
+                source_type=marking.source_type, model_id=params.model_id, job_id=job.job_id,
+                input_sha256=c2pa_manifest.sha256(source_bytes),
+                input_format=CONTENT_TYPES.get({"jpg": "jpeg"}.get(source_format, source_format)))
+            signed = c2pa_manifest.sign(data, output.format, manifest, self.signing.key())
+            data, described["c2pa"] = signed.data, signed.record()
+        return data, described
 
     def _companion_images(self, job: Job, prepared: images.PreparedImage) -> tuple[dict[str, str], dict[str, Any]]:
         """({body field: base64 PNG}, {companion: what was read}) for the job's mask / style image."""

@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from .c2pa_manifest import SigningKey
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,12 @@ class Scheduler(Protocol):
     def defer(self, message: dict[str, Any], delay_seconds: int) -> None: ...
 
     def retry_later(self, receipt_handle: str, delay_seconds: int) -> bool: ...
+
+
+class SigningKeys(Protocol):
+    """The C2PA signing key (KMS in production: aws/signing_keys.py); raises JobError when unusable."""
+
+    def key(self) -> SigningKey: ...
 
 
 class Guard(Protocol):
