@@ -47,7 +47,10 @@ def main() -> None:
         sys.exit(f"bedrock-img2img: invalid configuration: {exc}")
     account, region = os.environ.get("CDK_DEFAULT_ACCOUNT"), os.environ.get("CDK_DEFAULT_REGION")
     env = cdk.Environment(account=account, region=region) if account or region else None
-    stack = Img2ImgStack(app, STACK_NAME, config=config, env=env)
+    try:  # some checks need the stack's region (infra/regions.py): same one-line error
+        stack = Img2ImgStack(app, STACK_NAME, config=config, env=env)
+    except ConfigError as exc:
+        sys.exit(f"bedrock-img2img: invalid configuration: {exc}")
     nag.attach(app)
     nag.acknowledge(stack)
     app.synth()

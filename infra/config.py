@@ -19,6 +19,7 @@ from img2img.core.keys import IMAGE_SUFFIXES, SIDECAR_SUFFIX  # one list for S3 
 from img2img.limits import LIMITS, Limit, either
 from img2img.operations import BY_NAME, IMAGE_TO_IMAGE, default_models, normal_name
 from img2img.settings import DEFAULT_MODEL_ID, Settings
+from infra.regions import DEFAULT_BEDROCK_REGION, serving_all, unavailable
 
 __all__ = ["IMAGE_SUFFIXES", "INFRA_LIMITS", "SIDECAR_SUFFIX", "ConfigError", "PipelineConfig",
            "notification_suffixes"]
@@ -65,7 +66,9 @@ class PipelineConfig:
     # Further models a job may select with model_id (granted in IAM too). SDXL stays listed: it is the
     # contract users know, even though Bedrock retired it.
     additional_model_ids: tuple[str, ...] = (SDXL_MODEL_ID,)
-    bedrock_region: str = ""  # empty: the stack's region
+    # Where the functions call Bedrock (infra/regions.py): the region that serves the default models;
+    # empty: the stack's region. Checked against the configured models at synth (check_bedrock_region).
+    bedrock_region: str = DEFAULT_BEDROCK_REGION
     # The Image Services operations enabled, each with its model id (context: "all", "none", a list of
     # names or an object name -> model id; see _as_operations). Granted in IAM, allowed in the worker.
     operations: dict = field(default_factory=default_models)
@@ -270,6 +273,26 @@ class PipelineConfig:
             need(bool(re.fullmatch(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*/", value)), key,
                  "a key prefix ending in '/', like api/")
         need(self.api_prefix != self.api_upload_prefix, "api_upload_prefix", "a prefix other than apiPrefix")
+
+    def check_bedrock_region(self, stack_region: str | None) -> str | None:
+        """The region Bedrock is called in, after checking it can invoke every configured model.
+
+        `stack_region` is None when the stack is environment-agnostic; then, with `bedrockRegion` empty,
+        nothing can be checked and None is returned."""
+        region = self.bedrock_region or stack_region
+        if region is None:
+            return None
+        missing = unavailable(self.model_ids, region)
+        if missing:
+            where = (f"bedrockRegion={region}" if self.bedrock_region
+                     else f"the stack's region {region} (bedrockRegion is empty)")
+            models = ", ".join(f"{mid} (offered in {', '.join(r)})" for mid, r in missing.items())
+            common = serving_all(self.model_ids)
+            fix = (f"set -c bedrockRegion={common[0]} (the functions then call Bedrock there) or deploy there"
+                   if common else "no single region serves all of them: drop one")
+            raise ConfigError(f"{where} cannot invoke {models}: {fix}; or remove the model from modelId, "
+                              "additionalModelIds or operations")
+        return region
 
     def as_context(self) -> dict[str, Any]:
         """Context that rebuilds this config (cdk.json's form: `operations` is "all" when it is the default)."""

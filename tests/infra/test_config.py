@@ -114,7 +114,10 @@ def test_config_defaults_are_the_workers_defaults():
     deployed = PipelineConfig().worker_settings(input_bucket="in", output_bucket="out", idempotency_table="t",
                                                 job_queue_url="q", event_bus_name="b")
     worker = Settings(output_bucket="out")
-    for name in SHARED:
+    # Except where Bedrock is called: the worker's default is its own region, a deployment's is the region
+    # that serves the configured models (infra/regions.py, test_regions.py).
+    assert (PipelineConfig().bedrock_region, worker.bedrock_region) == ("us-west-2", "")
+    for name in set(SHARED) - {"bedrock_region"}:
         assert getattr(PipelineConfig(), name) == getattr(worker, name), name
     for name in LIMITS.keys() - {"batch_concurrency"}:  # that one follows batchSize, an SQS knob
         assert getattr(deployed, name) == LIMITS[name].default == getattr(worker, name), name
