@@ -43,6 +43,13 @@ INFRA_LIMITS: dict[str, Limit] = {
 }
 
 
+# The direct-invoke function's share of bedrockMaxConcurrency: 1/DIRECT_SHARE (at least one call).
+DIRECT_SHARE = 4
+# Concurrent invocations the API keeps for its quick routes (status, uploads, queued jobs: well under a
+# second each) beside the sync waits.
+API_QUICK_ROUTES_CONCURRENCY = 10
+
+
 def _default(name: str) -> int:
     return (INFRA_LIMITS.get(name) or LIMITS[name]).default
 
@@ -97,6 +104,10 @@ class PipelineConfig:
     idempotency_ttl_seconds: int = _default("idempotency_ttl_seconds")
     service_name: str = "bedrock-img2img"
     metrics_namespace: str = "BedrockImg2Img"
+    # Reserve concurrency for the API and direct-invoke functions (api_/direct_reserved_concurrency).
+    # Lambda keeps 100 of the account's quota unreserved: accounts whose quota is lower (new accounts
+    # can start at 10) cannot deploy a reservation; `false` deploys without one.
+    reserve_concurrency: bool = True
     # Infrastructure-only knobs (not part of the worker's environment).
     queue_age_alarm_seconds: int = _default("queue_age_alarm_seconds")  # the oldest job waited longer
     bedrock_latency_alarm_ms: int = _default("bedrock_latency_alarm_ms")  # Bedrock p90 latency above
@@ -126,10 +137,36 @@ class PipelineConfig:
         """Records of one batch processed at once by a worker invocation."""
         return self.batch_size
 
+    # ---- the Bedrock budget (bedrockMaxConcurrency) split between the entry points that call it ----
+    @property
+    def direct_reserved_concurrency(self) -> int:
+        """Reserved concurrency of the direct-invoke function (one job, one Bedrock call at a time each):
+        a quarter of the budget, at least one."""
+        return max(1, self.bedrock_max_concurrency // DIRECT_SHARE)
+
+    @property
+    def worker_bedrock_share(self) -> int:
+        """The budget's rest, the worker's: its SQS event source is sized from it."""
+        return max(1, self.bedrock_max_concurrency - self.direct_reserved_concurrency)
+
     @property
     def event_source_max_concurrency(self) -> int:
         """Lambda invocations the SQS event source may run at once (Lambda's minimum is 2)."""
-        return max(2, math.ceil(self.bedrock_max_concurrency / self.batch_concurrency))
+        return max(2, math.ceil(self.worker_bedrock_share / self.batch_concurrency))
+
+    @property
+    def api_reserved_concurrency(self) -> int:
+        """Reserved concurrency of the API function. It never calls Bedrock; its sync route waits while the
+        worker runs the job, and the worker runs about bedrockMaxConcurrency jobs at once, so more waiting
+        requests than that would mostly run out their budget: the budget plus room for the quick routes."""
+        return self.bedrock_max_concurrency + API_QUICK_ROUTES_CONCURRENCY
+
+    @property
+    def bedrock_ceiling(self) -> int:
+        """The most Bedrock calls the stack can have in flight: the worker's invocations times the records
+        each runs at once, plus the direct function's reservation (Lambda's minimum of 2 event-source
+        invocations can put this above bedrockMaxConcurrency when the budget is small)."""
+        return self.event_source_max_concurrency * self.batch_concurrency + self.direct_reserved_concurrency
 
     @property
     def bedrock_read_timeout(self) -> int:

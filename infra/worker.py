@@ -76,7 +76,8 @@ class Worker(Construct):
         # Direct invoke (Step Functions, other services): same code, role and settings, its own logs.
         self.direct_function, self.direct_log_group = pipeline_function(
             self, "DirectFunction", handler=DIRECT_HANDLER, log_group_id="DirectLogGroup",
-            description="job JSON in, outcome record out (direct invoke)", **shared)
+            description="job JSON in, outcome record out (direct invoke)",
+            reserved_concurrency=config.direct_reserved_concurrency, **shared)
 
         # ---- least-privilege statements -------------------------------------------------------
         # Bedrock in a policy of its own: with the Image Services it lists ~50 ARNs, and in the default

@@ -56,7 +56,8 @@ def test_derived_limits():
     c = PipelineConfig.from_context({"workerTimeoutSeconds": 900, "batchWindowSeconds": 300,
                                      "bedrockMaxConcurrency": 9, "batchSize": 4})
     assert c.queue_visibility_timeout_seconds == 5700 <= 43200  # SQS's maximum
-    assert c.event_source_max_concurrency == 3
+    assert c.direct_reserved_concurrency == 2 and c.worker_bedrock_share == 7
+    assert c.event_source_max_concurrency == 2  # ceil(7 / 4)
     assert PipelineConfig.from_context({"bedrockMaxConcurrency": 1}).event_source_max_concurrency == 2
 
 
