@@ -113,6 +113,10 @@ class PipelineConfig:
     bedrock_latency_alarm_ms: int = _default("bedrock_latency_alarm_ms")  # Bedrock p90 latency above
     filter_rate_alarm_percent: int = _default("filter_rate_alarm_percent")  # share content-filtered
     event_archive_days: int = _default("event_archive_days")  # > 0: archive pipeline events on the bus
+    # Buckets that already exist (same account and region): the pipeline mounts on them instead of creating
+    # its own (docs/deploy.md "Existing buckets"). Empty: the stack creates the bucket.
+    input_bucket_name: str = ""
+    output_bucket_name: str = ""
     # Entry points (docs/api.md, docs/events.md).
     ingest_mode: str = "s3-notifications"  # or "eventbridge": input bucket -> EventBridge rule -> job queue
     api_auth: str = "iam"  # "iam" (SigV4) or "api-key" (API keys + usage plan)
@@ -302,6 +306,12 @@ class PipelineConfig:
         need(bool(_NAME.match(self.service_name)), "service_name", "1-64 characters of A-Z a-z 0-9 . _ -")
         need(bool(_NAME.match(self.metrics_namespace)), "metrics_namespace", "1-64 characters of A-Z a-z 0-9 . _ -")
         need(self.ingest_mode in ("s3-notifications", "eventbridge"), "ingest_mode", "s3-notifications or eventbridge")
+        for key in ("input_bucket_name", "output_bucket_name"):
+            value = getattr(self, key)
+            need(not value or (bool(_BUCKET.match(value)) and ".." not in value), key,
+                 "empty (the stack creates the bucket) or an existing bucket's name (3-63 characters of a-z 0-9 . -)")
+        need(not self.input_bucket_name or self.output_bucket_name != self.input_bucket_name, "output_bucket_name",
+             "a bucket other than inputBucketName: outputs written to the input bucket would start new jobs")
         need(self.api_auth in ("iam", "api-key"), "api_auth", "iam or api-key")
         need(all(o == "*" or o.startswith(("https://", "http://")) for o in self.api_cors_origins),
              "api_cors_origins", "'*' or origins like https://app.example.com")
@@ -349,6 +359,7 @@ _MODEL_ID = re.compile(r"^(arn:aws[a-z-]*:bedrock:[a-z0-9-]*:\d{0,12}:[a-z-]+/[A
                        r"|[a-z0-9-]+(\.[A-Za-z0-9_-]+)+(:\d+)?(:[0-9a-z]+)?)$")
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 _NAME = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 # CloudWatch Logs' retention periods (days) and their aws_logs.RetentionDays member names.
 RETENTION_DAYS = {
     1: "ONE_DAY", 3: "THREE_DAYS", 5: "FIVE_DAYS", 7: "ONE_WEEK", 14: "TWO_WEEKS", 30: "ONE_MONTH",

@@ -22,7 +22,7 @@ REQUESTED_DETAIL_TYPE = "ImageGenerationRequested"
 
 class EventRules(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, config: PipelineConfig, bus: events.IEventBus,
-                 input_bucket: s3.Bucket, job_queue: sqs.IQueue) -> None:
+                 input_bucket: s3.IBucket, job_queue: sqs.IQueue) -> None:
         super().__init__(scope, construct_id)
         self.requested = events.Rule(
             self, "RequestedToJobQueue",
