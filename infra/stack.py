@@ -52,6 +52,10 @@ class Img2ImgStack(Stack):
             function=self.worker.function,
             job_queue=self.ingest.job_queue,
             dead_letter_queue=self.ingest.dead_letter_queue,
+            direct_function=self.worker.direct_function,
+            api_function=self.api.function,
+            api_stage=self.api.api.deployment_stage,
+            rules=self.event_rules.rules,
             key=self.storage.key,
         )
 
