@@ -13,7 +13,7 @@ from pathlib import Path
 
 import aws_cdk as cdk
 
-from infra import nag
+from infra import bundling, nag
 from infra.config import ConfigError, PipelineConfig, _camel
 from infra.stack import STACK_NAME, Img2ImgStack
 
@@ -51,6 +51,10 @@ def main() -> None:
         stack = Img2ImgStack(app, STACK_NAME, config=config, env=env)
     except ConfigError as exc:
         sys.exit(f"bedrock-img2img: invalid configuration: {exc}")
+    except RuntimeError:
+        if not bundling.FAILURES:
+            raise
+        sys.exit(f"bedrock-img2img: bundling failed: {bundling.FAILURES[-1]}")
     nag.attach(app)
     nag.acknowledge(stack)
     app.synth()
