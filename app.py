@@ -13,7 +13,7 @@ from pathlib import Path
 
 import aws_cdk as cdk
 
-from infra import bundling, nag
+from infra import bundling, checks, nag
 from infra.config import ConfigError, PipelineConfig, _camel
 from infra.stack import STACK_NAME, Img2ImgStack
 
@@ -57,6 +57,7 @@ def main() -> None:
         sys.exit(f"bedrock-img2img: bundling failed: {bundling.FAILURES[-1]}")
     nag.attach(app)
     nag.acknowledge(stack)
+    checks.acknowledge(stack)  # cfn-lint's and checkov's (make lint)
     app.synth()
 
 
