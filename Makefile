@@ -71,16 +71,16 @@ lint: $(STAMP) $(CHECKOV)
 synth: install
 	npx cdk synth --quiet
 
-# The function's wheels for cdk.json's architecture and pythonVersion (override: ARCH=x86_64 PYVER=3.13), so
+# The function's wheels for cdk.json's architecture and pythonVersion (override: WHEEL_ARCH=x86_64 WHEEL_PYVER=3.13), so
 # a machine without the package index can synth: PIP_NO_INDEX=1 PIP_FIND_LINKS=$$PWD/build/wheelhouse.
 WHEELHOUSE ?= build/wheelhouse
-ARCH ?= $(shell $(PYTHON) -c "import json; print(json.load(open('cdk.json'))['context']['architecture'])")
-PYVER ?= $(shell $(PYTHON) -c "import json; print(json.load(open('cdk.json'))['context']['pythonVersion'])")
-PIP_ARCH = $(if $(filter arm64,$(ARCH)),aarch64,x86_64)
+WHEEL_ARCH ?= $(shell $(PYTHON) -c "import json; print(json.load(open('cdk.json'))['context']['architecture'])")
+WHEEL_PYVER ?= $(shell $(PYTHON) -c "import json; print(json.load(open('cdk.json'))['context']['pythonVersion'])")
+PIP_ARCH = $(if $(filter arm64,$(WHEEL_ARCH)),aarch64,x86_64)
 wheels:
 	$(PYTHON) -m pip download -q --disable-pip-version-check -r lambda_src/requirements.txt -d $(WHEELHOUSE) \
 		--platform manylinux_2_28_$(PIP_ARCH) --platform manylinux2014_$(PIP_ARCH) --implementation cp \
-		--python-version $(PYVER) --only-binary=:all:
+		--python-version $(WHEEL_PYVER) --only-binary=:all:
 	@echo "offline synth: PIP_NO_INDEX=1 PIP_FIND_LINKS=$$PWD/$(WHEELHOUSE) npx cdk synth"
 
 bench: $(STAMP)

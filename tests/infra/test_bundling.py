@@ -85,3 +85,23 @@ def test_an_interpreter_of_another_version_is_refused(monkeypatch):
     other = "3.13" if sys.version_info[:2] != (3, 13) else "3.12"
     with pytest.raises(BundlingError, match=f"not a Python {other} interpreter"):
         find_interpreter(other)
+
+
+def test_offline_synth_ends_in_one_message_not_a_docker_error(tmp_path):
+    """What `npx cdk synth` prints without the package index: pip's error and what to do, no traceback."""
+    import os
+    import sys
+
+    from infra_synth import ROOT
+
+    env = {**os.environ, "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(tmp_path / "empty-wheelhouse"),
+           "CDK_OUTDIR": str(tmp_path / "out"), "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
+           "PYTHONPATH": f"{ROOT / 'lambda_src'}{os.pathsep}{ROOT}"}
+    env.pop(PYTHON_ENV, None)
+    done = subprocess.run([sys.executable, str(ROOT / "app.py")], env=env, capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert "spawnSync docker" not in done.stderr and "ENOENT" not in done.stderr  # CDK's Docker fallback error
+    assert "bedrock-img2img: bundling failed: pip could not install the function's wheels" in done.stderr
+    assert "No matching distribution found" in done.stderr and "make wheels" in done.stderr
