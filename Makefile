@@ -9,15 +9,16 @@ export CDK_DISABLE_CLI_TELEMETRY := true
 # Tests and the demo never touch a real AWS account.
 export AWS_EC2_METADATA_DISABLED := true
 
-.PHONY: help install demo test test-fast test-py312 fuzz lint bench synth contract clean
+.PHONY: help install demo test test-fast test-py312 fuzz lint bench synth wheels contract clean
 
 help:
 	@echo "make demo   - run the whole pipeline offline on the sample photos (results in demo-out/)"
 	@echo "make test   - run the whole test suite (unit, handlers, infra, end-to-end)"
 	@echo "make test-py312 - the runtime package's tests on Python 3.12 (Lambda's runtime), if installed"
 	@echo "make fuzz   - the property-based tests with many more examples (hypothesis profile 'fuzz'; minutes)"
-	@echo "make lint   - ruff check on all code (rules in pyproject.toml; CI runs it after the tests)"
+	@echo "make lint   - ruff on all code, cfn-lint and checkov on the synthesized template (infra/checks.py)"
 	@echo "make synth  - synthesize the CDK app offline (cdk.out/)"
+	@echo "make wheels - download the function's wheels into build/wheelhouse, for synth without the index"
 	@echo "make bench  - run the benchmarks under bench/ (results in bench/results/)"
 
 install: $(STAMP) node_modules/.package-lock.json
@@ -53,11 +54,34 @@ test-fast: $(STAMP)
 fuzz: $(STAMP)
 	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -n 2 -m "not e2e and not infra" -k "properties or fuzz" tests/unit $(PYTEST_ARGS)
 
-lint: $(STAMP)
+# checkov pins packaging<24 (pytest needs >=24) and an old boto3: it gets a venv of its own.
+CHECKOV_VERSION := 3.3.30
+CHECKOV_VENV ?= $(VENV)/checkov
+CHECKOV := $(CHECKOV_VENV)/bin/checkov
+$(CHECKOV):
+	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install -q --disable-pip-version-check checkov==$(CHECKOV_VERSION)
+
+# ruff, then one synth of the default configuration checked by cfn-lint and checkov (infra/lint.py);
+# every accepted finding is acknowledged, with its reason, in infra/checks.py (cdk-nag's: infra/nag.py).
+lint: $(STAMP) $(CHECKOV)
 	$(PY) -m ruff check .
+	$(PY) -m infra.lint --checkov $(CHECKOV)
 
 synth: install
 	npx cdk synth --quiet
+
+# The function's wheels for cdk.json's architecture and pythonVersion (override: WHEEL_ARCH=x86_64 WHEEL_PYVER=3.13), so
+# a machine without the package index can synth: PIP_NO_INDEX=1 PIP_FIND_LINKS=$$PWD/build/wheelhouse.
+WHEELHOUSE ?= build/wheelhouse
+WHEEL_ARCH ?= $(shell $(PYTHON) -c "import json; print(json.load(open('cdk.json'))['context']['architecture'])")
+WHEEL_PYVER ?= $(shell $(PYTHON) -c "import json; print(json.load(open('cdk.json'))['context']['pythonVersion'])")
+PIP_ARCH = $(if $(filter arm64,$(WHEEL_ARCH)),aarch64,x86_64)
+wheels:
+	$(PYTHON) -m pip download -q --disable-pip-version-check -r lambda_src/requirements.txt -d $(WHEELHOUSE) \
+		--platform manylinux_2_28_$(PIP_ARCH) --platform manylinux2014_$(PIP_ARCH) --implementation cp \
+		--python-version $(WHEEL_PYVER) --only-binary=:all:
+	@echo "offline synth: PIP_NO_INDEX=1 PIP_FIND_LINKS=$$PWD/$(WHEELHOUSE) npx cdk synth"
 
 bench: $(STAMP)
 	$(PY) -m bench.run_all $(BENCH_ARGS)
@@ -70,4 +94,4 @@ contract: $(STAMP)
 	$(PY) $(CONTRACT_CHECK)
 
 clean:
-	rm -rf cdk.out demo-out .pytest_cache
+	rm -rf cdk.out demo-out .pytest_cache build/wheelhouse

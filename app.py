@@ -13,7 +13,7 @@ from pathlib import Path
 
 import aws_cdk as cdk
 
-from infra import nag
+from infra import bundling, checks, nag
 from infra.config import ConfigError, PipelineConfig, _camel
 from infra.stack import STACK_NAME, Img2ImgStack
 
@@ -47,9 +47,17 @@ def main() -> None:
         sys.exit(f"bedrock-img2img: invalid configuration: {exc}")
     account, region = os.environ.get("CDK_DEFAULT_ACCOUNT"), os.environ.get("CDK_DEFAULT_REGION")
     env = cdk.Environment(account=account, region=region) if account or region else None
-    stack = Img2ImgStack(app, STACK_NAME, config=config, env=env)
+    try:  # some checks need the stack's region (infra/regions.py): same one-line error
+        stack = Img2ImgStack(app, STACK_NAME, config=config, env=env)
+    except ConfigError as exc:
+        sys.exit(f"bedrock-img2img: invalid configuration: {exc}")
+    except RuntimeError:
+        if not bundling.FAILURES:
+            raise
+        sys.exit(f"bedrock-img2img: bundling failed: {bundling.FAILURES[-1]}")
     nag.attach(app)
     nag.acknowledge(stack)
+    checks.acknowledge(stack)  # cfn-lint's and checkov's (make lint)
     app.synth()
 
 

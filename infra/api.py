@@ -35,6 +35,10 @@ GATEWAY_RESPONSES = {
     "QUOTA_EXCEEDED": ("429", "throttled", "this API key's quota is used up"),
     "INTEGRATION_TIMEOUT": ("504", "service_unavailable",
                             "the request took longer than 29 s; use POST /v1/jobs for long jobs"),
+    # Lambda throttling the function (its reserved concurrency is used up) arrives as this; API Gateway
+    # would answer a bare 500.
+    "INTEGRATION_FAILURE": ("503", "service_unavailable",
+                            "the API is at its concurrency limit or could not run; retry later"),
 }
 
 
@@ -52,7 +56,8 @@ class HttpApi(Construct):
         self.function, self.log_group = pipeline_function(
             self, "Function", config=config, role=self.role, environment=self.environment, handler=HANDLER,
             description="HTTP API (sync generations, jobs, uploads)",
-            memory_mb=config.api_memory_mb, timeout_seconds=config.api_timeout_seconds)
+            memory_mb=config.api_memory_mb, timeout_seconds=config.api_timeout_seconds,
+            reserved_concurrency=config.api_reserved_concurrency)
 
         # ---- least privilege ------------------------------------------------------------------------
         api_inputs = input_bucket.arn_for_objects(f"{config.api_prefix}*")

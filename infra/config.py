@@ -19,6 +19,7 @@ from img2img.core.keys import IMAGE_SUFFIXES, SIDECAR_SUFFIX  # one list for S3 
 from img2img.limits import LIMITS, Limit, either
 from img2img.operations import BY_NAME, IMAGE_TO_IMAGE, default_models, normal_name
 from img2img.settings import DEFAULT_MODEL_ID, Settings
+from infra.regions import DEFAULT_BEDROCK_REGION, serving_all, unavailable
 
 __all__ = ["IMAGE_SUFFIXES", "INFRA_LIMITS", "SIDECAR_SUFFIX", "ConfigError", "PipelineConfig",
            "notification_suffixes"]
@@ -40,6 +41,13 @@ INFRA_LIMITS: dict[str, Limit] = {
     "api_throttle_burst_limit": Limit(40, 1, 5000),
     "api_memory_mb": Limit(1024, 128, 10240),
 }
+
+
+# The direct-invoke function's share of bedrockMaxConcurrency: 1/DIRECT_SHARE (at least one call).
+DIRECT_SHARE = 4
+# Concurrent invocations the API keeps for its quick routes (status, uploads, queued jobs: well under a
+# second each) beside the sync waits.
+API_QUICK_ROUTES_CONCURRENCY = 10
 
 
 def _default(name: str) -> int:
@@ -65,7 +73,9 @@ class PipelineConfig:
     # Further models a job may select with model_id (granted in IAM too). SDXL stays listed: it is the
     # contract users know, even though Bedrock retired it.
     additional_model_ids: tuple[str, ...] = (SDXL_MODEL_ID,)
-    bedrock_region: str = ""  # empty: the stack's region
+    # Where the functions call Bedrock (infra/regions.py): the region that serves the default models;
+    # empty: the stack's region. Checked against the configured models at synth (check_bedrock_region).
+    bedrock_region: str = DEFAULT_BEDROCK_REGION
     # The Image Services operations enabled, each with its model id (context: "all", "none", a list of
     # names or an object name -> model id; see _as_operations). Granted in IAM, allowed in the worker.
     operations: dict = field(default_factory=default_models)
@@ -94,11 +104,19 @@ class PipelineConfig:
     idempotency_ttl_seconds: int = _default("idempotency_ttl_seconds")
     service_name: str = "bedrock-img2img"
     metrics_namespace: str = "BedrockImg2Img"
+    # Reserve concurrency for the API and direct-invoke functions (api_/direct_reserved_concurrency).
+    # Lambda keeps 100 of the account's quota unreserved: accounts whose quota is lower (new accounts
+    # can start at 10) cannot deploy a reservation; `false` deploys without one.
+    reserve_concurrency: bool = True
     # Infrastructure-only knobs (not part of the worker's environment).
     queue_age_alarm_seconds: int = _default("queue_age_alarm_seconds")  # the oldest job waited longer
     bedrock_latency_alarm_ms: int = _default("bedrock_latency_alarm_ms")  # Bedrock p90 latency above
     filter_rate_alarm_percent: int = _default("filter_rate_alarm_percent")  # share content-filtered
     event_archive_days: int = _default("event_archive_days")  # > 0: archive pipeline events on the bus
+    # Buckets that already exist (same account and region): the pipeline mounts on them instead of creating
+    # its own (docs/deploy.md "Existing buckets"). Empty: the stack creates the bucket.
+    input_bucket_name: str = ""
+    output_bucket_name: str = ""
     # Entry points (docs/api.md, docs/events.md).
     ingest_mode: str = "s3-notifications"  # or "eventbridge": input bucket -> EventBridge rule -> job queue
     api_auth: str = "iam"  # "iam" (SigV4) or "api-key" (API keys + usage plan)
@@ -123,10 +141,36 @@ class PipelineConfig:
         """Records of one batch processed at once by a worker invocation."""
         return self.batch_size
 
+    # ---- the Bedrock budget (bedrockMaxConcurrency) split between the entry points that call it ----
+    @property
+    def direct_reserved_concurrency(self) -> int:
+        """Reserved concurrency of the direct-invoke function (one job, one Bedrock call at a time each):
+        a quarter of the budget, at least one."""
+        return max(1, self.bedrock_max_concurrency // DIRECT_SHARE)
+
+    @property
+    def worker_bedrock_share(self) -> int:
+        """The budget's rest, the worker's: its SQS event source is sized from it."""
+        return max(1, self.bedrock_max_concurrency - self.direct_reserved_concurrency)
+
     @property
     def event_source_max_concurrency(self) -> int:
         """Lambda invocations the SQS event source may run at once (Lambda's minimum is 2)."""
-        return max(2, math.ceil(self.bedrock_max_concurrency / self.batch_concurrency))
+        return max(2, math.ceil(self.worker_bedrock_share / self.batch_concurrency))
+
+    @property
+    def api_reserved_concurrency(self) -> int:
+        """Reserved concurrency of the API function. It never calls Bedrock; its sync route waits while the
+        worker runs the job, and the worker runs about bedrockMaxConcurrency jobs at once, so more waiting
+        requests than that would mostly run out their budget: the budget plus room for the quick routes."""
+        return self.bedrock_max_concurrency + API_QUICK_ROUTES_CONCURRENCY
+
+    @property
+    def bedrock_ceiling(self) -> int:
+        """The most Bedrock calls the stack can have in flight: the worker's invocations times the records
+        each runs at once, plus the direct function's reservation (Lambda's minimum of 2 event-source
+        invocations can put this above bedrockMaxConcurrency when the budget is small)."""
+        return self.event_source_max_concurrency * self.batch_concurrency + self.direct_reserved_concurrency
 
     @property
     def bedrock_read_timeout(self) -> int:
@@ -262,6 +306,12 @@ class PipelineConfig:
         need(bool(_NAME.match(self.service_name)), "service_name", "1-64 characters of A-Z a-z 0-9 . _ -")
         need(bool(_NAME.match(self.metrics_namespace)), "metrics_namespace", "1-64 characters of A-Z a-z 0-9 . _ -")
         need(self.ingest_mode in ("s3-notifications", "eventbridge"), "ingest_mode", "s3-notifications or eventbridge")
+        for key in ("input_bucket_name", "output_bucket_name"):
+            value = getattr(self, key)
+            need(not value or (bool(_BUCKET.match(value)) and ".." not in value), key,
+                 "empty (the stack creates the bucket) or an existing bucket's name (3-63 characters of a-z 0-9 . -)")
+        need(not self.input_bucket_name or self.output_bucket_name != self.input_bucket_name, "output_bucket_name",
+             "a bucket other than inputBucketName: outputs written to the input bucket would start new jobs")
         need(self.api_auth in ("iam", "api-key"), "api_auth", "iam or api-key")
         need(all(o == "*" or o.startswith(("https://", "http://")) for o in self.api_cors_origins),
              "api_cors_origins", "'*' or origins like https://app.example.com")
@@ -270,6 +320,26 @@ class PipelineConfig:
             need(bool(re.fullmatch(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*/", value)), key,
                  "a key prefix ending in '/', like api/")
         need(self.api_prefix != self.api_upload_prefix, "api_upload_prefix", "a prefix other than apiPrefix")
+
+    def check_bedrock_region(self, stack_region: str | None) -> str | None:
+        """The region Bedrock is called in, after checking it can invoke every configured model.
+
+        `stack_region` is None when the stack is environment-agnostic; then, with `bedrockRegion` empty,
+        nothing can be checked and None is returned."""
+        region = self.bedrock_region or stack_region
+        if region is None:
+            return None
+        missing = unavailable(self.model_ids, region)
+        if missing:
+            where = (f"bedrockRegion={region}" if self.bedrock_region
+                     else f"the stack's region {region} (bedrockRegion is empty)")
+            models = ", ".join(f"{mid} (offered in {', '.join(r)})" for mid, r in missing.items())
+            common = serving_all(self.model_ids)
+            fix = (f"set -c bedrockRegion={common[0]} (the functions then call Bedrock there) or deploy there"
+                   if common else "no single region serves all of them: drop one")
+            raise ConfigError(f"{where} cannot invoke {models}: {fix}; or remove the model from modelId, "
+                              "additionalModelIds or operations")
+        return region
 
     def as_context(self) -> dict[str, Any]:
         """Context that rebuilds this config (cdk.json's form: `operations` is "all" when it is the default)."""
@@ -289,6 +359,7 @@ _MODEL_ID = re.compile(r"^(arn:aws[a-z-]*:bedrock:[a-z0-9-]*:\d{0,12}:[a-z-]+/[A
                        r"|[a-z0-9-]+(\.[A-Za-z0-9_-]+)+(:\d+)?(:[0-9a-z]+)?)$")
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 _NAME = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 # CloudWatch Logs' retention periods (days) and their aws_logs.RetentionDays member names.
 RETENTION_DAYS = {
     1: "ONE_DAY", 3: "THREE_DAYS", 5: "FIVE_DAYS", 7: "ONE_WEEK", 14: "TWO_WEEKS", 30: "ONE_MONTH",

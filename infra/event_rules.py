@@ -22,7 +22,7 @@ REQUESTED_DETAIL_TYPE = "ImageGenerationRequested"
 
 class EventRules(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, config: PipelineConfig, bus: events.IEventBus,
-                 input_bucket: s3.Bucket, job_queue: sqs.IQueue) -> None:
+                 input_bucket: s3.IBucket, job_queue: sqs.IQueue) -> None:
         super().__init__(scope, construct_id)
         self.requested = events.Rule(
             self, "RequestedToJobQueue",
@@ -31,6 +31,8 @@ class EventRules(Construct):
             event_pattern=events.EventPattern(detail_type=[REQUESTED_DETAIL_TYPE]),
             targets=[targets.SqsQueue(job_queue)],
         )
+        # name -> (rule, its bus: None for the default bus), for the alarms (infra/monitoring.py)
+        self.rules: dict[str, tuple[events.Rule, events.IEventBus | None]] = {"RequestedRule": (self.requested, bus)}
         self.object_created: events.Rule | None = None
         if config.ingest_mode == "eventbridge":
             input_bucket.enable_event_bridge_notification()
@@ -43,3 +45,4 @@ class EventRules(Construct):
                             "object": {"key": [{"anything-but": {"prefix": config.api_prefix}}]}}),
                 targets=[targets.SqsQueue(job_queue)],
             )
+            self.rules["ObjectCreatedRule"] = (self.object_created, None)

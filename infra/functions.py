@@ -41,6 +41,7 @@ def environment(config: PipelineConfig, settings: Settings) -> dict[str, str]:
 def pipeline_function(scope: Construct, construct_id: str, *, config: PipelineConfig, role: iam.IRole,
                       environment: dict[str, str], handler: str, description: str, memory_mb: int,
                       timeout_seconds: int, log_group_id: str = "LogGroup",
+                      reserved_concurrency: int | None = None,
                       ) -> tuple[lambda_.Function, logs.LogGroup]:
     """A function on the worker bundle with its own log group, writable by `role`."""
     runtime = RUNTIMES[config.python_version]
@@ -58,6 +59,7 @@ def pipeline_function(scope: Construct, construct_id: str, *, config: PipelineCo
         log_group=logs_,
         tracing=lambda_.Tracing.ACTIVE,
         role=role,
+        reserved_concurrent_executions=reserved_concurrency if config.reserve_concurrency else None,
     )
     logs_.grant_write(role)
     return function, logs_

@@ -1,13 +1,22 @@
 """CloudWatch dashboard and alarms; an SNS topic for them when `alarmEmail` or `alarmTopicArn` is set.
 
-Custom metrics come from the worker's Powertools Metrics: namespace `config.metrics_namespace`,
-dimension `service` = `config.service_name`.
+Every entry point is watched: the queue and the worker, the HTTP API (stage 5XX and latency, its function's
+errors and throttles), the direct-invoke function, the EventBridge rules that turn events and uploads into
+jobs (FailedInvocations), and the events the functions could not publish (EventsFailed).
+
+Custom metrics come from the functions' Powertools Metrics: namespace `config.metrics_namespace`,
+dimension `service` = `config.service_name` (names in img2img/metric_names.py).
+
+Plain aws_cloudwatch rather than cdk-monitoring-constructs: each alarm here is one line of a table with
+its own threshold and text, which that library would not shorten, and it would add a jsii dependency.
 """
 from __future__ import annotations
 
 from aws_cdk import Aws, Duration
+from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
@@ -27,6 +36,8 @@ FILTER_RATE_MIN_SAMPLES = 5  # below this many outputs in 15 minutes the rate al
 class Monitoring(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, config: PipelineConfig,
                  function: lambda_.IFunction, job_queue: sqs.IQueue, dead_letter_queue: sqs.IQueue,
+                 direct_function: lambda_.IFunction, api_function: lambda_.IFunction, api_stage: apigw.Stage,
+                 rules: dict[str, tuple[events.Rule, events.IEventBus | None]],
                  key: kms.IKey | None = None) -> None:
         super().__init__(scope, construct_id)
         self.config = config
@@ -63,6 +74,14 @@ class Monitoring(Construct):
             return metric_alarm(self, construct_id, metric, threshold, description,
                                 evaluation_periods=evaluation_periods, datapoints=datapoints)
 
+        # The other entry points: HTTP API, direct invoke, the rules that make jobs, event publishing.
+        api_5xx = api_stage.metric_server_error(period=PERIOD, statistic="Sum")
+        api_4xx = api_stage.metric_client_error(period=PERIOD, statistic="Sum")
+        api_latency_p90 = api_stage.metric_latency(period=PERIOD, statistic="p90")
+        api_latency_threshold_ms = config.api_sync_budget_seconds * 1000
+        events_failed = custom(metric_names.EVENTS_FAILED)
+        rule_failures = {name: rule_metric(rule, bus, "FailedInvocations") for name, (rule, bus) in rules.items()}
+
         self.alarms: dict[str, cw.Alarm] = {
             "DlqNotEmpty": alarm("DlqNotEmpty", dlq_visible, 0,
                                  "Jobs failed repeatedly and are in the dead-letter queue"),
@@ -82,6 +101,31 @@ class Monitoring(Construct):
             "ContentFilterRate": alarm("ContentFilterRate", filter_rate, config.filter_rate_alarm_percent,
                                        f"More than {config.filter_rate_alarm_percent}% of outputs were "
                                        "content-filtered"),
+            "ApiServerErrors": alarm("ApiServerErrors", api_5xx, 0,
+                                     "The HTTP API answered 5XX (function error, Lambda throttling at its reserved "
+                                     "concurrency, or an integration timeout)"),
+            "ApiLatency": alarm("ApiLatency", api_latency_p90, api_latency_threshold_ms,
+                                f"HTTP API p90 latency above the sync budget ({api_latency_threshold_ms} ms): "
+                                "sync requests wait their whole budget, the worker is behind",
+                                evaluation_periods=3, datapoints=2),
+            "ApiFunctionErrors": alarm("ApiFunctionErrors", api_function.metric_errors(period=PERIOD, statistic="Sum"),
+                                       0, "The API function failed (an unhandled error, not a job failure)"),
+            "ApiFunctionThrottles": alarm("ApiFunctionThrottles",
+                                          api_function.metric_throttles(period=PERIOD, statistic="Sum"), 0,
+                                          "The API function was throttled (its reserved concurrency is used up)"),
+            "DirectFunctionErrors": alarm("DirectFunctionErrors",
+                                          direct_function.metric_errors(period=PERIOD, statistic="Sum"), 0,
+                                          "The direct-invoke function raised (transient job errors included: the "
+                                          "caller retries them)"),
+            "DirectFunctionThrottles": alarm("DirectFunctionThrottles",
+                                             direct_function.metric_throttles(period=PERIOD, statistic="Sum"), 0,
+                                             "The direct-invoke function was throttled (its reserved concurrency, "
+                                             "a quarter of bedrockMaxConcurrency, is used up)"),
+            "EventsFailed": alarm("EventsFailed", events_failed, 0,
+                                  "A function could not publish an ImageGeneration* event on the bus"),
+            **{f"{name}FailedInvocations": alarm(f"{name}FailedInvocations", metric, 0,
+                                                 f"EventBridge rule {name} could not deliver events to the job queue")
+               for name, metric in rule_failures.items()},
         }
 
         # ---- notifications --------------------------------------------------------------------
@@ -133,6 +177,38 @@ class Monitoring(Construct):
                            left=[function.metric_invocations(), errors, throttles],
                            right=[function.metric_duration(statistic="p90")], width=12),
         )
+        self.dashboard.add_widgets(
+            cw.GraphWidget(title="HTTP API requests",
+                           left=[api_stage.metric_count(period=PERIOD, statistic="Sum"), api_4xx, api_5xx],
+                           width=12),
+            cw.GraphWidget(title="HTTP API latency (ms)",
+                           left=[api_stage.metric_latency(period=PERIOD, statistic="p50"), api_latency_p90,
+                                 api_stage.metric_integration_latency(period=PERIOD, statistic="p90")],
+                           left_annotations=[cw.HorizontalAnnotation(value=api_latency_threshold_ms,
+                                                                     label="sync budget")], width=12),
+        )
+        self.dashboard.add_widgets(*(
+            cw.GraphWidget(title=f"{title} function",
+                           left=[fn.metric_invocations(period=PERIOD, statistic="Sum"),
+                                 fn.metric_errors(period=PERIOD, statistic="Sum"),
+                                 fn.metric_throttles(period=PERIOD, statistic="Sum")],
+                           right=[fn.metric("ConcurrentExecutions", period=PERIOD, statistic="Maximum")], width=8)
+            for title, fn in (("API", api_function), ("Direct-invoke", direct_function))),
+            cw.GraphWidget(title="Events and rules",
+                           left=[events_failed, *(m.with_(label=f"{name} FailedInvocations")
+                                                  for name, m in rule_failures.items())],
+                           right=[rule_metric(rule, bus, "Invocations").with_(label=f"{name} Invocations")
+                                  for name, (rule, bus) in rules.items()], width=8),
+        )
+
+
+def rule_metric(rule: events.Rule, bus: events.IEventBus | None, name: str) -> cw.Metric:
+    """An AWS/Events metric of a rule: on a custom bus EventBridge adds the bus's name as a dimension."""
+    dimensions = {"RuleName": rule.rule_name}
+    if bus is not None:
+        dimensions["EventBusName"] = bus.event_bus_name
+    return cw.Metric(namespace="AWS/Events", metric_name=name, dimensions_map=dimensions, statistic="Sum",
+                     period=PERIOD)
 
 
 def metric_alarm(scope: Construct, construct_id: str, metric: cw.IMetric, threshold: float, description: str,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from aws_cdk import Acknowledgment, Stack, Validations
 from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_s3 as s3
 from cdk_nag import AwsSolutionsChecks
 from constructs import IConstruct
 
@@ -34,6 +35,13 @@ def _logical_id(stack: Stack, construct: IConstruct) -> str:
     return stack.resolve(stack.get_logical_id(construct.node.default_child))
 
 
+def _bucket_arn(stack: Img2ImgStack, bucket: s3.IBucket) -> str:
+    """A bucket's ARN as cdk-nag prints it: the stack's own bucket by logical id, an existing one by name."""
+    if stack.storage.owns(bucket):
+        return f"<{_logical_id(stack, bucket)}.Arn>"
+    return f"arn:<AWS::Partition>:s3:::{bucket.bucket_name}"
+
+
 def acknowledge(stack: Img2ImgStack) -> None:
     """Every acknowledgement of the project; each names a specific finding and why it is accepted."""
     worker = stack.worker
@@ -44,8 +52,8 @@ def acknowledge(stack: Img2ImgStack) -> None:
          "do not support resource-level permissions, AWS requires Resource '*'.")
     for bucket, what in ((stack.storage.input_bucket, "read input images and their .json sidecars"),
                          (stack.storage.output_bucket, "write generated images and JSON records")):
-        _ack(policy, f"AwsSolutions-IAM5[Resource::<{_logical_id(stack, bucket)}.Arn>/*]",
-             f"Object ARN wildcard 'bucket/*' on this stack's own bucket only: the worker must {what} "
+        _ack(policy, f"AwsSolutions-IAM5[Resource::{_bucket_arn(stack, bucket)}/*]",
+             f"Object ARN wildcard 'bucket/*' on the pipeline's own bucket only: the worker must {what} "
              "under any user-chosen key; actions are limited to the listed object operations.")
     for function in (worker.function, worker.direct_function):
         _ack(function, "AwsSolutions-L1",
@@ -70,20 +78,20 @@ def _acknowledge_api(stack: Img2ImgStack) -> None:
     _ack(policy, "AwsSolutions-IAM5[Resource::*]",
          "X-Ray active tracing of the API function: xray:PutTraceSegments and xray:PutTelemetryRecords do not "
          "support resource-level permissions, AWS requires Resource '*'.")
-    input_id = _logical_id(stack, stack.storage.input_bucket)
-    output_id = _logical_id(stack, stack.storage.output_bucket)
+    input_arn = _bucket_arn(stack, stack.storage.input_bucket)
+    output_arn = _bucket_arn(stack, stack.storage.output_bucket)
     for resource, why in (
-            (f"<{input_id}.Arn>/*", "read source references, folder defaults and sidecars under any user key "
+            (f"{input_arn}/*", "read source references, folder defaults and sidecars under any user key "
                                     "(GetObject/GetObjectVersion only) for the synchronous route"),
-            (f"<{input_id}.Arn>/{config.api_prefix}*", "store inline images under the API's reserved prefix "
+            (f"{input_arn}/{config.api_prefix}*", "store inline images under the API's reserved prefix "
                                                        "(PutObject/DeleteObject), one folder per job id"),
-            (f"<{input_id}.Arn>/{config.api_upload_prefix}*", "sign presigned uploads, which may only create "
+            (f"{input_arn}/{config.api_upload_prefix}*", "sign presigned uploads, which may only create "
                                                               "objects under the upload prefix"),
-            (f"<{output_id}.Arn>/*", "read the outcome record of any job for GET /v1/jobs/{id} (GetObject only)"),
-            (f"<{output_id}.Arn>/{config.output_prefix}{config.api_prefix}*",
+            (f"{output_arn}/*", "read the outcome record of any job for GET /v1/jobs/{id} (GetObject only)"),
+            (f"{output_arn}/{config.output_prefix}{config.api_prefix}*",
              "write the synchronous route's outputs and records under the API prefix only (PutObject)")):
         _ack(policy, f"AwsSolutions-IAM5[Resource::{resource}]",
-             f"Object-key wildcard on this stack's own bucket: the API function must {why}.")
+             f"Object-key wildcard on the pipeline's own bucket: the API function must {why}.")
     _ack(api.function, "AwsSolutions-L1",
          "Same deliberate runtime as the worker (pythonVersion context, 3.12 or 3.13), matched by the bundled "
          "manylinux wheels (Pillow, pillow-heif, pydantic-core).")

@@ -52,6 +52,10 @@ class Img2ImgStack(Stack):
             function=self.worker.function,
             job_queue=self.ingest.job_queue,
             dead_letter_queue=self.ingest.dead_letter_queue,
+            direct_function=self.worker.direct_function,
+            api_function=self.api.function,
+            api_stage=self.api.api.deployment_stage,
+            rules=self.event_rules.rules,
             key=self.storage.key,
         )
 
@@ -59,7 +63,6 @@ class Img2ImgStack(Stack):
         outputs = {
             "InputBucketName": (self.storage.input_bucket.bucket_name, "Drop images (and .json sidecars) here"),
             "OutputBucketName": (self.storage.output_bucket.bucket_name, "Generated images and JSON records"),
-            "AccessLogBucketName": (self.storage.log_bucket.bucket_name, "S3 server access logs"),
             "JobQueueUrl": (self.ingest.job_queue.queue_url, "Job queue (S3 notifications, deferred jobs)"),
             "DeadLetterQueueUrl": (self.ingest.dead_letter_queue.queue_url, "Jobs that failed repeatedly"),
             "IdempotencyTableName": (self.state.table.table_name, "Powertools idempotency records"),
@@ -73,6 +76,8 @@ class Img2ImgStack(Stack):
                 f"#dashboards:name={dashboard_name}",
                 "CloudWatch dashboard in the console"),
         }
+        if self.storage.log_bucket is not None:
+            outputs["AccessLogBucketName"] = (self.storage.log_bucket.bucket_name, "S3 server access logs")
         outputs["ApiUrl"] = (self.api.api.url, "HTTP API base URL (docs/api.md)")
         outputs["ApiFunctionName"] = (self.api.function.function_name, "The HTTP API Lambda")
         if self.api.api_key is not None:

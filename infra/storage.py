@@ -1,8 +1,13 @@
 """Buckets: input (where users drop images), output (images + JSON records), access logs.
 
-All three block public access and deny non-TLS requests. Input and output are encrypted with S3-managed
-keys, or with one customer-managed KMS key (rotation on) when `encryption=kms`. The log bucket always uses
-S3-managed keys: S3 server access logging cannot deliver into an SSE-KMS bucket.
+`inputBucketName` / `outputBucketName` mount the pipeline on buckets that already exist instead
+(`Bucket.from_bucket_name`): CDK cannot change an imported bucket's policy, versioning, encryption, public
+access block, lifecycle or logging, so those stay their owner's (docs/deploy.md "Existing buckets"). The
+access-log bucket exists only while the stack owns a data bucket.
+
+The buckets the stack creates block public access and deny non-TLS requests. Input and output are
+encrypted with S3-managed keys, or with one customer-managed KMS key (rotation on) when `encryption=kms`.
+The log bucket always uses S3-managed keys: S3 server access logging cannot deliver into an SSE-KMS bucket.
 """
 from __future__ import annotations
 
@@ -54,6 +59,19 @@ class Storage(Construct):
             auto_delete_objects=destroy,
         )
 
+        # Buckets that exist already: the pipeline only reads/writes objects and subscribes to their events.
+        self.imported: dict[str, s3.IBucket] = {}
+        for construct_id, name in (("ExistingInputBucket", config.input_bucket_name),
+                                   ("ExistingOutputBucket", config.output_bucket_name)):
+            if name:
+                self.imported[construct_id] = s3.Bucket.from_bucket_name(self, construct_id, name)
+        existing_input = self.imported.get("ExistingInputBucket")
+        existing_output = self.imported.get("ExistingOutputBucket")
+
+        self.log_bucket: s3.Bucket | None = None
+        if existing_input and existing_output:
+            self.input_bucket, self.output_bucket = existing_input, existing_output
+            return
         self.log_bucket = s3.Bucket(
             self, "AccessLogs",
             encryption=s3.BucketEncryption.S3_MANAGED,
@@ -83,10 +101,14 @@ class Storage(Construct):
                 **common,
             )
 
-        self.input_bucket = data_bucket("InputBucket", "input/")
-        self.output_bucket = data_bucket("OutputBucket", "output/", (s3.LifecycleRule(
+        self.input_bucket: s3.IBucket = existing_input or data_bucket("InputBucket", "input/")
+        self.output_bucket: s3.IBucket = existing_output or data_bucket("OutputBucket", "output/", (s3.LifecycleRule(
             id="expire-staged-model-answers",
             prefix=f"{config.output_prefix}{STAGING_DIR}",
             expiration=Duration.days(STAGING_EXPIRATION_DAYS),
             noncurrent_version_expiration=Duration.days(1),
         ),))
+
+    def owns(self, bucket: s3.IBucket) -> bool:
+        """Whether the stack created this bucket (policies, lifecycle and encryption are then its own)."""
+        return bucket not in self.imported.values()

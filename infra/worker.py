@@ -6,16 +6,17 @@ The environment is exactly `config.worker_settings(...).to_env()` merged with `c
 Bedrock permissions cover only `config.model_ids` (image-to-image's models and the enabled operations'):
 
 * a foundation-model id  → `arn:<partition>:bedrock:<region>::foundation-model/<id>`
-  (region = `bedrockRegion` context, or the stack's region);
+  (region = `bedrockRegion` context, or the stack's region when it is empty: checked at synth against
+  infra/regions.py, so IAM never names a region that does not serve the model);
 * an inference-profile id (`us.`, `eu.`, `apac.`, `global.` prefix) → the profile's ARN
   `arn:<partition>:bedrock:<region>:<account>:inference-profile/<id>` plus the foundation model in every
-  region the profile may route to (`INFERENCE_PROFILE_REGIONS`; `global.` routes anywhere, for which
+  region the profile may route to (`infra.regions.INFERENCE_PROFILE_REGIONS`; `global.` routes anywhere, for which
   Bedrock uses the region-less `arn:<partition>:bedrock:::foundation-model/<id>`);
 * an ARN → itself.
 """
 from __future__ import annotations
 
-from aws_cdk import Aws, Duration, Stack
+from aws_cdk import Annotations, Aws, Duration, Stack, Token
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
@@ -25,24 +26,12 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from img2img.operations import PROFILE_GEOGRAPHY, PROFILE_REGIONS
 from infra.config import PipelineConfig
 from infra.functions import environment, function_role, pipeline_function
+from infra.regions import INFERENCE_PROFILE_REGIONS
 
 HANDLER = "img2img.handlers.sqs_worker.handler"
 DIRECT_HANDLER = "img2img.handlers.direct.handler"
-
-# Destination regions of the geographic cross-region inference profiles (Bedrock user guide,
-# "Supported Regions and models for inference profiles"). A profile may route a request to any of
-# them, and IAM evaluates InvokeModel on the foundation model in the region that serves it. Check
-# the guide when adding a model: a profile's routing list can grow. `us.` is the Image Services'
-# geography: its regions live with them in img2img/operations.py.
-INFERENCE_PROFILE_REGIONS: dict[str, tuple[str, ...]] = {
-    PROFILE_GEOGRAPHY: PROFILE_REGIONS,
-    "eu": ("eu-central-1", "eu-west-1", "eu-west-3", "eu-north-1"),
-    "apac": ("ap-northeast-1", "ap-northeast-2", "ap-south-1", "ap-southeast-1", "ap-southeast-2"),
-    "global": ("",),  # region-less foundation-model ARN
-}
 
 
 def bedrock_model_arns(model_ids: tuple[str, ...], *, region: str, account: str,
@@ -87,13 +76,20 @@ class Worker(Construct):
         # Direct invoke (Step Functions, other services): same code, role and settings, its own logs.
         self.direct_function, self.direct_log_group = pipeline_function(
             self, "DirectFunction", handler=DIRECT_HANDLER, log_group_id="DirectLogGroup",
-            description="job JSON in, outcome record out (direct invoke)", **shared)
+            description="job JSON in, outcome record out (direct invoke)",
+            reserved_concurrency=config.direct_reserved_concurrency, **shared)
 
         # ---- least-privilege statements -------------------------------------------------------
         # Bedrock in a policy of its own: with the Image Services it lists ~50 ARNs, and in the default
         # policy CDK's size estimate (150 characters per ARN with a token) would split that policy into
         # overflow managed policies. Role inline policies share IAM's 10,240-character quota either way.
-        region = config.bedrock_region or stack.region
+        # Raises ConfigError (app.py prints it in one line) if that region cannot invoke a configured model.
+        checked = config.check_bedrock_region(None if Token.is_unresolved(stack.region) else stack.region)
+        region = checked or stack.region
+        if checked is None:
+            Annotations.of(self).add_warning_v2(
+                "img2img:bedrockRegionUnchecked", "bedrockRegion is empty and the stack has no region: the "
+                "functions call Bedrock in the region you deploy to, unchecked against infra/regions.py")
         self.bedrock_policy = iam.Policy(self, "BedrockPolicy", statements=[iam.PolicyStatement(
             sid="InvokeConfiguredBedrockModels",
             actions=["bedrock:InvokeModel"],

@@ -17,6 +17,7 @@ import app as app_entry  # the real entry point (its context reading)
 from img2img.operations import PROFILE_REGIONS
 from infra import nag
 from infra.config import PipelineConfig
+from infra.regions import DEFAULT_BEDROCK_REGION
 from infra.stack import Img2ImgStack
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -75,13 +76,14 @@ class Synth:
 
 
 def build(overrides: dict[str, Any] | None = None, *, outdir: Path, bundling: bool = False,
-          with_nag: bool = False) -> tuple[cdk.App, Img2ImgStack, PipelineConfig]:
+          with_nag: bool = False, env: cdk.Environment | None = None,
+          ) -> tuple[cdk.App, Img2ImgStack, PipelineConfig]:
     context = {**CDK_JSON_CONTEXT, **(overrides or {})}
     if not bundling:
         context.update(NO_BUNDLING)
     app = cdk.App(context=context, outdir=str(outdir))
     config = app_entry.config_from(app)
-    stack = Img2ImgStack(app, "Img2Img", config=config)
+    stack = Img2ImgStack(app, "Img2Img", config=config, env=env)
     if with_nag:
         nag.attach(app)
         nag.acknowledge(stack)
@@ -156,7 +158,7 @@ def with_action(statements: list[dict], prefix: str) -> list[dict]:
     return [s for s in statements if any(a.startswith(prefix) for a in actions(s))]
 
 
-def service_arns(models: dict[str, str] | list[str], region: str = "${AWS::Region}") -> set[str]:
+def service_arns(models: dict[str, str] | list[str], region: str = DEFAULT_BEDROCK_REGION) -> set[str]:
     """What IAM must grant for Image Services models given as `us.` profile ids (rendered as above):
     the profile in the calling region and the foundation model in every region the profile routes to."""
     arns = set()

@@ -56,7 +56,8 @@ def test_derived_limits():
     c = PipelineConfig.from_context({"workerTimeoutSeconds": 900, "batchWindowSeconds": 300,
                                      "bedrockMaxConcurrency": 9, "batchSize": 4})
     assert c.queue_visibility_timeout_seconds == 5700 <= 43200  # SQS's maximum
-    assert c.event_source_max_concurrency == 3
+    assert c.direct_reserved_concurrency == 2 and c.worker_bedrock_share == 7
+    assert c.event_source_max_concurrency == 2  # ceil(7 / 4)
     assert PipelineConfig.from_context({"bedrockMaxConcurrency": 1}).event_source_max_concurrency == 2
 
 
@@ -114,7 +115,10 @@ def test_config_defaults_are_the_workers_defaults():
     deployed = PipelineConfig().worker_settings(input_bucket="in", output_bucket="out", idempotency_table="t",
                                                 job_queue_url="q", event_bus_name="b")
     worker = Settings(output_bucket="out")
-    for name in SHARED:
+    # Except where Bedrock is called: the worker's default is its own region, a deployment's is the region
+    # that serves the configured models (infra/regions.py, test_regions.py).
+    assert (PipelineConfig().bedrock_region, worker.bedrock_region) == ("us-west-2", "")
+    for name in set(SHARED) - {"bedrock_region"}:
         assert getattr(PipelineConfig(), name) == getattr(worker, name), name
     for name in LIMITS.keys() - {"batch_concurrency"}:  # that one follows batchSize, an SQS knob
         assert getattr(deployed, name) == LIMITS[name].default == getattr(worker, name), name

@@ -4,20 +4,22 @@ from __future__ import annotations
 import pytest
 
 from img2img.operations import default_models
-from infra.worker import INFERENCE_PROFILE_REGIONS, bedrock_model_arns
+from infra.regions import INFERENCE_PROFILE_REGIONS
+from infra.worker import bedrock_model_arns
 from infra_synth import actions, one, resources, service_arns, with_action, worker_statements
 
 pytestmark = pytest.mark.infra
 
-P, R, A = "${AWS::Partition}", "${AWS::Region}", "${AWS::AccountId}"
+P, A = "${AWS::Partition}", "${AWS::AccountId}"
 
 
 def test_bedrock_only_invoke_on_configured_foundation_models(default):
     (statement,) = with_action(worker_statements(default), "bedrock:")
     assert actions(statement) == {"bedrock:InvokeModel"}
     assert resources(statement) == {
-        f"arn:{P}:bedrock:{R}::foundation-model/stability.sd3-5-large-v1:0",
-        f"arn:{P}:bedrock:{R}::foundation-model/stability.stable-diffusion-xl-v1",
+        # bedrockRegion's default (infra/regions.py): the region that serves SD3.5 Large
+        f"arn:{P}:bedrock:us-west-2::foundation-model/stability.sd3-5-large-v1:0",
+        f"arn:{P}:bedrock:us-west-2::foundation-model/stability.stable-diffusion-xl-v1",
     } | service_arns(default_models())  # the thirteen Image Services (test_operations.py)
     assert not any("*" in r for r in resources(statement))
 

@@ -8,7 +8,10 @@ from infra_synth import of_type, one, render
 pytestmark = pytest.mark.infra
 
 ALARMS = ("DlqNotEmpty", "QueueBacklog", "WorkerErrors", "InternalErrors", "WorkerThrottles",
-          "BedrockThrottling", "BedrockLatency", "ContentFilterRate")
+          "BedrockThrottling", "BedrockLatency", "ContentFilterRate",
+          # the other entry points
+          "ApiServerErrors", "ApiLatency", "ApiFunctionErrors", "ApiFunctionThrottles", "DirectFunctionErrors",
+          "DirectFunctionThrottles", "EventsFailed", "RequestedRuleFailedInvocations")
 
 
 def alarm(synth, name: str) -> dict:
@@ -40,13 +43,49 @@ def test_age_of_oldest_job(default):
     assert props["Threshold"] == default.config.queue_age_alarm_seconds == 1800
 
 
-@pytest.mark.parametrize("name,metric", [("WorkerErrors", "Errors"), ("WorkerThrottles", "Throttles")])
-def test_worker_errors_and_throttles(default, name, metric):
-    fn_id, _ = one(default, "AWS::Lambda::Function", "WorkerFunction")
+@pytest.mark.parametrize("name,metric,function", [
+    ("WorkerErrors", "Errors", "WorkerFunction"), ("WorkerThrottles", "Throttles", "WorkerFunction"),
+    ("ApiFunctionErrors", "Errors", "ApiFunction"), ("ApiFunctionThrottles", "Throttles", "ApiFunction"),
+    ("DirectFunctionErrors", "Errors", "WorkerDirectFunction"),
+    ("DirectFunctionThrottles", "Throttles", "WorkerDirectFunction")])
+def test_every_function_errors_and_throttles(default, name, metric, function):
+    fn_id, _ = one(default, "AWS::Lambda::Function", function)
     props = alarm(default, name)
     assert (props["Namespace"], props["MetricName"], props["Statistic"]) == ("AWS/Lambda", metric, "Sum")
     assert props["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": fn_id}}]
     assert props["Threshold"] == 0
+
+
+def test_api_5xx_and_latency_on_the_stage(default):
+    rest_id, _ = one(default, "AWS::ApiGateway::RestApi", "Api")
+    stage_id, _ = one(default, "AWS::ApiGateway::Stage", "ApiDeploymentStage")
+    for name, metric in (("ApiServerErrors", "5XXError"), ("ApiLatency", "Latency")):
+        props = alarm(default, name)
+        assert (props["Namespace"], props["MetricName"]) == ("AWS/ApiGateway", metric)
+        dims = {d["Name"]: render(d["Value"]) for d in props["Dimensions"]}
+        assert set(dims) == {"ApiName", "Stage"} and dims["Stage"] == f"${{{stage_id}}}"
+    assert alarm(default, "ApiServerErrors")["Threshold"] == 0
+    latency = alarm(default, "ApiLatency")
+    assert latency["ExtendedStatistic"] == "p90"
+    assert latency["Threshold"] == default.config.api_sync_budget_seconds * 1000 == 25_000
+    assert rest_id
+
+
+def test_failed_event_publishing_and_rule_deliveries(default, api_key_eventbridge):
+    props = alarm(default, "EventsFailed")
+    assert (props["Namespace"], props["MetricName"]) == ("BedrockImg2Img", "EventsFailed")
+    assert props["Threshold"] == 0
+    bus_id, _ = one(default, "AWS::Events::EventBus", "EventsBus")
+    rule_id, _ = one(default, "AWS::Events::Rule", "EventRulesRequested")
+    requested = alarm(default, "RequestedRuleFailedInvocations")
+    assert (requested["Namespace"], requested["MetricName"]) == ("AWS/Events", "FailedInvocations")
+    assert {d["Name"]: d["Value"] for d in requested["Dimensions"]} == {
+        "RuleName": {"Ref": rule_id}, "EventBusName": {"Ref": bus_id}}  # a custom bus's rule has both
+    # ingestMode=eventbridge adds the uploads rule, on the default bus (RuleName only)
+    uploads_rule, _ = one(api_key_eventbridge, "AWS::Events::Rule", "EventRulesObjectCreated")
+    uploads = alarm(api_key_eventbridge, "ObjectCreatedRuleFailedInvocations")
+    assert uploads["Dimensions"] == [{"Name": "RuleName", "Value": {"Ref": uploads_rule}}]
+    assert not [k for k in of_type(default, "AWS::CloudWatch::Alarm") if "ObjectCreated" in k]
 
 
 def test_a_single_internal_error_in_five_minutes_alarms(default):
@@ -92,8 +131,12 @@ def test_dashboard_shows_every_metric(default):
     for name in ("ImagesGenerated", "ImagesFiltered", "ImagesInvalid", "ImagesFailed", "InternalErrors",
                  "BedrockLatency",
                  "BedrockThrottles", "ApproximateAgeOfOldestMessage", "ApproximateNumberOfMessagesVisible",
-                 "Errors", "Throttles", "Duration"):
+                 "Errors", "Throttles", "Duration",
+                 "5XXError", "4XXError", "Count", "Latency", "IntegrationLatency", "ConcurrentExecutions",
+                 "EventsFailed", "FailedInvocations", "Invocations"):
         assert f'"{name}"' in body, name
+    for function in ("WorkerFunction", "WorkerDirectFunction", "ApiFunction"):
+        assert f"${{{one(default, 'AWS::Lambda::Function', function)[0]}}}" in body, function
 
 
 def test_no_topic_and_no_actions_unless_configured(default):

@@ -93,7 +93,7 @@ def test_an_override_is_granted_and_announced(overridden):
 def test_none_grants_no_service(no_operations):
     assert service_grants(no_operations) == set()
     assert bedrock_resources(no_operations) == {
-        f"arn:${{AWS::Partition}}:bedrock:${{AWS::Region}}::foundation-model/{m}" for m in IMAGE_TO_IMAGE_MODELS}
+        f"arn:${{AWS::Partition}}:bedrock:us-west-2::foundation-model/{m}" for m in IMAGE_TO_IMAGE_MODELS}
     env = env_of(no_operations)
     assert env["IMG2IMG_OPERATION_MODELS"] == "{}"  # `{}` = none; unset would mean all thirteen
     assert env["IMG2IMG_ALLOWED_MODEL_IDS"].split(",") == list(IMAGE_TO_IMAGE_MODELS)

@@ -88,7 +88,7 @@ def test_explicit_log_group_with_retention(variant, days, request):
     assert function(synth)["LoggingConfig"]["LogGroup"] == {"Ref": group_id}
 
 
-@pytest.mark.parametrize("variant,batch,window,concurrency", [("default", 4, 1, 2), ("custom", 2, 5, 5)])
+@pytest.mark.parametrize("variant,batch,window,concurrency", [("default", 4, 1, 2), ("custom", 2, 5, 4)])
 def test_sqs_event_source(variant, batch, window, concurrency, request):
     synth = request.getfixturevalue(variant)
     (mapping,) = of_type(synth, "AWS::Lambda::EventSourceMapping").values()
