@@ -22,10 +22,10 @@ from pathlib import Path
 import boto3
 from moto.server import ThreadedMotoServer
 
+from img2img.settings import ENV
 from img2img_local.engine import EngineConfig, EngineServer
 from img2img_local.event_source import FAKE_CREDENTIALS, SqsEventSource
 from img2img_local.lambda_runtime import FunctionSpec
-from img2img.settings import ENV
 from img2img_local.project import PipelineConfig
 from img2img_local.signing import certify_kms_key
 from infra.config import notification_suffixes

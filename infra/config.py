@@ -99,6 +99,13 @@ class PipelineConfig:
     log_retention_days: int = 30
     removal_policy: str = "retain"
     encryption: str = "s3-managed"
+    # C2PA Content Credentials (docs/provenance.md). `c2paKey`: "create" (the stack makes an ECC_NIST_P256
+    # KMS signing key), "none" (no manifests; the XMP marking stays), or an existing key's ARN. Outputs are
+    # signed once `c2paCertificateChain` names the chain that certifies the key: an SSM parameter (name or
+    # ARN) or a Secrets Manager secret ARN holding the PEM chain, leaf first.
+    c2pa_key: str = "create"
+    c2pa_certificate_chain: str = ""
+    c2pa_timestamp_url: str = ""
     alarm_email: str = ""
     alarm_topic_arn: str = ""
     idempotency_ttl_seconds: int = _default("idempotency_ttl_seconds")
@@ -188,8 +195,13 @@ class PipelineConfig:
         """AWS's advice: at least 6x the function timeout (plus the batching window)."""
         return 6 * self.worker_timeout_seconds + self.batch_window_seconds
 
+    @property
+    def signs_c2pa(self) -> bool:
+        """Outputs carry a signed C2PA manifest (a key and the chain that certifies it)."""
+        return self.c2pa_key != "none" and bool(self.c2pa_certificate_chain)
+
     def worker_settings(self, *, input_bucket: str, output_bucket: str, idempotency_table: str,
-                        job_queue_url: str, event_bus_name: str) -> Settings:
+                        job_queue_url: str, event_bus_name: str, c2pa_kms_key_id: str = "") -> Settings:
         """The worker's settings for concrete (or CDK token) resource names."""
         return Settings(
             input_bucket=input_bucket,
@@ -219,6 +231,9 @@ class PipelineConfig:
             api_sync_budget_seconds=self.api_sync_budget_seconds,
             api_presign_seconds=self.api_presign_seconds,
             api_cors_origins=self.api_cors_origins,
+            c2pa_kms_key_id=c2pa_kms_key_id if self.signs_c2pa else "",
+            c2pa_certificate_chain=self.c2pa_certificate_chain if self.signs_c2pa and c2pa_kms_key_id else "",
+            c2pa_timestamp_url=self.c2pa_timestamp_url if self.signs_c2pa and c2pa_kms_key_id else "",
         )
 
     def api_settings(self, **resources: str) -> Settings:
@@ -295,6 +310,14 @@ class PipelineConfig:
              f"one of CloudWatch's retention periods {sorted(RETENTION_DAYS)}")
         need(self.removal_policy in ("retain", "destroy"), "removal_policy", "retain or destroy")
         need(self.encryption in ("s3-managed", "kms"), "encryption", "s3-managed or kms")
+        need(self.c2pa_key in ("create", "none") or bool(_KMS_KEY_ARN.match(self.c2pa_key)), "c2pa_key",
+             "create, none, or the ARN of an asymmetric ECC_NIST_P256 SIGN_VERIFY KMS key")
+        need(not self.c2pa_certificate_chain or bool(_CHAIN_REFERENCE.match(self.c2pa_certificate_chain)),
+             "c2pa_certificate_chain", "an SSM parameter name (/path/name) or ARN, or a Secrets Manager secret ARN")
+        need(not (self.c2pa_certificate_chain and self.c2pa_key == "none"), "c2pa_certificate_chain",
+             "empty when c2paKey=none (nothing would sign with it)")
+        need(not self.c2pa_timestamp_url or self.c2pa_timestamp_url.startswith(("http://", "https://")),
+             "c2pa_timestamp_url", "empty or an RFC 3161 timestamp authority URL")
         need(not self.alarm_email or bool(re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", self.alarm_email)),
              "alarm_email", "an e-mail address")
         need(not self.alarm_topic_arn or self.alarm_topic_arn.startswith("arn:"), "alarm_topic_arn", "an SNS topic ARN")
@@ -355,6 +378,9 @@ NUMERIC_LIMITS: dict[str, Limit] = {
     **{f.name: LIMITS[f.name] for f in fields(PipelineConfig) if f.name in LIMITS},
     **INFRA_LIMITS,
 }
+_KMS_KEY_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+$")
+_CHAIN_REFERENCE = re.compile(r"^(/[A-Za-z0-9_.\-/]+|[A-Za-z0-9_.\-]+|arn:aws[a-z-]*:ssm:[a-z0-9-]+:\d{12}:parameter/"
+                              r"[A-Za-z0-9_.\-/]+|arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+)$")
 _MODEL_ID = re.compile(r"^(arn:aws[a-z-]*:bedrock:[a-z0-9-]*:\d{0,12}:[a-z-]+/[A-Za-z0-9._:/-]+"
                        r"|[a-z0-9-]+(\.[A-Za-z0-9_-]+)+(:\d+)?(:[0-9a-z]+)?)$")
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")

@@ -10,6 +10,7 @@ from infra.event_rules import EventRules
 from infra.events import PipelineEvents
 from infra.ingest import Ingest
 from infra.monitoring import Monitoring
+from infra.provenance import Provenance
 from infra.state import IdempotencyTable
 from infra.storage import Storage
 from infra.worker import Worker
@@ -27,6 +28,7 @@ class Img2ImgStack(Stack):
         self.ingest = Ingest(self, "Ingest", config=config, input_bucket=self.storage.input_bucket)
         self.state = IdempotencyTable(self, "Idempotency", config=config, key=self.storage.key)
         self.events = PipelineEvents(self, "Events", config=config)
+        self.provenance = Provenance(self, "Provenance", config=config)
         self.worker = Worker(
             self, "Worker", config=config,
             input_bucket=self.storage.input_bucket,
@@ -35,6 +37,7 @@ class Img2ImgStack(Stack):
             job_queue=self.ingest.job_queue,
             bus=self.events.bus,
             key=self.storage.key,
+            provenance=self.provenance,
         )
         self.event_rules = EventRules(self, "EventRules", config=config, bus=self.events.bus,
                                       input_bucket=self.storage.input_bucket, job_queue=self.ingest.job_queue)
@@ -82,6 +85,10 @@ class Img2ImgStack(Stack):
         outputs["ApiFunctionName"] = (self.api.function.function_name, "The HTTP API Lambda")
         if self.api.api_key is not None:
             outputs["ApiKeyId"] = (self.api.api_key.key_id, "aws apigateway get-api-key --include-value --api-key <id>")
+        if self.provenance.key is not None:
+            outputs["C2paSigningKeyArn"] = (self.provenance.key.key_arn, "KMS key that signs C2PA manifests: "
+                                            "certify its public key, then set c2paCertificateChain "
+                                            "(docs/provenance.md)")
         if self.monitoring.topic is not None:
             outputs["AlarmTopicArn"] = (self.monitoring.topic.topic_arn, "SNS topic the alarms notify")
         for name, (value, description) in outputs.items():

@@ -28,6 +28,7 @@ from constructs import Construct
 
 from infra.config import PipelineConfig
 from infra.functions import environment, function_role, pipeline_function
+from infra.provenance import Provenance
 from infra.regions import INFERENCE_PROFILE_REGIONS
 
 HANDLER = "img2img.handlers.sqs_worker.handler"
@@ -55,7 +56,8 @@ def bedrock_model_arns(model_ids: tuple[str, ...], *, region: str, account: str,
 class Worker(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, config: PipelineConfig,
                  input_bucket: s3.IBucket, output_bucket: s3.IBucket, table: dynamodb.ITable,
-                 job_queue: sqs.IQueue, bus: events.IEventBus, key: kms.IKey | None = None) -> None:
+                 job_queue: sqs.IQueue, bus: events.IEventBus, key: kms.IKey | None = None,
+                 provenance: Provenance | None = None) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
 
@@ -67,6 +69,7 @@ class Worker(Construct):
             idempotency_table=table.table_name,
             job_queue_url=job_queue.queue_url,
             event_bus_name=bus.event_bus_name,
+            c2pa_kms_key_id=provenance.signing_key_arn if provenance else "",
         ))
         shared = {"config": config, "role": self.role, "environment": self.environment,
                   "memory_mb": config.worker_memory_mb, "timeout_seconds": config.worker_timeout_seconds}
@@ -128,6 +131,8 @@ class Worker(Construct):
             actions=["sqs:SendMessage"],
             resources=[job_queue.queue_arn],
         ))
+        if provenance is not None:
+            provenance.grant_signing(self.role)
         if key is not None:
             self.role.add_to_policy(iam.PolicyStatement(
                 sid="UsePipelineKey",

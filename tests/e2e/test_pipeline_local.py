@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageChops, ImageStat
 
+from img2img.core import c2pa_manifest, xmp
 from img2img_local.demo import run_demo
 from tests.e2e.stack_fixtures import local_stack, wait_for_record
 
@@ -83,6 +84,22 @@ def test_the_demo_reaches_every_expected_outcome(stack, tmp_path):
     dlq = stack.client("sqs").get_queue_attributes(QueueUrl=stack.resources.dlq_url,
                                                    AttributeNames=["ApproximateNumberOfMessages"])
     assert dlq["Attributes"]["ApproximateNumberOfMessages"] == "0"
+    # Every demo output says what it is: the IPTC marking, and a manifest signed through (moto's) KMS.
+    outputs = [p for p in (tmp_path / "demo-out" / "demo").rglob("*") if p.suffix in (".png", ".jpg", ".webp")
+               and not p.name.endswith(".json")]
+    assert len(outputs) >= 14
+    for path in outputs:
+        data = path.read_bytes()
+        assert xmp.read_xmp(data)["digital_source_type"].startswith("http://cv.iptc.org/newscodes/digitalsourcetype/")
+        assert c2pa_manifest.verify(data).valid, path
+    verified = subprocess.run([str(IMG2IMG), "verify", str(outputs[0])], capture_output=True, text=True, timeout=60)
+    assert verified.returncode == 0 and "Valid" in verified.stdout
+    tampered = tmp_path / f"tampered{outputs[0].suffix}"
+    data = bytearray(outputs[0].read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    tampered.write_bytes(bytes(data))
+    refused = subprocess.run([str(IMG2IMG), "verify", str(tampered)], capture_output=True, text=True, timeout=60)
+    assert refused.returncode != 0, refused.stdout
 
 
 def test_generate_offline_writes_the_image_and_its_record(tmp_path):

@@ -78,7 +78,8 @@ def test_with_a_kms_key_every_output_carries_a_valid_manifest(world, signing, fm
     assert check.valid and check.state == "Valid", (check.failures, check.error)
     facts = c2pa_manifest.summary(check.manifest)
     model_id = record["model_id"]
-    assert [a["action"] for a in facts["actions"]][-1] == ("c2pa.created" if source_type == GENERATED else "c2pa.edited")
+    expected_action = "c2pa.created" if source_type == GENERATED else "c2pa.edited"
+    assert [a["action"] for a in facts["actions"]][-1] == expected_action
     assert all(a["digitalSourceType"] == IPTC + source_type and a["softwareAgent"] == model_id
                for a in facts["actions"] if a["action"] != "c2pa.opened")
     assert facts["ingredients"][0]["sha256"] == c2pa_manifest.sha256(upload)  # the input, by its hash only
@@ -140,7 +141,7 @@ def test_a_kms_throttle_retries_from_the_checkpoint_without_paying_again(world, 
     world.put("throttle/cat.png", picture(), {"prompt": "a cat"})
     world.stub.add_response("invoke_model", answer("png"))  # one model answer only
     real = kms_signer.kms_callback
-    monkeypatch.setattr("img2img.aws.signing_keys.kms_callback", lambda key_id: _throttled(key_id))
+    monkeypatch.setattr("img2img.aws.signing_keys.kms_callback", _throttled)
     result = world.run(s3_body("throttle/cat.png"))
     assert result["batchItemFailures"]  # transient: the message comes back
     monkeypatch.setattr("img2img.aws.signing_keys.kms_callback", real)

@@ -15,8 +15,10 @@ def report(outdir) -> dict:
     return json.loads((outdir / "validation-report.json").read_text())
 
 
-@pytest.mark.parametrize("overrides", [{}, CUSTOM, SECURE, {"alarmEmail": "ops@example.com"}, API_KEY_EVENTBRIDGE],
-                         ids=["default", "custom", "secure", "email-without-kms", "api-key-cors-eventbridge"])
+@pytest.mark.parametrize("overrides", [{}, CUSTOM, SECURE, {"alarmEmail": "ops@example.com"}, API_KEY_EVENTBRIDGE,
+                                       {"c2paCertificateChain": "/img2img/c2pa-chain"}],
+                         ids=["default", "custom", "secure", "email-without-kms", "api-key-cors-eventbridge",
+                              "c2pa-signing"])
 def test_no_unacknowledged_findings(overrides, tmp_path):
     app, _, _ = build(overrides, outdir=tmp_path, with_nag=True)
     app.synth()  # raises ValidationFailed on any unacknowledged finding

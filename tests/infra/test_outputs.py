@@ -9,7 +9,7 @@ pytestmark = pytest.mark.infra
 
 EXPECTED = {"InputBucketName", "OutputBucketName", "AccessLogBucketName", "JobQueueUrl", "DeadLetterQueueUrl",
             "IdempotencyTableName", "EventBusName", "WorkerFunctionName", "DashboardName", "DashboardUrl",
-            "ApiUrl", "ApiFunctionName", "DirectFunctionArn"}
+            "ApiUrl", "ApiFunctionName", "DirectFunctionArn", "C2paSigningKeyArn"}
 
 
 def outputs(synth) -> dict[str, object]:
