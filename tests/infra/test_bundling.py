@@ -35,6 +35,8 @@ def test_contains_the_package_and_linux_arm64_wheels(bundle):
     assert (bundle / "aws_lambda_powertools").is_dir()
     assert (bundle / "pydantic_core").is_dir()
     assert list(bundle.glob("pydantic_core/_pydantic_core.cpython-312-aarch64-linux-gnu.so"))
+    assert list(bundle.glob("c2pa/**/libc2pa_c.so"))  # C2PA signing's native library (docs/provenance.md)
+    assert (bundle / "cryptography").is_dir()
     assert not list(bundle.rglob("*x86_64*.so")) and not list(bundle.rglob("*darwin*.so"))
 
 
