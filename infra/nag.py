@@ -13,6 +13,7 @@ from cdk_nag import AwsSolutionsChecks
 from constructs import IConstruct
 
 from infra.stack import Img2ImgStack
+from infra.worker import checkpoint_pattern
 
 NAMESPACE = "AwsSolutions::"
 LAMBDA_BASIC_EXECUTION = (
@@ -55,6 +56,10 @@ def acknowledge(stack: Img2ImgStack) -> None:
         _ack(policy, f"AwsSolutions-IAM5[Resource::{_bucket_arn(stack, bucket)}/*]",
              f"Object ARN wildcard 'bucket/*' on the pipeline's own bucket only: the worker must {what} "
              "under any user-chosen key; actions are limited to the listed object operations.")
+    _ack(policy, f"AwsSolutions-IAM5[Resource::{_bucket_arn(stack, stack.storage.output_bucket)}/"
+                 f"{checkpoint_pattern(stack.config)}]",
+         "DeleteObject under the checkpoint prefix only: the worker removes a job's checkpointed model answer "
+         "(named by the run's hash) once its record is stored; a lifecycle rule expires leftovers.")
     for function in (worker.function, worker.direct_function):
         _ack(function, "AwsSolutions-L1",
              "The Python version is a deliberate, validated deployment choice (pythonVersion context: 3.12 "

@@ -26,6 +26,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from img2img.core.records import STAGING_DIR
 from infra.config import PipelineConfig
 from infra.functions import environment, function_role, pipeline_function
 from infra.provenance import Provenance
@@ -51,6 +52,11 @@ def bedrock_model_arns(model_ids: tuple[str, ...], *, region: str, account: str,
         else:
             arns.append(f"arn:{partition}:bedrock:{region}::foundation-model/{model_id}")
     return list(dict.fromkeys(arns))
+
+
+def checkpoint_pattern(config: PipelineConfig) -> str:
+    """The output keys of the worker's model-answer checkpoints (core/records.staging_key)."""
+    return f"{config.output_prefix}{STAGING_DIR}*"
 
 
 class Worker(Construct):
@@ -115,6 +121,11 @@ class Worker(Construct):
             sid="WriteAndReadOutputs",
             actions=["s3:PutObject", "s3:GetObject"],
             resources=[output_bucket.arn_for_objects("*")],
+        ))
+        self.role.add_to_policy(iam.PolicyStatement(
+            sid="DropOwnCheckpoints",  # a model answer is kept under _staging/ until its record is stored
+            actions=["s3:DeleteObject"],
+            resources=[output_bucket.arn_for_objects(checkpoint_pattern(config))],
         ))
         self.role.add_to_policy(iam.PolicyStatement(
             sid="IdempotencyRecords",

@@ -43,6 +43,7 @@ def test_iam_is_scoped_to_the_existing_buckets(both):
         frozenset({"s3:GetObject", "s3:GetObjectVersion"}): arn(INPUT, "/*"),
         frozenset({"s3:ListBucket"}): arn(INPUT),
         frozenset({"s3:PutObject", "s3:GetObject"}): arn(OUTPUT, "/*"),
+        frozenset({"s3:DeleteObject"}): arn(OUTPUT, "/_staging/*"),
     }
     env = next(r for k, r in both.resources.items() if k.startswith("WorkerFunction")
                and r["Type"] == "AWS::Lambda::Function")["Properties"]["Environment"]["Variables"]

@@ -68,6 +68,7 @@ def test_s3_read_input_write_output_only(default):
         frozenset({"s3:GetObject", "s3:GetObjectVersion"}): {f"${{{input_id}.Arn}}/*"},
         frozenset({"s3:ListBucket"}): {f"${{{input_id}.Arn}}"},
         frozenset({"s3:PutObject", "s3:GetObject"}): {f"${{{output_id}.Arn}}/*"},
+        frozenset({"s3:DeleteObject"}): {f"${{{output_id}.Arn}}/_staging/*"},  # its own checkpoints only
     }
 
 
