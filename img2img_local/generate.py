@@ -150,7 +150,8 @@ def generate(image: Path, request_params: dict[str, Any], output: Path | None, s
     try:
         store = FolderStore({INPUT: image.resolve().parent, OUTPUT: work},
                             {(INPUT, key): path.resolve() for key, path in placed.values()})
-        invoker = BedrockInvoker(settings.bedrock_read_timeout, settings.bedrock_max_attempts)
+        invoker = BedrockInvoker(settings.bedrock_read_timeout, settings.bedrock_max_attempts,
+                                 region=settings.bedrock_region)
         pipeline = Pipeline(settings, store, invoker, registry=adapter_for)
         trigger = Trigger("job", INPUT, image.name, params=request_params, origin="cli")
         doing = request_params.get("model_id") or request_params.get("operation") or settings.model_id
@@ -218,12 +219,28 @@ def request_params(args) -> dict[str, Any]:
     return params
 
 
+def _check_aws(bedrock_region: str) -> None:
+    """Calling Bedrock needs a region and credentials: say which setting gives them, in one line (not
+    boto3's traceback, nor a job record blaming a defect)."""
+    import boto3
+
+    session = boto3.session.Session()
+    if not (bedrock_region or session.region_name):
+        raise ValueError("no AWS region for Bedrock: set AWS_REGION (or a profile's region), or -c "
+                         "bedrockRegion=us-west-2, or add --offline to use the offline engine")
+    if session.get_credentials() is None:
+        raise ValueError("no AWS credentials for Bedrock: set AWS_PROFILE or AWS_ACCESS_KEY_ID/"
+                         "AWS_SECRET_ACCESS_KEY (or run `aws configure`), or add --offline to use the offline engine")
+
+
 def run(args) -> int:
     from img2img.core.errors import JobError
     from img2img_local.project import load_pipeline_config
 
     settings = load_pipeline_config(args.context).worker_settings(
         input_bucket="", output_bucket=OUTPUT, idempotency_table="", job_queue_url="", event_bus_name="")
+    if not args.offline:
+        _check_aws(settings.bedrock_region)
     try:
         record = generate(args.image, request_params(args), args.output, settings, offline=args.offline,
                           companions={"mask": args.mask, "style_image": args.style_image})

@@ -122,6 +122,23 @@ def test_generate_reports_a_bad_parameter_in_one_line(tmp_path):
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.parametrize("env, says", [
+    ({"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "y"}, "no AWS region"),  # bedrockRegion= empties it
+    ({}, "no AWS credentials"),
+])
+def test_generate_without_region_or_credentials_says_what_to_set_in_one_line(tmp_path, env, says):
+    import os
+
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    clean.update(HOME=str(tmp_path), AWS_EC2_METADATA_DISABLED="true", **env)
+    extra = ["-c", "bedrockRegion="] if "region" in says else []
+    done = subprocess.run([str(IMG2IMG), "generate", str(SAMPLES / "coffee.png"), "--prompt", "x", *extra,
+                           "-o", str(tmp_path / "o.png")], capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path, env=clean)
+    assert done.returncode != 0 and says in done.stderr and "--offline" in done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
 def test_generate_offline_remove_background_makes_the_background_transparent(tmp_path):
     out = tmp_path / "cat.png"
     done = subprocess.run([str(IMG2IMG), "generate", "--offline", "--operation", "remove-background",
