@@ -44,7 +44,17 @@ def get_pipeline() -> Pipeline:
         log_exception=_log_exception,
         on_job=_correlate,
         signing=_signing_keys(s),
+        translator=_translator(s),
     )
+
+
+def _translator(settings):
+    """The Bedrock text model that puts prompts into English, when the deployment names one."""
+    if not settings.translation_model_id:
+        return None
+    from .aws.translator import BedrockTranslator
+
+    return BedrockTranslator(settings.translation_model_id, region=settings.bedrock_region)
 
 
 def _signing_keys(settings):

@@ -50,6 +50,8 @@ ENV = {
     "api_presign_seconds": "IMG2IMG_API_PRESIGN_SECONDS",
     "api_max_inline_bytes": "IMG2IMG_API_MAX_INLINE_BYTES",
     "api_cors_origins": "IMG2IMG_API_CORS_ORIGINS",
+    # Prompts in other languages translated to English by this Bedrock text model (Converse); empty: off.
+    "translation_model_id": "IMG2IMG_TRANSLATION_MODEL_ID",
     # C2PA Content Credentials (docs/provenance.md): signing is on when both are set; XMP is always on.
     "c2pa_kms_key_id": "IMG2IMG_C2PA_KMS_KEY_ID",          # an asymmetric ECC_NIST_P256 KMS key
     "c2pa_certificate_chain": "IMG2IMG_C2PA_CERTIFICATE_CHAIN",  # an SSM parameter name or a secret ARN
@@ -129,6 +131,7 @@ class Settings:
     # Larger results: 303 to a presigned URL (a Lambda response carries at most 6 MB).
     api_max_inline_bytes: int = LIMITS["api_max_inline_bytes"].default
     api_cors_origins: tuple[str, ...] = ()  # origins answered with Access-Control-Allow-Origin
+    translation_model_id: str = ""  # empty: prompts go to the image model as written
     c2pa_kms_key_id: str = ""
     c2pa_certificate_chain: str = ""  # SSM parameter (name or ARN) or Secrets Manager secret ARN: PEM, leaf first
     c2pa_timestamp_url: str = ""

@@ -61,9 +61,11 @@ def test_every_variable_is_parsed():
         "IMG2IMG_C2PA_KMS_KEY_ID": "arn:aws:kms:us-west-2:123456789012:key/abc",
         "IMG2IMG_C2PA_CERTIFICATE_CHAIN": "/img2img/c2pa-chain",
         "IMG2IMG_C2PA_TIMESTAMP_URL": "http://timestamp.example.com",
+        "IMG2IMG_TRANSLATION_MODEL_ID": "us.amazon.nova-2-lite-v1:0",
     }
     s = Settings.from_env(env)
     assert s.signs_c2pa and s.c2pa_certificate_chain == "/img2img/c2pa-chain"
+    assert s.translation_model_id == "us.amazon.nova-2-lite-v1:0"
     assert s.operation_models == {"inpaint": "us.stability.stable-image-inpaint-v1:0"}
     assert (s.api_prefix, s.api_upload_prefix, s.api_sync_budget_seconds, s.api_presign_seconds,
             s.api_max_inline_bytes) == ("http/", "browser/", 20, 300, 1048576)

@@ -82,6 +82,7 @@ class JobParams:
     companions: tuple[Companion, ...] = ()
     mask_invert: bool = False
     mask_edit_is_white: bool = True  # the polarity the model reads (SDXL's MASK_IMAGE_BLACK: False)
+    prompt_language: str = "auto"  # core/translation.py: auto, as-is or the prompts' language
     keep_alpha: bool = False  # send the image with its alpha channel (SDXL's INIT_IMAGE_ALPHA reads it)
     # Output pixels the model answers with, if not the prepared size (upscales): for the pre-call check.
     output_scale: float = 1.0

@@ -43,7 +43,9 @@ SDXL_FIELDS = ("text_prompts", "cfg_scale", "clip_guidance_preset", "init_image_
                "style_preset", "extras")
 SDXL_MASK_FIELDS = ("mask_source",)
 SD35_FIELDS = ("prompt", "negative_prompt", "strength", "mode", "seed", "output_format")
-OUR_FIELDS = ("model_id", "output_format", "fit", "restore_aspect", "strict")
+OUR_FIELDS = ("model_id", "output_format", "fit", "restore_aspect", "strict", "prompt_language")
+# Fields the pipeline itself reads (the model adapters never see them).
+PIPELINE_FIELDS = ("prompt_language",)
 KNOWN_FIELDS = frozenset(SDXL_FIELDS + SDXL_MASK_FIELDS + SD35_FIELDS + SERVICE_FIELDS + OUR_FIELDS
                          + OPERATION_FIELDS)
 DEPLOYMENT_PREFIX = "deployment"  # every origin of a deployment default starts so (see deployment_layer)
@@ -236,6 +238,14 @@ class MergedParams:
         blob = json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"), ensure_ascii=False,
                           allow_nan=False)
         return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+def without(merged: MergedParams, names: Iterable[str]) -> MergedParams:
+    """The merged parameters minus these fields (the pipeline's own, before a model adapter sees them)."""
+    drop = set(names)
+    return MergedParams({k: v for k, v in merged.values.items() if k not in drop},
+                        {k: v for k, v in merged.origins.items() if k not in drop},
+                        merged.positive, merged.negative)
 
 
 def _unknown(name: str, where: str) -> dict[str, Any]:

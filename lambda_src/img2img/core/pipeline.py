@@ -18,13 +18,13 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any
 
 from ..operations import ALPHA_MASK, BY_MODEL, BY_NAME, IMAGE_TO_IMAGE, NAMES, Companion, normal_name, source_type_of
 from ..settings import Settings
-from . import c2pa_manifest, images, keys, masks, records, xmp
+from . import c2pa_manifest, images, keys, masks, records, translation, xmp
 from . import params as P
 from .errors import JobError, internal_error, transient
 from .formats import CONTENT_TYPES
@@ -120,12 +120,14 @@ class Pipeline:
                  events: EventPublisher | None = None, scheduler: Scheduler | None = None,
                  guard: Guard | None = None, clock: Callable[[], float] = time.time,
                  log: Callable[..., None] | None = None, on_job: Callable[[str], None] | None = None,
-                 log_exception: Callable[..., None] | None = None, signing: SigningKeys | None = None):
+                 log_exception: Callable[..., None] | None = None, signing: SigningKeys | None = None,
+                 translator: translation.Translator | None = None):
         self.settings = settings
         self.store = store
         self.model = model
         self.registry = registry
         self.signing = signing  # C2PA signing (None: outputs carry the XMP marking only)
+        self.translator = translator  # prompts not in English translated first (None: sent as written)
         self.events = events
         self.scheduler = scheduler
         self.guard = guard or RunEveryTime()
@@ -369,7 +371,19 @@ class Pipeline:
                               "message": "is not enabled in this deployment (an ARN must be of this account "
                                          "and name an enabled id)", "allowed": ", ".join(allowed)}])
         adapter = self.registry(model_id, merged.origin("model_id"))
-        return adapter.validate(model_id, merged), adapter
+        language = self._prompt_language(merged)
+        params = adapter.validate(model_id, P.without(merged, P.PIPELINE_FIELDS))
+        params.prompt_language = language
+        params.effective.update({k: merged.values[k] for k in P.PIPELINE_FIELDS if k in merged.values})
+        return params, adapter
+
+    @staticmethod
+    def _prompt_language(merged: P.MergedParams) -> str:
+        try:
+            return translation.language_of(merged.values.get("prompt_language"))
+        except JobError as exc:
+            problem = {**exc.details["errors"][0], "source": merged.origin("prompt_language")}
+            raise P.invalid([problem]) from None
 
     def _operation(self, merged: P.MergedParams) -> tuple[str, str]:
         """(operation, model id) of a job. `operation` picks the deployment's model for it; a model id the
@@ -519,6 +533,9 @@ class Pipeline:
                                   self.settings.max_input_pixels,
                                   alpha=any(c.alpha_fallback for c in params.companions), keep_alpha=params.keep_alpha)
         companions, companion_refs = self._companion_images(job, prepared)
+        t1 = time.perf_counter()
+        params, translated = self._translated(job, params, prefix)
+        timings["translate"] = _ms(t1)
         body = adapter.build_body(params, prepared.base64, companions)
         self._check_before_the_call(params, prepared, body)
         timings["prepare"] = _ms(t0)
@@ -549,7 +566,40 @@ class Pipeline:
         if companion_refs:
             record["companions"] = companion_refs
         record["provenance"] = provenance
+        if translated is not None:
+            record["translation"] = translated
         return record, image
+
+    def _translated(self, job: Job, params: JobParams, prefix: str) -> tuple[JobParams, dict[str, Any] | None]:
+        """The job's parameters with its prompts in English, and what the record says about it (None: every
+        prompt was English, nothing to say). A translation is checkpointed like the model's answer, so a
+        redelivery never pays for it twice (docs/parameters.md#prompt-language)."""
+        todo = translation.needing_translation(translation.texts_of(params.request), params.prompt_language)
+        if not todo:
+            return params, None
+        languages = sorted({language for _, language in todo})
+        if self.translator is None:
+            return params, {"translated": False, "detected": languages,
+                            "reason": "translation is off in this deployment (IMG2IMG_TRANSLATION_MODEL_ID): "
+                                      "the prompts went to the model as written"}
+        key = self._checkpoint_key(job) + ".translation.json"
+        saved = self.store.get(self.settings.output_bucket, key)
+        started = time.perf_counter()
+        done: dict[str, str] = json.loads(saved[0]) if saved else {}
+        for text, language in todo:
+            if text.path not in done:
+                done[text.path] = self.translator.translate(text.text, language)
+        if not saved:
+            try:
+                self.store.put(self.settings.output_bucket, key, json.dumps(done, ensure_ascii=False).encode(),
+                               "application/json")
+            except JobError as exc:
+                self.log("could not checkpoint the translation", key=job.trigger.key, error=exc.code)
+        described = {"translated": True, "model_id": self.translator.model_id, "detected": languages,
+                     "original": {t.path: t.text for t, _ in todo},
+                     "english": {t.path: done[t.path] for t, _ in todo}, "ms": _ms(started),
+                     **({"resumed": True} if saved else {})}
+        return replace(params, request=translation.with_texts(params.request, done)), described
 
     def _provenance(self, job: Job, output: images.OutputImage, source_bytes: bytes,
                     source_format: str) -> tuple[bytes, dict[str, Any]]:
@@ -631,6 +681,9 @@ class Pipeline:
             return
         try:
             self.store.delete(self.settings.output_bucket, self._checkpoint_key(job))
+            if self.translator is not None and translation.needing_translation(
+                    translation.texts_of(job.params.request), job.params.prompt_language):
+                self.store.delete(self.settings.output_bucket, self._checkpoint_key(job) + ".translation.json")
         except Exception:  # cleanup only: a leftover expires with the bucket's lifecycle rule for _staging/
             self.log_exception("could not delete the checkpoint", key=job.trigger.key)
 
