@@ -76,19 +76,14 @@ def language_of(setting: Any) -> str:
 
 
 def needing_translation(texts: list[Text], setting: str) -> list[tuple[Text, str]]:
-    """The texts to translate, each with its source language: none with as-is; with a code, every text not
-    detected as English script-wise; with auto, every text `detect` says is not English."""
+    """The texts to translate, each with its source language: none with as-is; every non-empty one with a
+    language code (the job says what it wrote; English words come back unchanged); with auto, those that
+    `detect` finds not English."""
     if setting == AS_IS:
         return []
-    out = []
-    for item in texts:
-        detected = detect(item.text)
-        if detected == ENGLISH and setting == AUTO:
-            continue
-        if detected == ENGLISH and setting != AUTO and item.text.isascii():
-            continue  # a job that says `zh` but writes this text in English: nothing to translate
-        out.append((item, detected if setting == AUTO else setting))
-    return out
+    if setting != AUTO:
+        return [(item, setting) for item in texts if item.text.strip()]
+    return [(item, language) for item in texts if (language := detect(item.text)) != ENGLISH]
 
 
 def converse_request(text: str, source_language: str, model_id: str) -> dict[str, Any]:
