@@ -25,6 +25,10 @@ __all__ = ["IMAGE_SUFFIXES", "INFRA_LIMITS", "SIDECAR_SUFFIX", "ConfigError", "P
            "notification_suffixes"]
 
 SDXL_MODEL_ID = "stability.stable-diffusion-xl-v1"
+# The text model that translates prompts (docs/parameters.md#prompt-language): Amazon Nova 2 Lite through the
+# `us.` profile (current generation, among Bedrock's cheapest text models, multilingual, Converse; reached
+# from the same us. regions as the Image Services). Check its lifecycle with `img2img doctor`.
+DEFAULT_TRANSLATION_MODEL_ID = "us.amazon.nova-2-lite-v1:0"
 
 # Numeric knobs of the infrastructure only (the worker never reads them): default and allowed range.
 INFRA_LIMITS: dict[str, Limit] = {
@@ -79,6 +83,8 @@ class PipelineConfig:
     # The Image Services operations enabled, each with its model id (context: "all", "none", a list of
     # names or an object name -> model id; see _as_operations). Granted in IAM, allowed in the worker.
     operations: dict = field(default_factory=default_models)
+    # Prompts not in English are translated by this Bedrock text model first; empty: sent as written.
+    translation_model_id: str = DEFAULT_TRANSLATION_MODEL_ID
     default_prompt: str = ""
     default_params: dict = field(default_factory=dict)
     output_format: str = Settings.output_format
@@ -142,6 +148,12 @@ class PipelineConfig:
         """Every model a job may reach: image-to-image's and the enabled operations'. IAM grants exactly
         these (infra/worker.py) and the worker allows exactly these (IMG2IMG_ALLOWED_MODEL_IDS)."""
         return tuple(dict.fromkeys((self.model_id, *self.additional_model_ids, *self.operations.values())))
+
+    @property
+    def invoked_model_ids(self) -> tuple[str, ...]:
+        """Every model the functions call: the image models and the translation model (IAM, region check)."""
+        return tuple(dict.fromkeys((*self.model_ids, *([self.translation_model_id] if self.translation_model_id
+                                                       else []))))
 
     @property
     def batch_concurrency(self) -> int:
@@ -231,6 +243,7 @@ class PipelineConfig:
             api_sync_budget_seconds=self.api_sync_budget_seconds,
             api_presign_seconds=self.api_presign_seconds,
             api_cors_origins=self.api_cors_origins,
+            translation_model_id=self.translation_model_id,
             c2pa_kms_key_id=c2pa_kms_key_id if self.signs_c2pa else "",
             c2pa_certificate_chain=self.c2pa_certificate_chain if self.signs_c2pa and c2pa_kms_key_id else "",
             c2pa_timestamp_url=self.c2pa_timestamp_url if self.signs_c2pa and c2pa_kms_key_id else "",
@@ -278,6 +291,8 @@ class PipelineConfig:
                 raise ConfigError(f"context {_camel(key)}={getattr(self, key)!r} is invalid: {allowed}")
 
         need(bool(_MODEL_ID.match(self.model_id)), "model_id", "a Bedrock model id, inference profile id or ARN")
+        need(not self.translation_model_id or bool(_MODEL_ID.match(self.translation_model_id)),
+             "translation_model_id", "empty (no translation) or a Bedrock text model id, inference profile or ARN")
         for mid in self.additional_model_ids:
             if not _MODEL_ID.match(mid):
                 raise ConfigError(f"context additionalModelIds has {mid!r}: not a Bedrock model id")
@@ -352,16 +367,16 @@ class PipelineConfig:
         region = self.bedrock_region or stack_region
         if region is None:
             return None
-        missing = unavailable(self.model_ids, region)
+        missing = unavailable(self.invoked_model_ids, region)
         if missing:
             where = (f"bedrockRegion={region}" if self.bedrock_region
                      else f"the stack's region {region} (bedrockRegion is empty)")
             models = ", ".join(f"{mid} (offered in {', '.join(r)})" for mid, r in missing.items())
-            common = serving_all(self.model_ids)
+            common = serving_all(self.invoked_model_ids)
             fix = (f"set -c bedrockRegion={common[0]} (the functions then call Bedrock there) or deploy there"
                    if common else "no single region serves all of them: drop one")
             raise ConfigError(f"{where} cannot invoke {models}: {fix}; or remove the model from modelId, "
-                              "additionalModelIds or operations")
+                              "additionalModelIds, operations or translationModelId")
         return region
 
     def as_context(self) -> dict[str, Any]:

@@ -102,7 +102,7 @@ class Worker(Construct):
         self.bedrock_policy = iam.Policy(self, "BedrockPolicy", statements=[iam.PolicyStatement(
             sid="InvokeConfiguredBedrockModels",
             actions=["bedrock:InvokeModel"],
-            resources=bedrock_model_arns(config.model_ids, region=region, account=stack.account),
+            resources=bedrock_model_arns(config.invoked_model_ids, region=region, account=stack.account),
         )])
         self.bedrock_policy.attach_to_role(self.role)
         for function in (self.function, self.direct_function):

@@ -22,7 +22,7 @@ from urllib.parse import unquote, urlsplit
 
 from img2img.operations import BY_MODEL, PROFILE_GEOGRAPHY, SEED
 
-from . import render, services
+from . import converse, render, services
 from .faults import EOL_MESSAGE, ERRORS, THROTTLED_MESSAGE, ConfigError, EngineConfig, FaultState
 from .validation import SD35, SDXL, VALIDATORS, RequestInvalid, ServiceRequest
 
@@ -39,6 +39,7 @@ SERVICE_PREFIXES = (PROFILE_GEOGRAPHY,)
 MAX_SEED = {SDXL: 4294967295, SD35: 4294967294, **{model: int(SEED.maximum) for model in BY_MODEL}}
 _MODEL_ARN = re.compile(r"arn:aws[a-z-]*:bedrock:[a-z0-9-]*:\d*:(?:foundation-model|inference-profile)/(.+)")
 _INVOKE_PATH = re.compile(r"/model/([^/]+)/invoke")
+_CONVERSE_PATH = re.compile(r"/model/([^/]+)/converse")
 
 
 class BedrockError(Exception):
@@ -95,6 +96,41 @@ class Engine:
                 {"message": f"{ERRORS['InternalServerException'][1]} ({type(error).__name__}: {error})"}
         finally:
             self.faults.leave(model or model_id, outcome)
+
+    def converse(self, model_id: str, headers: dict[str, str], body: bytes | None) -> tuple[int, dict, dict]:
+        """One Converse call of a text model (engine/converse.py), with the same fault knobs as InvokeModel."""
+        started = time.monotonic()
+        name = _MODEL_ARN.fullmatch(model_id).group(1) if _MODEL_ARN.fullmatch(model_id) else model_id
+        self.faults.enter()
+        outcome = "InternalServerException"
+        try:
+            if not converse.is_text_model(name):
+                raise BedrockError("ValidationException", f"The provided model identifier {model_id!r} is not a "
+                                   "text model this engine serves with Converse (amazon.nova-*, anthropic.*)")
+            if not self.faults.admit():
+                raise BedrockError("ThrottlingException", THROTTLED_MESSAGE, outcome="throttled")
+            try:
+                time.sleep(self._latency(headers))
+                fault = headers.get(FAULT_HEADER) or self.faults.draw_error()
+                if fault:
+                    raise self._injected(fault, name)
+                try:
+                    document = json.loads(body or b"")
+                    text = converse.user_text(document)
+                    payload = converse.answer(document, _mentions(text, self.faults.config.blocked_words),
+                                              round((time.monotonic() - started) * 1000))
+                except (UnicodeDecodeError, json.JSONDecodeError, converse.ConverseInvalid) as err:
+                    raise BedrockError("ValidationException", str(err)) from None
+            finally:
+                self.faults.release()
+            outcome = "filtered" if payload["stopReason"] == "content_filtered" else "success"
+            return 200, {}, payload
+        except BedrockError as error:
+            outcome = error.outcome
+            return error.status, {"x-amzn-ErrorType": error.name + ERROR_TYPE_SUFFIX}, \
+                {"message": str(error), **error.fields}
+        finally:
+            self.faults.leave(name, outcome)
 
     def _invoke(self, model: str | None, model_id: str, headers: dict[str, str],
                 body: bytes | None) -> tuple[dict, str]:
@@ -190,9 +226,13 @@ class _Handler(BaseHTTPRequestHandler):
         path = urlsplit(self.path).path
         invoke = _INVOKE_PATH.fullmatch(path)
         body = self._read_body()
+        conversation = _CONVERSE_PATH.fullmatch(path)
         if invoke:
             headers = {k.lower(): v for k, v in self.headers.items()}
             self._reply(*self.server.engine.invoke(unquote(invoke.group(1)), headers, body))
+        elif conversation:
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            self._reply(*self.server.engine.converse(unquote(conversation.group(1)), headers, body))
         elif path == "/_engine/config":
             self._control(lambda: self.server.engine.faults.configure(json.loads(body or b"{}")))
         elif path == "/_engine/reset":

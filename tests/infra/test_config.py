@@ -118,7 +118,9 @@ def test_config_defaults_are_the_workers_defaults():
     # Except where Bedrock is called: the worker's default is its own region, a deployment's is the region
     # that serves the configured models (infra/regions.py, test_regions.py).
     assert (PipelineConfig().bedrock_region, worker.bedrock_region) == ("us-west-2", "")
-    for name in set(SHARED) - {"bedrock_region"}:
+    # And translation: a bare worker has no text model to call; a deployment names one (and grants it).
+    assert (PipelineConfig().translation_model_id, worker.translation_model_id) == ("us.amazon.nova-2-lite-v1:0", "")
+    for name in set(SHARED) - {"bedrock_region", "translation_model_id"}:
         assert getattr(PipelineConfig(), name) == getattr(worker, name), name
     for name in LIMITS.keys() - {"batch_concurrency"}:  # that one follows batchSize, an SQS knob
         assert getattr(deployed, name) == LIMITS[name].default == getattr(worker, name), name

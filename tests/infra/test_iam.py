@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 
 from img2img.operations import default_models
+from infra.config import DEFAULT_TRANSLATION_MODEL_ID as TRANSLATION
 from infra.regions import INFERENCE_PROFILE_REGIONS
 from infra.worker import bedrock_model_arns
 from infra_synth import actions, one, resources, service_arns, with_action, worker_statements
@@ -20,7 +21,7 @@ def test_bedrock_only_invoke_on_configured_foundation_models(default):
         # bedrockRegion's default (infra/regions.py): the region that serves SD3.5 Large
         f"arn:{P}:bedrock:us-west-2::foundation-model/stability.sd3-5-large-v1:0",
         f"arn:{P}:bedrock:us-west-2::foundation-model/stability.stable-diffusion-xl-v1",
-    } | service_arns(default_models())  # the thirteen Image Services (test_operations.py)
+    } | service_arns(default_models()) | service_arns([TRANSLATION])  # the Image Services, the translator
     assert not any("*" in r for r in resources(statement))
 
 
@@ -34,7 +35,7 @@ def test_inference_profile_expands_to_profile_and_routed_regions(custom):
         f"arn:{P}:bedrock:us-east-2::foundation-model/stability.sd3-5-large-v1:0",
         f"arn:{P}:bedrock:us-west-2::foundation-model/stability.sd3-5-large-v1:0",
         f"arn:{P}:bedrock:us-west-2::foundation-model/stability.stable-diffusion-xl-v1",
-    } | service_arns(default_models(), region="us-west-2")
+    } | service_arns(default_models(), region="us-west-2") | service_arns([TRANSLATION], region="us-west-2")
 
 
 def test_model_arn_table():

@@ -51,8 +51,9 @@ def bedrock_resources(synth) -> set[str]:
 
 
 def service_grants(synth) -> set[str]:
-    """The Bedrock resources beyond image-to-image's two foundation models."""
-    return {r for r in bedrock_resources(synth) if not r.endswith(IMAGE_TO_IMAGE_MODELS)}
+    """The Bedrock resources beyond image-to-image's two foundation models and the translation model."""
+    return {r for r in bedrock_resources(synth) if not r.endswith(IMAGE_TO_IMAGE_MODELS)
+            and "nova-2-lite" not in r}
 
 
 def env_of(synth, prefix: str = "WorkerFunction") -> dict:
@@ -92,7 +93,7 @@ def test_an_override_is_granted_and_announced(overridden):
 
 def test_none_grants_no_service(no_operations):
     assert service_grants(no_operations) == set()
-    assert bedrock_resources(no_operations) == {
+    assert {r for r in bedrock_resources(no_operations) if "nova-2-lite" not in r} == {
         f"arn:${{AWS::Partition}}:bedrock:us-west-2::foundation-model/{m}" for m in IMAGE_TO_IMAGE_MODELS}
     env = env_of(no_operations)
     assert env["IMG2IMG_OPERATION_MODELS"] == "{}"  # `{}` = none; unset would mean all thirteen

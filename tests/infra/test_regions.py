@@ -44,7 +44,7 @@ def test_the_default_bedrock_region_serves_every_default_model():
      "bedrockRegion=eu-west-1 cannot invoke stability.sd3-5-large-v1:0 (offered in us-west-2), "
      "us.stability.stable-creative-upscale-v1:0 (offered in us-east-1, us-east-2, us-west-2)"),
     ({"bedrockRegion": "eu-west-1", "operations": "none", "modelId": "eu.stability.sd3-5-large-v1:0",
-      "additionalModelIds": SD35_LARGE}, None,
+      "additionalModelIds": SD35_LARGE, "translationModelId": ""}, None,
      "bedrockRegion=eu-west-1 cannot invoke stability.sd3-5-large-v1:0 (offered in us-west-2): "
      "no single region serves all of them"),
 ])
@@ -100,3 +100,10 @@ def test_default_synth_is_env_agnostic_and_still_names_us_west_2(default):
     (statement,) = with_action(worker_statements(default), "bedrock:")
     assert "arn:${AWS::Partition}:bedrock:us-west-2::foundation-model/stability.sd3-5-large-v1:0" in set(
         render(statement["Resource"]))
+
+
+def test_the_translation_model_is_region_checked_too():
+    config = PipelineConfig.from_context({"bedrockRegion": "eu-west-1", "operations": "none",
+                                          "modelId": "eu.stability.sd3-5-large-v1:0", "additionalModelIds": ""})
+    with pytest.raises(ConfigError, match=re.escape("us.amazon.nova-2-lite-v1:0 (offered in us-east-1")):
+        config.check_bedrock_region(None)
