@@ -88,8 +88,8 @@ def openapi_document() -> dict[str, Any]:
         description="Image-to-image on Amazon Bedrock, the same pipeline as S3 uploads. See docs/api.md."))
     for path in ("/v1/generations", "/v1/jobs"):
         content = doc["paths"][path]["post"]["requestBody"]["content"]
-        content["image/*"] = {"schema": {"type": "string", "format": "binary"},
-                              "description": "the raw image; parameters in the query string"}
+        content["image/*"] = {"schema": {"type": "string", "format": "binary",  # 3.1: no description here
+                                         "description": "the raw image; parameters in the query string"}}
     doc.setdefault("components", {})["securitySchemes"] = {
         "sigv4": {"type": "apiKey", "name": "Authorization", "in": "header",
                   "x-amazon-apigateway-authtype": "awsSigv4"},
