@@ -11,8 +11,8 @@ def test_job_is_queued_as_a_job_message_then_succeeds(api):
     answer = post("/v1/jobs", {"image": b64(png_bytes((256, 256))), "params": {"prompt": "a fox", "seed": 4}})
     assert answer.status == 202, answer.raw
     job_id = answer.json["job_id"]
-    assert answer.json == {"job_id": job_id, "status": "queued", "status_url": f"/v1/jobs/{job_id}"}
-    assert answer.headers["location"] == f"/v1/jobs/{job_id}"
+    assert answer.json == {"job_id": job_id, "status": "queued", "status_url": f"/prod/v1/jobs/{job_id}"}
+    assert answer.headers["location"] == f"/prod/v1/jobs/{job_id}"
     [message] = api.deferred()
     assert message == {"type": "img2img.job", "job_id": job_id, "origin": "api", "params": {"prompt": "a fox", "seed": 4},  # noqa: E501
                        "source": {"bucket": INPUT, "key": f"api/{job_id}/input.png",

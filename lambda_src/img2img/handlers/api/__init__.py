@@ -21,7 +21,7 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConf
 from ...assembly import pipeline_for
 from ...observability import logger, metrics, tracer
 from ...settings import get_settings
-from . import routes, service
+from . import links, routes, service
 
 API_TITLE = "bedrock-img2img API"
 API_VERSION = "1.0.0"
@@ -59,6 +59,12 @@ def _raw_image_event(event: dict[str, Any]) -> tuple[dict[str, Any], bytes | Non
     return event, data
 
 
+def _routed(event: dict[str, Any]) -> dict[str, Any]:
+    """The event with `path` below the mount point (a custom domain's base path is in front of it)."""
+    path = links.route_path(event)
+    return event if event.get("path") == path else {**event, "path": path}
+
+
 @logger.inject_lambda_context(clear_state=True, correlation_id_path="requestContext.requestId")
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
@@ -66,7 +72,8 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     pipeline_for(context)
     s = get_settings()
     app = resolver(tuple(s.api_cors_origins))
-    event, raw = _raw_image_event(event)
+    event, raw = _raw_image_event(_routed(event))
+    app.append_context(mount=links.mount_path(event))
     if raw is not None:
         limit = service.request_image_limit(s)
         if len(raw) > limit:

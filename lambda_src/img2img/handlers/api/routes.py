@@ -34,7 +34,7 @@ def _call(router: Router) -> service.Call:
     event, context = router.current_event, router.lambda_context
     return service.Call(query=dict(event.query_string_parameters or {}),
                         accept=event.headers.get("accept") or "",
-                        raw_image=router.context.get("raw_image"),
+                        raw_image=router.context.get("raw_image"), mount=router.context.get("mount", ""),
                         remaining_seconds=context.get_remaining_time_in_millis() / 1000,
                         lambda_context=context)
 

@@ -30,6 +30,7 @@ from ...core.triggers import JOB_MESSAGE, job_trigger
 from ...observability import logger
 from ...operations import ALPHA_MASK, COMPANIONS
 from ...settings import Settings, get_settings
+from . import links
 from .schemas import GenerationRequest
 
 # Lambda's synchronous payload limit is 6 MB for the request and for the response. A raw image arrives
@@ -59,6 +60,7 @@ class Call:
     raw_image: bytes | None
     remaining_seconds: float
     lambda_context: Any
+    mount: str = ""  # where the API is on the URL called (links.py): `/prod`, a custom domain's base path, ""
 
 
 # ---- the edge and idempotent answers, built once per process -------------------------------------
@@ -107,6 +109,7 @@ def new_job_id() -> str:
 
 
 def status_url(job_id: str) -> str:
+    """The job's status link from the API's root; `render` puts the request's mount point in front."""
     return f"/v1/jobs/{job_id}"
 
 
@@ -421,10 +424,15 @@ def error_answer(record: dict[str, Any]) -> dict[str, Any]:
 def render(call: Call, answer: dict[str, Any]) -> Response:
     """An answer as an HTTP response, in the representation asked for (images are re-read from S3)."""
     if "image" not in answer:
-        headers = dict(answer.get("headers") or {})
+        headers, body = dict(answer.get("headers") or {}), answer["body"]
         if answer["status"] in (429, 503):
             headers.setdefault("Retry-After", str(RETRY_AFTER_SECONDS))
-        return Response(answer["status"], content_types.APPLICATION_JSON, json.dumps(answer["body"]), headers)
+        # Links are remembered from the API's root: a replay through another URL gets links on its own.
+        if "Location" in headers:
+            headers["Location"] = links.link(call.mount, headers["Location"])
+        if "status_url" in body:
+            body = {**body, "status_url": links.link(call.mount, body["status_url"])}
+        return Response(answer["status"], content_types.APPLICATION_JSON, json.dumps(body), headers)
     s = get_settings()
     output, record, job_id = answer["image"], answer["record"], answer["job_id"]
     url = edge().presign_get(output["bucket"], output["key"])
