@@ -36,7 +36,7 @@ def _call(router: Router) -> service.Call:
                         accept=event.headers.get("accept") or "",
                         raw_image=router.context.get("raw_image"), mount=router.context.get("mount", ""),
                         remaining_seconds=context.get_remaining_time_in_millis() / 1000,
-                        lambda_context=context)
+                        lambda_context=context, route=f"{event.http_method} {event.resource}")
 
 
 @generations.post("/v1/generations", summary="Image-to-image, synchronously", operation_id="createGeneration",
@@ -51,7 +51,7 @@ def _call(router: Router) -> service.Call:
                              **ERRORS})
 def create_generation(body: Annotated[GenerationRequest, Body()], idempotency_key: IDEMPOTENCY_KEY = None):
     call = _call(generations)
-    return service.render(call, service.once(call, "POST /v1/generations", idempotency_key,
+    return service.render(call, service.once(call, idempotency_key,
                                              lambda: service.generate(call, body)))
 
 
@@ -60,7 +60,7 @@ def create_generation(body: Annotated[GenerationRequest, Body()], idempotency_ke
                       **ERRORS})
 def create_job(body: Annotated[GenerationRequest, Body()], idempotency_key: IDEMPOTENCY_KEY = None):
     call = _call(jobs)
-    return service.render(call, service.once(call, "POST /v1/jobs", idempotency_key,
+    return service.render(call, service.once(call, idempotency_key,
                                              lambda: service.queue_job(call, body)))
 
 
@@ -76,7 +76,7 @@ def get_job(job_id: Annotated[str, Path(pattern=JOB_ID)]) -> JobStatus:
                                "content": {"application/json": {"model": UploadTicket}}}, **ERRORS})
 def create_upload(body: Annotated[UploadRequest, Body()], idempotency_key: IDEMPOTENCY_KEY = None):
     call = _call(uploads)
-    return service.render(call, service.once(call, "POST /v1/uploads", idempotency_key,
+    return service.render(call, service.once(call, idempotency_key,
                                              lambda: service.upload_ticket(body.filename, body.content_type,
                                                                            body.params)))
 
@@ -96,6 +96,11 @@ def _job_error(exc: JobError) -> Response:
 
 @errors.exception_handler(RequestValidationError)
 def _validation_error(exc: RequestValidationError) -> Response:
+    """422, unless the request reuses an Idempotency-Key: then the key's first answer, whatever this body."""
+    call = _call(errors)
+    key = errors.current_event.headers.get("idempotency-key")
+    if key and call.route.startswith("POST ") and (first := service.remembered(call.route, key)) is not None:
+        return service.render(call, first)
     found = []
     for err in exc.errors():
         loc = [str(p) for p in err.get("loc", ()) if p != "body"]
