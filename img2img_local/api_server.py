@@ -112,9 +112,15 @@ class LocalApi:
                         self.send_header(name, value)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(body)
+                if self.command != "HEAD":
+                    self.wfile.write(body)
 
-            do_GET = do_POST = do_PUT = do_DELETE = _serve
+            def __getattr__(self, name: str):
+                """Every method (`do_GET`, `do_QUERY`...) reaches the handler, which answers the ones no
+                route has: never http.server's own 501 page."""
+                if name.startswith("do_"):
+                    return self._serve
+                raise AttributeError(name)
 
         self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self._server.daemon_threads = True

@@ -72,16 +72,33 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     pipeline_for(context)
     s = get_settings()
     app = resolver(tuple(s.api_cors_origins))
-    event, raw = _raw_image_event(_routed(event))
+    event = _routed(event)
+    if not _json_or_image(event):
+        return _refusal(415, "unsupported_media_type", "send JSON (Content-Type: application/json) or the raw "
+                        "image (Content-Type: image/png, image/jpeg...)")
+    event, raw = _raw_image_event(event)
     app.append_context(mount=links.mount_path(event))
     if raw is not None:
         limit = service.request_image_limit(s)
         if len(raw) > limit:
-            body = {"error": {"code": "image_too_large", "message": service.too_large(len(raw), limit)}}
-            return {"statusCode": 413, "headers": {"Content-Type": "application/json"}, "body": json.dumps(body),
-                    "isBase64Encoded": False}
+            return _refusal(413, "image_too_large", service.too_large(len(raw), limit))
         app.append_context(raw_image=raw)
     return app.resolve(event, context)
+
+
+def _json_or_image(event: dict[str, Any]) -> bool:
+    """A POST body is JSON or an image; no header counts as JSON (Powertools would parse forms, or fail)."""
+    if event.get("httpMethod") != "POST":
+        return True
+    headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
+    media = headers.get("content-type", "").split(";")[0].strip().lower()
+    return media in ("", "application/json") or media.startswith("image/")
+
+
+def _refusal(status: int, code: str, message: str) -> dict[str, Any]:
+    """An answer before routing, in the API's error format."""
+    return {"statusCode": status, "headers": {"Content-Type": "application/json"},
+            "body": json.dumps({"error": {"code": code, "message": message}}), "isBase64Encoded": False}
 
 
 def openapi_document() -> dict[str, Any]:

@@ -14,15 +14,16 @@ from .schemas import (
     ERRORS,
     IDEMPOTENCY_KEY,
     JOB_ID,
-    ErrorBody,
     GenerationRequest,
     GenerationResult,
     JobAccepted,
     JobStatus,
     UploadRequest,
     UploadTicket,
+    error_responses,
 )
 
+ERRORS_ALL = error_responses()
 generations = Router()
 jobs = Router()
 uploads = Router()
@@ -66,7 +67,7 @@ def create_job(body: Annotated[GenerationRequest, Body()], idempotency_key: IDEM
 
 @jobs.get("/v1/jobs/<job_id>", summary="A job's status, record and output URLs", operation_id="getJob",
           responses={200: {"description": "the job", "content": {"application/json": {"model": JobStatus}}},
-                     404: {"description": "job_not_found", "content": {"application/json": {"model": ErrorBody}}}})
+                     **{status: ERRORS_ALL[status] for status in (404, 422, 503)}})
 def get_job(job_id: Annotated[str, Path(pattern=JOB_ID)]) -> JobStatus:
     return JobStatus(**service.job_status(job_id))
 
