@@ -142,7 +142,8 @@ def test_cors_headers_for_configured_origins_only(api, monkeypatch):
     for origin in ("https://app.example.com", "https://other.example.com"):
         answer = get("/v1/jobs/api-nothing", headers={"Origin": origin})  # an error answer gets them too
         assert answer.status == 404 and answer.headers["access-control-allow-origin"] == origin
-        assert set(answer.headers["access-control-expose-headers"].split(",")) == {"Location", "Retry-After"}
+        exposed = set(answer.headers["access-control-expose-headers"].split(","))
+        assert exposed == {"Location", "Retry-After", "Idempotent-Replayed"}
     answer = post("/v1/jobs", {"image": b64(png_bytes((64, 64))), "params": {"prompt": "x"}},
                   headers={"Origin": "https://evil.example.com"})
     assert answer.status == 202 and "access-control-allow-origin" not in answer.headers

@@ -34,3 +34,5 @@ def test_document_describes_every_route_status_and_the_error_format():
     assert {"operation", "mask", "style_image"} <= set(request)
     assert "remove-background" in request["operation"]["description"]
     assert doc["security"] == [{"sigv4": []}]
+    assert "Idempotent-Replayed" in paths["/v1/jobs"]["post"]["responses"]["202"]["headers"]
+    assert {"403", "409", "415"} <= set(paths["/v1/uploads"]["post"]["responses"])

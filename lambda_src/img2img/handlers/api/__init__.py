@@ -25,7 +25,7 @@ from . import links, routes, service
 
 API_TITLE = "bedrock-img2img API"
 API_VERSION = "1.0.0"
-EXPOSE_HEADERS = ["Location", "Retry-After"]
+EXPOSE_HEADERS = ["Location", "Retry-After", service.REPLAYED_HEADER]
 
 
 @lru_cache(maxsize=1)  # one resolver per process: the Routers point at the last one built
@@ -114,6 +114,12 @@ def openapi_document() -> dict[str, Any]:
         content = doc["paths"][path]["post"]["requestBody"]["content"]
         content["image/*"] = {"schema": {"type": "string", "format": "binary",  # 3.1: no description here
                                          "description": "the raw image; parameters in the query string"}}
+    replayed = {service.REPLAYED_HEADER: {"description": "`true`: this is the first answer to this Idempotency-Key, "
+                                                         "replayed (docs/api.md)", "schema": {"const": "true"}}}
+    for path, item in doc["paths"].items():
+        for status, response in item.get("post", {}).get("responses", {}).items():
+            if status.startswith("2") or status == "303" or path == "/v1/generations":
+                response.setdefault("headers", {}).update(replayed)
     doc.setdefault("components", {})["securitySchemes"] = {
         "sigv4": {"type": "apiKey", "name": "Authorization", "in": "header",
                   "x-amazon-apigateway-authtype": "awsSigv4"},
