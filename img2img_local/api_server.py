@@ -53,8 +53,10 @@ def proxy_event(method: str, raw_path: str, headers: dict[str, list[str]], body:
         "queryStringParameters": {k: v[-1] for k, v in query.items()} or None,
         "multiValueQueryStringParameters": query or None,
         "pathParameters": match.groupdict() or None, "stageVariables": None,
-        "requestContext": {"resourcePath": template, "httpMethod": method, "path": f"/{STAGE}{path}",
-                           "stage": STAGE, "requestId": request_id, "extendedRequestId": request_id,
+        # Served at the root of the URL, like a custom domain with no base path: requestContext.path is
+        # the path called, and the API's links (handlers/api/links.py) have nothing in front of /v1.
+        "requestContext": {"resourcePath": template, "httpMethod": method, "path": path, "stage": STAGE,
+                           "domainName": "127.0.0.1", "requestId": request_id, "extendedRequestId": request_id,
                            "accountId": "123456789012", "protocol": "HTTP/1.1",
                            "identity": {"sourceIp": "127.0.0.1", "userAgent": single.get("User-Agent")}},
         "body": (base64.b64encode(body).decode() if binary else body.decode("utf-8", "replace")) if body else None,
@@ -110,9 +112,15 @@ class LocalApi:
                         self.send_header(name, value)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(body)
+                if self.command != "HEAD":
+                    self.wfile.write(body)
 
-            do_GET = do_POST = do_PUT = do_DELETE = _serve
+            def __getattr__(self, name: str):
+                """Every method (`do_GET`, `do_QUERY`...) reaches the handler, which answers the ones no
+                route has: never http.server's own 501 page."""
+                if name.startswith("do_"):
+                    return self._serve
+                raise AttributeError(name)
 
         self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self._server.daemon_threads = True

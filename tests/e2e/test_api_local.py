@@ -93,7 +93,8 @@ def test_async_job_through_the_queue_and_the_worker(stack):
     accepted = json.loads(body)
     again = request(stack, "POST", "/v1/jobs", {"image": base64.b64encode(png()).decode(),
                                                 "params": {"prompt": "a cat"}}, {"Idempotency-Key": "e2e-job-1"})
-    assert json.loads(again[2]) == accepted
+    assert json.loads(again[2]) == accepted and again[1]["Idempotent-Replayed"] == "true"
+    assert request(stack, "GET", headers["Location"])[0] == 200  # the link leads to the job on this URL
     job = poll(stack, accepted["job_id"])
     assert job["status"] == "succeeded" and job["outputs"][0]["key"].startswith(f"api/{accepted['job_id']}/")
 

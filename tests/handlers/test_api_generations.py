@@ -187,8 +187,8 @@ def test_past_the_deadline_answers_202_and_the_worker_generates_once(api, contex
                   context=context)
     assert answer.status == 202, answer.raw
     body = answer.json
-    assert body["status"] == "queued" and answer.headers["location"] == f"/v1/jobs/{body['job_id']}"
-    assert body["status_url"] == f"/v1/jobs/{body['job_id']}"
+    assert body["status"] == "queued" and answer.headers["location"] == f"/prod/v1/jobs/{body['job_id']}"
+    assert body["status_url"] == f"/prod/v1/jobs/{body['job_id']}"
     [message] = queued(api)
     assert message["type"] == "img2img.job" and message["job_id"] == body["job_id"] and message["origin"] == "api"
     assert api.output_keys() == [] and api.model_calls == []  # the API itself never calls the model

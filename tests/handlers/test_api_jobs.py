@@ -6,13 +6,15 @@ import json
 from api_world import b64, get, post
 from aws_world import INPUT, OUTPUT, png_bytes, s3_body, sd35_ok
 
+JOB = {"image": b64(png_bytes((64, 64))), "params": {"prompt": "x"}}
+
 
 def test_job_is_queued_as_a_job_message_then_succeeds(api):
     answer = post("/v1/jobs", {"image": b64(png_bytes((256, 256))), "params": {"prompt": "a fox", "seed": 4}})
     assert answer.status == 202, answer.raw
     job_id = answer.json["job_id"]
-    assert answer.json == {"job_id": job_id, "status": "queued", "status_url": f"/v1/jobs/{job_id}"}
-    assert answer.headers["location"] == f"/v1/jobs/{job_id}"
+    assert answer.json == {"job_id": job_id, "status": "queued", "status_url": f"/prod/v1/jobs/{job_id}"}
+    assert answer.headers["location"] == f"/prod/v1/jobs/{job_id}"
     [message] = api.deferred()
     assert message == {"type": "img2img.job", "job_id": job_id, "origin": "api", "params": {"prompt": "a fox", "seed": 4},  # noqa: E501
                        "source": {"bucket": INPUT, "key": f"api/{job_id}/input.png",
@@ -140,7 +142,16 @@ def test_cors_headers_for_configured_origins_only(api, monkeypatch):
     for origin in ("https://app.example.com", "https://other.example.com"):
         answer = get("/v1/jobs/api-nothing", headers={"Origin": origin})  # an error answer gets them too
         assert answer.status == 404 and answer.headers["access-control-allow-origin"] == origin
-        assert set(answer.headers["access-control-expose-headers"].split(",")) == {"Location", "Retry-After"}
+        exposed = set(answer.headers["access-control-expose-headers"].split(","))
+        assert exposed == {"Location", "Retry-After", "Idempotent-Replayed"}
     answer = post("/v1/jobs", {"image": b64(png_bytes((64, 64))), "params": {"prompt": "x"}},
                   headers={"Origin": "https://evil.example.com"})
     assert answer.status == 202 and "access-control-allow-origin" not in answer.headers
+
+
+def test_a_body_that_is_neither_json_nor_an_image_is_415_in_the_api_format(api):
+    for content_type in ("multipart/form-data", "application/x-www-form-urlencoded", "text/plain"):
+        answer = post("/v1/jobs", "image=x", headers={"Content-Type": content_type})
+        assert answer.status == 415 and answer.json["error"]["code"] == "unsupported_media_type", answer.raw
+    assert post("/v1/jobs", JOB, headers={"Content-Type": "application/json; charset=utf-8"}).status == 202
+    assert api.deferred() and get("/v1/jobs/api-none", headers={"Content-Type": "text/plain"}).status == 404

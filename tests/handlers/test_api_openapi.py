@@ -3,12 +3,22 @@ from __future__ import annotations
 
 import json
 
+from openapi_spec_validator import OpenAPIV31SpecValidator
+
 from img2img_local import openapi
 
 
 def test_committed_openapi_document_is_current():
     assert openapi.DOCUMENT.read_text() == openapi.render(), \
         "docs/openapi.json is stale: run `.venv/bin/python -m img2img_local.openapi`"
+
+
+def test_committed_document_is_valid_openapi_3_1():
+    doc = json.loads(openapi.DOCUMENT.read_text())
+    assert doc["openapi"].startswith("3.1.")
+    problems = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
+                for e in OpenAPIV31SpecValidator(doc).iter_errors()]
+    assert problems == []
 
 
 def test_document_describes_every_route_status_and_the_error_format():
@@ -24,3 +34,5 @@ def test_document_describes_every_route_status_and_the_error_format():
     assert {"operation", "mask", "style_image"} <= set(request)
     assert "remove-background" in request["operation"]["description"]
     assert doc["security"] == [{"sigv4": []}]
+    assert "Idempotent-Replayed" in paths["/v1/jobs"]["post"]["responses"]["202"]["headers"]
+    assert {"403", "409", "415"} <= set(paths["/v1/uploads"]["post"]["responses"])

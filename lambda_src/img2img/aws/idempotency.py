@@ -18,6 +18,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyItemNotFoundError,
     IdempotencyPersistenceLayerError,
 )
+from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import STATUS_CONSTANTS
 
 from ..core.errors import transient
 from .clients import client
@@ -55,6 +56,15 @@ class Idempotency:
             return self.persistence.get_record(key).status
         except IdempotencyItemNotFoundError:
             return None
+
+    def remembered(self, key: dict[str, Any]) -> dict[str, Any] | None:
+        """The result kept for this key, or None (no item, still in progress, or expired): one GetItem."""
+        self.persistence.configure(self.config, key_prefix=self.key_prefix)
+        try:
+            record = self.persistence.get_record(key)
+        except IdempotencyItemNotFoundError:
+            return None
+        return record.response_json_as_dict() if record.status == STATUS_CONSTANTS["COMPLETED"] else None
 
 
 class DynamoDBGuard:

@@ -66,6 +66,8 @@ CODES: dict[str, ErrorCode] = {
     # ---- codes only the HTTP API answers (never in a record) ----------------------------------------
     "job_not_found": ErrorCode("No job with this id (or it expired with the idempotency TTL).", kind="api",
                                http_status=404),
+    "unsupported_media_type": ErrorCode("The request body is neither JSON (application/json) nor an image "
+                                        "(image/*).", kind="api", http_status=415),
     "service_unavailable": ErrorCode("A transient fault (service error, idempotency table unavailable); retry "
                                      "after Retry-After.", kind="api", http_status=503),
 }

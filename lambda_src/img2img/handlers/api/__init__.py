@@ -21,11 +21,11 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConf
 from ...assembly import pipeline_for
 from ...observability import logger, metrics, tracer
 from ...settings import get_settings
-from . import routes, service
+from . import links, routes, service
 
 API_TITLE = "bedrock-img2img API"
 API_VERSION = "1.0.0"
-EXPOSE_HEADERS = ["Location", "Retry-After"]
+EXPOSE_HEADERS = ["Location", "Retry-After", service.REPLAYED_HEADER]
 
 
 @lru_cache(maxsize=1)  # one resolver per process: the Routers point at the last one built
@@ -59,6 +59,12 @@ def _raw_image_event(event: dict[str, Any]) -> tuple[dict[str, Any], bytes | Non
     return event, data
 
 
+def _routed(event: dict[str, Any]) -> dict[str, Any]:
+    """The event with `path` below the mount point (a custom domain's base path is in front of it)."""
+    path = links.route_path(event)
+    return event if event.get("path") == path else {**event, "path": path}
+
+
 @logger.inject_lambda_context(clear_state=True, correlation_id_path="requestContext.requestId")
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
@@ -66,15 +72,33 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     pipeline_for(context)
     s = get_settings()
     app = resolver(tuple(s.api_cors_origins))
+    event = _routed(event)
+    if not _json_or_image(event):
+        return _refusal(415, "unsupported_media_type", "send JSON (Content-Type: application/json) or the raw "
+                        "image (Content-Type: image/png, image/jpeg...)")
     event, raw = _raw_image_event(event)
+    app.append_context(mount=links.mount_path(event))
     if raw is not None:
         limit = service.request_image_limit(s)
         if len(raw) > limit:
-            body = {"error": {"code": "image_too_large", "message": service.too_large(len(raw), limit)}}
-            return {"statusCode": 413, "headers": {"Content-Type": "application/json"}, "body": json.dumps(body),
-                    "isBase64Encoded": False}
+            return _refusal(413, "image_too_large", service.too_large(len(raw), limit))
         app.append_context(raw_image=raw)
     return app.resolve(event, context)
+
+
+def _json_or_image(event: dict[str, Any]) -> bool:
+    """A POST body is JSON or an image; no header counts as JSON (Powertools would parse forms, or fail)."""
+    if event.get("httpMethod") != "POST":
+        return True
+    headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
+    media = headers.get("content-type", "").split(";")[0].strip().lower()
+    return media in ("", "application/json") or media.startswith("image/")
+
+
+def _refusal(status: int, code: str, message: str) -> dict[str, Any]:
+    """An answer before routing, in the API's error format."""
+    return {"statusCode": status, "headers": {"Content-Type": "application/json"},
+            "body": json.dumps({"error": {"code": code, "message": message}}), "isBase64Encoded": False}
 
 
 def openapi_document() -> dict[str, Any]:
@@ -88,8 +112,14 @@ def openapi_document() -> dict[str, Any]:
         description="Image-to-image on Amazon Bedrock, the same pipeline as S3 uploads. See docs/api.md."))
     for path in ("/v1/generations", "/v1/jobs"):
         content = doc["paths"][path]["post"]["requestBody"]["content"]
-        content["image/*"] = {"schema": {"type": "string", "format": "binary"},
-                              "description": "the raw image; parameters in the query string"}
+        content["image/*"] = {"schema": {"type": "string", "format": "binary",  # 3.1: no description here
+                                         "description": "the raw image; parameters in the query string"}}
+    replayed = {service.REPLAYED_HEADER: {"description": "`true`: this is the first answer to this Idempotency-Key, "
+                                                         "replayed (docs/api.md)", "schema": {"const": "true"}}}
+    for path, item in doc["paths"].items():
+        for status, response in item.get("post", {}).get("responses", {}).items():
+            if status.startswith("2") or status == "303" or path == "/v1/generations":
+                response.setdefault("headers", {}).update(replayed)
     doc.setdefault("components", {})["securitySchemes"] = {
         "sigv4": {"type": "apiKey", "name": "Authorization", "in": "header",
                   "x-amazon-apigateway-authtype": "awsSigv4"},

@@ -14,15 +14,16 @@ from .schemas import (
     ERRORS,
     IDEMPOTENCY_KEY,
     JOB_ID,
-    ErrorBody,
     GenerationRequest,
     GenerationResult,
     JobAccepted,
     JobStatus,
     UploadRequest,
     UploadTicket,
+    error_responses,
 )
 
+ERRORS_ALL = error_responses()
 generations = Router()
 jobs = Router()
 uploads = Router()
@@ -34,9 +35,9 @@ def _call(router: Router) -> service.Call:
     event, context = router.current_event, router.lambda_context
     return service.Call(query=dict(event.query_string_parameters or {}),
                         accept=event.headers.get("accept") or "",
-                        raw_image=router.context.get("raw_image"),
+                        raw_image=router.context.get("raw_image"), mount=router.context.get("mount", ""),
                         remaining_seconds=context.get_remaining_time_in_millis() / 1000,
-                        lambda_context=context)
+                        lambda_context=context, route=f"{event.http_method} {event.resource}")
 
 
 @generations.post("/v1/generations", summary="Image-to-image, synchronously", operation_id="createGeneration",
@@ -51,7 +52,7 @@ def _call(router: Router) -> service.Call:
                              **ERRORS})
 def create_generation(body: Annotated[GenerationRequest, Body()], idempotency_key: IDEMPOTENCY_KEY = None):
     call = _call(generations)
-    return service.render(call, service.once(call, "POST /v1/generations", idempotency_key,
+    return service.render(call, service.once(call, idempotency_key,
                                              lambda: service.generate(call, body)))
 
 
@@ -60,13 +61,13 @@ def create_generation(body: Annotated[GenerationRequest, Body()], idempotency_ke
                       **ERRORS})
 def create_job(body: Annotated[GenerationRequest, Body()], idempotency_key: IDEMPOTENCY_KEY = None):
     call = _call(jobs)
-    return service.render(call, service.once(call, "POST /v1/jobs", idempotency_key,
+    return service.render(call, service.once(call, idempotency_key,
                                              lambda: service.queue_job(call, body)))
 
 
 @jobs.get("/v1/jobs/<job_id>", summary="A job's status, record and output URLs", operation_id="getJob",
           responses={200: {"description": "the job", "content": {"application/json": {"model": JobStatus}}},
-                     404: {"description": "job_not_found", "content": {"application/json": {"model": ErrorBody}}}})
+                     **{status: ERRORS_ALL[status] for status in (404, 422, 503)}})
 def get_job(job_id: Annotated[str, Path(pattern=JOB_ID)]) -> JobStatus:
     return JobStatus(**service.job_status(job_id))
 
@@ -76,7 +77,7 @@ def get_job(job_id: Annotated[str, Path(pattern=JOB_ID)]) -> JobStatus:
                                "content": {"application/json": {"model": UploadTicket}}}, **ERRORS})
 def create_upload(body: Annotated[UploadRequest, Body()], idempotency_key: IDEMPOTENCY_KEY = None):
     call = _call(uploads)
-    return service.render(call, service.once(call, "POST /v1/uploads", idempotency_key,
+    return service.render(call, service.once(call, idempotency_key,
                                              lambda: service.upload_ticket(body.filename, body.content_type,
                                                                            body.params)))
 
@@ -96,6 +97,11 @@ def _job_error(exc: JobError) -> Response:
 
 @errors.exception_handler(RequestValidationError)
 def _validation_error(exc: RequestValidationError) -> Response:
+    """422, unless the request reuses an Idempotency-Key: then the key's first answer, whatever this body."""
+    call = _call(errors)
+    key = errors.current_event.headers.get("idempotency-key")
+    if key and call.route.startswith("POST ") and (first := service.remembered(call.route, key)) is not None:
+        return service.render(call, first)
     found = []
     for err in exc.errors():
         loc = [str(p) for p in err.get("loc", ()) if p != "body"]

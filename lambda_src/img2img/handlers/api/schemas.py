@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 from aws_lambda_powertools.event_handler.openapi.params import Header
 from pydantic import BaseModel, ConfigDict, Field
 
+from ...core.errors import CODES
 from ...operations import NAMES
 
 JOB_ID = r"^[a-z0-9][a-z0-9-]{0,63}$"
@@ -112,11 +113,17 @@ class ErrorBody(BaseModel):
     record: dict[str, Any] | None = None
 
 
-ERRORS = {413: {"description": "image_too_large", "content": {"application/json": {"model": ErrorBody}}},
-          422: {"description": "invalid_parameters, missing_parameters, invalid_image, content_filtered",
-                "content": {"application/json": {"model": ErrorBody}}},
-          429: {"description": "throttled (Retry-After)", "content": {"application/json": {"model": ErrorBody}}},
-          503: {"description": "service_unavailable (Retry-After)",
-                "content": {"application/json": {"model": ErrorBody}}}}
+def error_responses(*, without: tuple[str, ...] = ()) -> dict[int, dict[str, Any]]:
+    """Every error status a route may answer, from the error table (core/errors.py), with its codes."""
+    by_status: dict[int, list[str]] = {}
+    for code, entry in CODES.items():
+        if code not in without:
+            by_status.setdefault(entry.http_status, []).append(code)
+    return {status: {"description": ", ".join(codes) + (" (Retry-After)" if status in (409, 429, 503) else ""),
+                     "content": {"application/json": {"model": ErrorBody}}}
+            for status, codes in sorted(by_status.items())}
+
+
+ERRORS = error_responses(without=("job_not_found",))  # the POST routes: any job outcome, any transient cause
 IDEMPOTENCY_KEY = Annotated[str | None, Header(alias="idempotency-key", description=(
     "a retried POST with the same key returns the first answer (kept idempotencyTtlSeconds)"))]

@@ -30,6 +30,7 @@ from ...core.triggers import JOB_MESSAGE, job_trigger
 from ...observability import logger
 from ...operations import ALPHA_MASK, COMPANIONS
 from ...settings import Settings, get_settings
+from . import links
 from .schemas import GenerationRequest
 
 # Lambda's synchronous payload limit is 6 MB for the request and for the response. A raw image arrives
@@ -39,6 +40,7 @@ MAX_REQUEST_IMAGE_BYTES = 4_400_000
 ANSWER_MARGIN_SECONDS = 2  # kept back from the Lambda's remaining time to read the image and answer
 RETRY_AFTER_SECONDS = 10
 POLL_FIRST_SECONDS, POLL_MAX_SECONDS = 0.25, 1.0  # the sync route's back-off between record reads
+REPLAYED_HEADER = "Idempotent-Replayed"  # on an answer that is the first answer to its Idempotency-Key
 
 
 class ApiError(Exception):
@@ -59,6 +61,8 @@ class Call:
     raw_image: bytes | None
     remaining_seconds: float
     lambda_context: Any
+    route: str = ""  # `POST /v1/jobs`: method and resource, the Idempotency-Key's scope
+    mount: str = ""  # where the API is on the URL called (links.py): `/prod`, a custom domain's base path, ""
 
 
 # ---- the edge and idempotent answers, built once per process -------------------------------------
@@ -80,8 +84,11 @@ def _answers():
     return idempotency, idempotency.once_function()
 
 
-def once(call: Call, route: str, key: str | None, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """The route's answer, computed once per Idempotency-Key (retryable errors are not remembered)."""
+def once(call: Call, key: str | None, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """The route's answer, computed once per Idempotency-Key (retryable errors are not remembered).
+
+    The key alone names the answer: a retry with another body gets the first answer too, marked
+    `Idempotent-Replayed: true` (docs/api.md, "Idempotency-Key")."""
     if not key:
         return compute()
     from aws_lambda_powertools.utilities.idempotency.exceptions import (
@@ -91,14 +98,33 @@ def once(call: Call, route: str, key: str | None, compute: Callable[[], dict[str
 
     idempotency, answer_once = _answers()
     idempotency.register_lambda_context(call.lambda_context)
+    computed = []
     try:
-        return answer_once(key={"route": route, "key": key}, work=compute)
+        answer = answer_once(key={"route": call.route, "key": key}, work=lambda: computed.append(1) or compute())
     except IdempotencyAlreadyInProgressError:
         raise ApiError("in_progress", "a request with this Idempotency-Key is still being answered; "
                        "retry in a moment", {"Retry-After": "2"}) from None
     except IdempotencyPersistenceLayerError as exc:
         raise ApiError("service_unavailable", f"the idempotency table is unavailable: {exc}",
                        {"Retry-After": str(RETRY_AFTER_SECONDS)}) from None
+    return answer if computed else replayed(answer)
+
+
+def remembered(route: str, key: str) -> dict[str, Any] | None:
+    """The first answer to this route + Idempotency-Key, marked replayed, or None (none, or unreadable:
+    the caller answers as if there were none)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        answer = _answers()[0].remembered({"route": route, "key": key})
+    except (BotoCoreError, ClientError) as exc:
+        logger.warning("idempotency table unreadable: answering without the first answer", extra={"error": str(exc)})
+        return None
+    return replayed(answer) if answer is not None else None
+
+
+def replayed(answer: dict[str, Any]) -> dict[str, Any]:
+    return {**answer, "headers": {**(answer.get("headers") or {}), REPLAYED_HEADER: "true"}}
 
 
 # ---- helpers -------------------------------------------------------------------------------------
@@ -107,6 +133,7 @@ def new_job_id() -> str:
 
 
 def status_url(job_id: str) -> str:
+    """The job's status link from the API's root; `render` puts the request's mount point in front."""
     return f"/v1/jobs/{job_id}"
 
 
@@ -276,7 +303,7 @@ def too_large(size: int, limit: int) -> str:
 
 
 # ---- jobs ----------------------------------------------------------------------------------------
-def prepare_job(call: Call, body: GenerationRequest, route: str) -> tuple[str, dict[str, Any], dict[str, Any]]:
+def prepare_job(call: Call, body: GenerationRequest) -> tuple[str, dict[str, Any], dict[str, Any]]:
     """Validate, store the input under api/<job_id>/, write the job item. (job_id, job message, record location)"""
     s = get_settings()
     inputs = _inputs(call, body, s)
@@ -307,7 +334,8 @@ def prepare_job(call: Call, body: GenerationRequest, route: str) -> tuple[str, d
     message = {"type": JOB_MESSAGE, "job_id": job_id, "source": source, "params": params,
                "output": {"prefix": output_prefix}, "origin": "api"}
     where = {"bucket": s.output_bucket, "key": records.record_key(output_prefix, source["key"])}
-    item = {"job_id": job_id, "route": route, "message": message, "accepted_at": records.now_iso(), "record": where}
+    item = {"job_id": job_id, "route": call.route, "message": message, "accepted_at": records.now_iso(),
+            "record": where}
     job = Job(job_trigger(message, origin="api"), "api")
     # The resolution the worker will do (folder defaults, model rules, companions): a bad job is a 4xx
     # now, and the job's idempotency key lets GET /v1/jobs/{id} say `running`.
@@ -322,7 +350,7 @@ def prepare_job(call: Call, body: GenerationRequest, route: str) -> tuple[str, d
 
 
 def queue_job(call: Call, body: GenerationRequest) -> dict[str, Any]:
-    job_id, message, _ = prepare_job(call, body, "POST /v1/jobs")
+    job_id, message, _ = prepare_job(call, body)
     edge().enqueue(message)
     return accepted(job_id)
 
@@ -356,7 +384,7 @@ def generate(call: Call, body: GenerationRequest) -> dict[str, Any]:
     s = get_settings()
     budget = min(float(s.api_sync_budget_seconds), call.remaining_seconds - ANSWER_MARGIN_SECONDS)
     deadline = time.monotonic() + max(0.0, budget)
-    job_id, message, where = prepare_job(call, body, "POST /v1/generations")
+    job_id, message, where = prepare_job(call, body)
     edge().enqueue(message)
     record = await_record(where, deadline)
     if record is None:
@@ -421,18 +449,23 @@ def error_answer(record: dict[str, Any]) -> dict[str, Any]:
 def render(call: Call, answer: dict[str, Any]) -> Response:
     """An answer as an HTTP response, in the representation asked for (images are re-read from S3)."""
     if "image" not in answer:
-        headers = dict(answer.get("headers") or {})
+        headers, body = dict(answer.get("headers") or {}), answer["body"]
         if answer["status"] in (429, 503):
             headers.setdefault("Retry-After", str(RETRY_AFTER_SECONDS))
-        return Response(answer["status"], content_types.APPLICATION_JSON, json.dumps(answer["body"]), headers)
+        # Links are remembered from the API's root: a replay through another URL gets links on its own.
+        if "Location" in headers:
+            headers["Location"] = links.link(call.mount, headers["Location"])
+        if "status_url" in body:
+            body = {**body, "status_url": links.link(call.mount, body["status_url"])}
+        return Response(answer["status"], content_types.APPLICATION_JSON, json.dumps(body), headers)
     s = get_settings()
     output, record, job_id = answer["image"], answer["record"], answer["job_id"]
-    url = edge().presign_get(output["bucket"], output["key"])
+    url, kept = edge().presign_get(output["bucket"], output["key"]), answer.get("headers") or {}
     if output["bytes"] > s.api_max_inline_bytes:
         body = {"job_id": job_id, "status": "succeeded", "url": url, "record": record}
-        return Response(303, content_types.APPLICATION_JSON, json.dumps(body), {"Location": url})
+        return Response(303, content_types.APPLICATION_JSON, json.dumps(body), {**kept, "Location": url})
     data = edge().get_object(output["bucket"], output["key"])
-    headers = {"X-Img2img-Job-Id": job_id, "X-Img2img-Record": f"s3://{record['record']['bucket']}/"
+    headers = {**kept, "X-Img2img-Job-Id": job_id, "X-Img2img-Record": f"s3://{record['record']['bucket']}/"
                f"{quote(record['record']['key'])}"}
     if call.accept.startswith("image/"):
         return Response(200, output["content_type"], data, headers)
