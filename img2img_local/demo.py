@@ -208,6 +208,10 @@ def _label(job: DemoJob, record: dict | None) -> list[str]:
     prompt = _prompt_of(record)
     if prompt:
         lines += textwrap.wrap(f"prompt: {prompt}", 62)[:2]
+    translated = record.get("translation") or {}
+    if translated.get("translated"):
+        english = ", ".join(translated["english"].values())
+        lines += textwrap.wrap(f"in English ({translated['model_id']}): {english}", 62)[:2]
     if record["status"] == "succeeded":
         lines.append(f"seed {record['seeds'][0]}  {record['outputs'][0]['width']}x{record['outputs'][0]['height']}")
     else:

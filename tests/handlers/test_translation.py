@@ -165,3 +165,16 @@ def test_the_services_search_and_select_prompts_are_translated(translating, oper
     record = world.record("ships/j.png")
     assert record["status"] == "succeeded" and record["model_request"][field] == "the cat"
     assert SD35 not in record["model_id"]
+
+
+def test_a_chinese_prompt_through_the_sync_api(api):
+    from api_world import b64, post
+
+    api.pipeline.translator = BedrockTranslator(TEXT_MODEL, runtime=api.pipeline.model._runtime)
+    api.stub.add_response("converse", converse_answer("a spaceship"), converse_params(SPACESHIP))
+    api.stub.add_response("invoke_model", sd35_ok(seed=5, image=png_bytes((256, 256))))
+    answer = post("/v1/generations", {"image": b64(png_bytes((256, 256))), "params": {"prompt": SPACESHIP}})
+    assert answer.status == 200, answer.raw
+    record = answer.json["record"]
+    assert record["model_request"]["prompt"] == "a spaceship" and record["translation"]["translated"]
+    api.stub.assert_no_pending_responses()
