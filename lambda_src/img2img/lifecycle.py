@@ -269,3 +269,9 @@ def matching_quotas(model_id: str, model_name: str, quotas: Iterable[Quota]) -> 
     name = model_name.lower()
     return tuple(q for q in quotas if "requests per minute" in q.name.lower() and name in q.name.lower()
                  and q.name.lower().startswith(wanted))
+
+
+# The metric each kind is counted in (handlers/lifecycle_check.py publishes, infra/monitoring.py alarms).
+METRICS: dict[str, str] = {kind: "ModelLifecycle" + "".join(w.capitalize() for w in kind.split("_"))
+                           for kind in KINDS}
+EVENT_DETAIL_TYPE = "ModelLifecycleProblem"
