@@ -4,7 +4,8 @@ Permanent (failure record now): ValidationException (content_filtered when the p
 AccessDenied, ResourceNotFound; whichever of them says the model was retired (end of life, or Legacy and
 unused by this account: img2img/lifecycle.py knows the wording) is `model_retired`, naming the successor.
 Transient (back to the queue): throttling, quotas, model timeouts/errors, 5xx, network faults. Anything
-else is `internal_error`: a request this pipeline should not have made (transient is a closed list). The table is in docs/errors.md.
+else is `internal_error`: a request this pipeline should not have made (transient is a closed list).
+The table is in docs/errors.md.
 """
 from __future__ import annotations
 
