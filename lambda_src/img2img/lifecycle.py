@@ -239,7 +239,8 @@ def _check_one(f: ModelFacts, plan: Plan, today: date) -> list[Problem]:
                 f"Quotas ({plan.region}), or lower bedrockMaxConcurrency to "
                 f"{max(1, int(quota.value * SECONDS_PER_CALL // 60))}")
     for error in f.errors:
-        add(UNCHECKED, error, "check the caller's permissions (docs/deploy.md lists what the check needs)")
+        add(UNCHECKED, error, "an AccessDenied: grant the caller what docs/deploy.md lists; anything else: run "
+            "the check again later")
     return out
 
 

@@ -42,10 +42,13 @@ _NOT_FOUND = ("ResourceNotFoundException", "ValidationException")
 
 
 def _error(exc: Exception) -> tuple[str, str]:
+    """An error's code and the first line of its message (some endpoints answer 5xx with an HTML page)."""
     if isinstance(exc, ClientError):
         err = exc.response.get("Error", {})
-        return err.get("Code", ""), err.get("Message", "") or str(exc)
-    return type(exc).__name__, str(exc)
+        code, message = err.get("Code", ""), err.get("Message", "") or str(exc)
+    else:
+        code, message = type(exc).__name__, str(exc)
+    return code, " ".join(message.split())[:200]
 
 
 def _day(value) -> date | None:
@@ -65,8 +68,10 @@ class LifecycleReader:
         profiles, profile_error = self._profiles() if any(map(is_profile, plan.models)) else ({}, "")
         quotas, quota_error = self._quotas()
         out = []
-        for model_id, operations in plan.models.items():
-            errors = [e for e in (profile_error if is_profile(model_id) else "", quota_error) if e]
+        for index, model_id in enumerate(plan.models):
+            operations = plan.models[model_id]
+            # A failed list is one fact, reported once (on the first model), not once per model.
+            errors = [e for e in (profile_error if is_profile(model_id) else "", "" if index else quota_error) if e]
             facts = self._model(model_id, operations, errors)
             served = profiles.get(model_id, ()) if is_profile(model_id) and not profile_error else None
             out.append(ModelFacts(**{**facts, "served_regions": served, "errors": tuple(errors),
