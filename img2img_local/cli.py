@@ -3,6 +3,7 @@
     img2img local [--env-file local.env] [-c key=value ...]   the whole pipeline, in the foreground
     img2img engine [--port 8750] [fault flags]                 the offline Bedrock engine alone
     img2img verify FILE...                                     an output's XMP marking and C2PA manifest
+    img2img doctor [-c key=value ...]                          lifecycle, access and quotas of every model
 
 To add a subcommand, write a Command (name, help, add_arguments, run) and list it in COMMANDS; commands
 that need the local stack can reuse add_stack_arguments() and stack_from_args().
@@ -18,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from img2img_local import demo, generate, verify
+from img2img_local import demo, doctor, generate, verify
 from img2img_local.engine import ConfigError as EngineConfigError
 from img2img_local.engine import add_engine_arguments, config_from_args, serve
 from img2img_local.project import ConfigError, load_pipeline_config
@@ -168,6 +169,8 @@ COMMANDS: tuple[Command, ...] = (
             generate.add_arguments, generate.run),
     Command("verify", "print an image's XMP marking and check its C2PA Content Credentials",
             verify.add_arguments, verify.run),
+    Command("doctor", "check every configured model's lifecycle, region, access and quotas (read-only; exit 1 "
+            "on a problem that would fail jobs)", doctor.add_arguments, doctor.run),
 )
 
 

@@ -40,10 +40,10 @@ JOB_RETENTION_SECONDS = 4 * 24 * 3600  # as infra/ingest.py
 DLQ_RETENTION_SECONDS = 14 * 24 * 3600
 IDEMPOTENCY_PARTITION_KEY = "id"  # as infra/state.py
 IDEMPOTENCY_TTL_ATTRIBUTE = "expiration"
-ENV_FILE_KEYS = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_BEDROCK_RUNTIME", "AWS_ACCESS_KEY_ID",
-                 "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "IMG2IMG_INPUT_BUCKET", "IMG2IMG_OUTPUT_BUCKET",
-                 "IMG2IMG_EVENTS_QUEUE_URL", "IMG2IMG_JOB_QUEUE_URL", "IMG2IMG_DLQ_URL", "IMG2IMG_EVENT_BUS_NAME",
-                 "IMG2IMG_API_URL")
+ENV_FILE_KEYS = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_BEDROCK_RUNTIME", "AWS_ENDPOINT_URL_BEDROCK",
+                 "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "IMG2IMG_INPUT_BUCKET",
+                 "IMG2IMG_OUTPUT_BUCKET", "IMG2IMG_EVENTS_QUEUE_URL", "IMG2IMG_JOB_QUEUE_URL", "IMG2IMG_DLQ_URL",
+                 "IMG2IMG_EVENT_BUS_NAME", "IMG2IMG_API_URL")
 
 
 class StackError(RuntimeError):
@@ -172,6 +172,7 @@ class LocalStack:
         env.update({
             "AWS_ENDPOINT_URL": self.endpoint_url,
             "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": self.engine_url,
+            "AWS_ENDPOINT_URL_BEDROCK": self.engine_url,  # the control plane (lifecycle, profiles)
             "AWS_ACCESS_KEY_ID": FAKE_CREDENTIALS["aws_access_key_id"],
             "AWS_SECRET_ACCESS_KEY": FAKE_CREDENTIALS["aws_secret_access_key"],
             "AWS_SESSION_TOKEN": FAKE_CREDENTIALS["aws_session_token"],
@@ -186,6 +187,7 @@ class LocalStack:
         return {
             "AWS_ENDPOINT_URL": self.endpoint_url,
             "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": self.engine_url,
+            "AWS_ENDPOINT_URL_BEDROCK": self.engine_url,  # the control plane (lifecycle, profiles)
             "AWS_ACCESS_KEY_ID": FAKE_CREDENTIALS["aws_access_key_id"],
             "AWS_SECRET_ACCESS_KEY": FAKE_CREDENTIALS["aws_secret_access_key"],
             "AWS_DEFAULT_REGION": REGION,

@@ -29,7 +29,8 @@ CHECKOV_BY_TYPE: dict[str, dict[str, str]] = {
         "CKV_AWS_117": NO_VPC,
         "CKV_AWS_116": "A Lambda dead-letter queue applies to asynchronous invokes only; these are invoked by the "
                        "SQS event source (whose queue has a DLQ), synchronously (API, direct invoke, Step "
-                       "Functions) or by CloudFormation (custom resource).",
+                       "Functions), by CloudFormation (custom resource), or daily by the lifecycle schedule, "
+                       "whose rule retries and whose next run repeats the whole check.",
         "CKV_AWS_173": "The environment holds resource names and limits, no secrets; Lambda encrypts it at rest "
                        "with its service key.",
     },

@@ -26,6 +26,8 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from img2img import metric_names  # the names the worker publishes (Powertools Metrics)
+from img2img.lifecycle import ALARMED_KINDS  # what the daily lifecycle check counts (infra/lifecycle.py)
+from img2img.lifecycle import METRICS as LIFECYCLE_METRICS
 from infra.config import PipelineConfig
 
 PERIOD = Duration.minutes(5)
@@ -80,6 +82,13 @@ class Monitoring(Construct):
         api_latency_p90 = api_stage.metric_latency(period=PERIOD, statistic="p90")
         api_latency_threshold_ms = config.api_sync_budget_seconds * 1000
         events_failed = custom(metric_names.EVENTS_FAILED)
+        # The daily lifecycle check (infra/lifecycle.py): a model gone, going within 90 days, or not invocable.
+        lifecycle_problems = cw.MathExpression(
+            expression=" + ".join(f"FILL({kind}, 0)" for kind in ALARMED_KINDS),
+            using_metrics={kind: custom(LIFECYCLE_METRICS[kind], "Maximum").with_(period=Duration.days(1))
+                           for kind in ALARMED_KINDS},
+            label="Configured models retired, Legacy, near end of life, or not invocable",
+            period=Duration.days(1))
         rule_failures = {name: rule_metric(rule, bus, "FailedInvocations") for name, (rule, bus) in rules.items()}
 
         self.alarms: dict[str, cw.Alarm] = {
@@ -121,6 +130,10 @@ class Monitoring(Construct):
                                              direct_function.metric_throttles(period=PERIOD, statistic="Sum"), 0,
                                              "The direct-invoke function was throttled (its reserved concurrency, "
                                              "a quarter of bedrockMaxConcurrency, is used up)"),
+            "ModelLifecycle": alarm("ModelLifecycle", lifecycle_problems, 0,
+                                    "A configured model is retired, Legacy, within 90 days of end of life, not "
+                                    "offered in the Bedrock region or not invocable: run `img2img doctor` "
+                                    "(docs/deploy.md, when the model lifecycle alarm fires)"),
             "EventsFailed": alarm("EventsFailed", events_failed, 0,
                                   "A function could not publish an ImageGeneration* event on the bus"),
             **{f"{name}FailedInvocations": alarm(f"{name}FailedInvocations", metric, 0,

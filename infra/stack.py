@@ -9,6 +9,7 @@ from infra.config import PipelineConfig
 from infra.event_rules import EventRules
 from infra.events import PipelineEvents
 from infra.ingest import Ingest
+from infra.lifecycle import LifecycleCheck
 from infra.monitoring import Monitoring
 from infra.provenance import Provenance
 from infra.state import IdempotencyTable
@@ -50,6 +51,7 @@ class Img2ImgStack(Stack):
             bus=self.events.bus,
             key=self.storage.key,
         )
+        self.lifecycle = LifecycleCheck(self, "LifecycleCheck", config=config, bus=self.events.bus)
         self.monitoring = Monitoring(
             self, "Monitoring", config=config,
             function=self.worker.function,
@@ -71,6 +73,8 @@ class Img2ImgStack(Stack):
             "IdempotencyTableName": (self.state.table.table_name, "Powertools idempotency records"),
             "EventBusName": (self.events.bus.event_bus_name, "ImageGenerationSucceeded / Failed events"),
             "WorkerFunctionName": (self.worker.function.function_name, "The worker Lambda"),
+            "LifecycleCheckFunctionName": (self.lifecycle.function.function_name,
+                                           "Daily model lifecycle check (docs/deploy.md)"),
             "DirectFunctionArn": (self.worker.direct_function.function_arn,
                                   "Direct-invoke Lambda for Step Functions (docs/events.md)"),
             "DashboardName": (dashboard_name, "CloudWatch dashboard"),

@@ -68,6 +68,8 @@ class EngineConfig:
     blocked_words: tuple[str, ...] = ()
     filter_words: tuple[str, ...] = ()
     eol_models: tuple[str, ...] = ()
+    # model id -> its lifecycle on the control plane (control.py): status, dates, regions, inactivity.
+    lifecycle: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     seed: int | None = None
 
     def __post_init__(self) -> None:
@@ -98,6 +100,12 @@ class EngineConfig:
                 raise ConfigError(f"{name} must be a list of strings, got {value!r}")
             words = tuple(v.lower() for v in value) if name != "eol_models" else tuple(value)
             object.__setattr__(self, name, words)
+        from .control import validate as validate_lifecycle  # control.py imports this module
+
+        try:
+            object.__setattr__(self, "lifecycle", validate_lifecycle(self.lifecycle))
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
         if self.seed is not None and (not isinstance(self.seed, int) or isinstance(self.seed, bool)):
             raise ConfigError(f"seed must be an integer or null, got {self.seed!r}")
 

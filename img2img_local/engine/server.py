@@ -23,6 +23,7 @@ from urllib.parse import unquote, urlsplit
 from img2img.operations import BY_MODEL, PROFILE_GEOGRAPHY, SEED
 
 from . import converse, render, services
+from .control import ControlPlane, region_of
 from .faults import EOL_MESSAGE, ERRORS, THROTTLED_MESSAGE, ConfigError, EngineConfig, FaultState
 from .validation import SD35, SDXL, VALIDATORS, RequestInvalid, ServiceRequest
 
@@ -32,6 +33,7 @@ MAX_BODY_BYTES = 25_000_000
 ERROR_TYPE_SUFFIX = ":http://internal.amazon.com/coral/com.amazon.bedrock/"
 FAULT_HEADER = "x-img2img-fault"
 LATENCY_HEADER = "x-img2img-latency-ms"
+MODEL_IDS = (SDXL, SD35, *BY_MODEL)
 MODEL_ALIASES = {SDXL: SDXL, f"{SDXL}:0": SDXL, SD35: SD35, **{model: model for model in BY_MODEL}}
 PROFILE_PREFIXES = ("us", "eu", "apac", "global", "us-gov", "jp", "au", "ca")
 # The Image Services are offered through one geography's profiles only (`us.`); SDXL/SD3.5 through any.
@@ -40,6 +42,7 @@ MAX_SEED = {SDXL: 4294967295, SD35: 4294967294, **{model: int(SEED.maximum) for 
 _MODEL_ARN = re.compile(r"arn:aws[a-z-]*:bedrock:[a-z0-9-]*:\d*:(?:foundation-model|inference-profile)/(.+)")
 _INVOKE_PATH = re.compile(r"/model/([^/]+)/invoke")
 _CONVERSE_PATH = re.compile(r"/model/([^/]+)/converse")
+_FOUNDATION_MODEL_PATH = re.compile(r"/foundation-models/([^/]+)")
 
 
 class BedrockError(Exception):
@@ -145,12 +148,28 @@ class Engine:
                                f"{', '.join(p + '.' for p in SERVICE_PREFIXES)} only).")
         if model in config.eol_models or model_id in config.eol_models:
             raise BedrockError("ResourceNotFoundException", EOL_MESSAGE)
+        refusal = ControlPlane(config, "").refusal(model)
+        if refusal:
+            raise BedrockError("ResourceNotFoundException", refusal)
         if not self.faults.admit():
             raise BedrockError("ThrottlingException", THROTTLED_MESSAGE, outcome="throttled")
         try:
             return self._admitted(model, headers, body)
         finally:
             self.faults.release()
+
+    @staticmethod
+    def foundation_model(control: ControlPlane, model_id: str) -> tuple[int, dict, dict]:
+        """GetFoundationModel: the table's lifecycle, or Bedrock's 404 (unknown, retired, not in region)."""
+        model = resolve_model(model_id)
+        if model is not None and control.retired(model):
+            error = BedrockError("ResourceNotFoundException", EOL_MESSAGE)
+        elif model is None or not control.listed(model):
+            error = BedrockError("ResourceNotFoundException", f"Could not find the model {model_id!r} in "
+                                 f"{control.region or 'this region'}.")
+        else:
+            return 200, {}, {"modelDetails": control.details(model)}
+        return error.status, {"x-amzn-ErrorType": error.name + ERROR_TYPE_SUFFIX}, {"message": str(error)}
 
     def _admitted(self, model: str, headers: dict[str, str], body: bytes) -> tuple[dict, str]:
         config = self.faults.config
@@ -243,7 +262,15 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         path = urlsplit(self.path).path
         faults = self.server.engine.faults
-        if path == "/_engine/stats":
+        control = ControlPlane(faults.config, region_of({k.lower(): v for k, v in self.headers.items()}))
+        model = _FOUNDATION_MODEL_PATH.fullmatch(path)
+        if model:
+            self._reply(*self.server.engine.foundation_model(control, unquote(model.group(1))))
+        elif path == "/foundation-models":
+            self._reply(200, {}, {"modelSummaries": [control.details(m) for m in MODEL_IDS if control.listed(m)]})
+        elif path == "/inference-profiles":
+            self._reply(200, {}, {"inferenceProfileSummaries": control.profiles()})
+        elif path == "/_engine/stats":
             self._reply(200, {}, faults.stats())
         elif path == "/_engine/config":
             self._reply(200, {}, {"config": faults.config.to_json()})

@@ -98,7 +98,7 @@ def test_worker_environment_is_the_cdk_environment_plus_only_standard_aws_variab
         job_queue_url=r.job_queue_url, event_bus_name=r.event_bus_name).to_env()
     expected.update(config.powertools_env())
     expected.update({"AWS_ENDPOINT_URL": stack.endpoint_url, "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": stack.engine_url,
-                     "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                     "AWS_ENDPOINT_URL_BEDROCK": stack.engine_url, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                      "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": "us-east-1",
                      "POWERTOOLS_TRACE_DISABLED": "true"})
     assert stack.worker_environment() == expected
@@ -114,6 +114,7 @@ def test_env_file_is_a_dotenv_a_shell_can_source(stack, tmp_path):
     values = dict(line.split("=", 1) for line in sourced.splitlines() if line.split("=", 1)[0] in ENV_FILE_KEYS)
     assert values == {
         "AWS_ENDPOINT_URL": stack.endpoint_url, "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": stack.engine_url,
+        "AWS_ENDPOINT_URL_BEDROCK": stack.engine_url,
         "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
         "IMG2IMG_INPUT_BUCKET": r.input_bucket, "IMG2IMG_OUTPUT_BUCKET": r.output_bucket,
         "IMG2IMG_EVENTS_QUEUE_URL": r.events_queue_url, "IMG2IMG_JOB_QUEUE_URL": r.job_queue_url,

@@ -139,7 +139,7 @@ def test_filtered_output_is_a_failure_never_a_stored_image(world, model, respons
 
 @pytest.mark.parametrize("error_code,status,message,expected", [
     ("ValidationException", 400, "invalid_prompts: Prompt contains blocked words", "content_filtered"),
-    ("ResourceNotFoundException", 404, "This model version has reached the end of its life.", "model_unavailable"),
+    ("ResourceNotFoundException", 404, "This model version has reached the end of its life.", "model_retired"),
     ("AccessDeniedException", 403, "You don't have access to the model", "access_denied"),
     ("ValidationException", 400, "invalid_sdxl_v1_dimensions", "invalid_parameters"),
 ])

@@ -11,7 +11,7 @@ ALARMS = ("DlqNotEmpty", "QueueBacklog", "WorkerErrors", "InternalErrors", "Work
           "BedrockThrottling", "BedrockLatency", "ContentFilterRate",
           # the other entry points
           "ApiServerErrors", "ApiLatency", "ApiFunctionErrors", "ApiFunctionThrottles", "DirectFunctionErrors",
-          "DirectFunctionThrottles", "EventsFailed", "RequestedRuleFailedInvocations")
+          "DirectFunctionThrottles", "ModelLifecycle", "EventsFailed", "RequestedRuleFailedInvocations")
 
 
 def alarm(synth, name: str) -> dict:

@@ -1,9 +1,11 @@
 """Bedrock InvokeModel as the core's ModelInvoker, with each service error mapped to what we do about it.
 
 Permanent (failure record now): ValidationException (content_filtered when the prompt was refused),
-AccessDenied, ResourceNotFound (also end-of-life models). Transient (back to the queue): throttling,
-quotas, model timeouts/errors, 5xx, network faults. Anything else is `internal_error`: a request this
-pipeline should not have made (transient is a closed list). The table is in docs/errors.md.
+AccessDenied, ResourceNotFound; whichever of them says the model was retired (end of life, or Legacy and
+unused by this account: img2img/lifecycle.py knows the wording) is `model_retired`, naming the successor.
+Transient (back to the queue): throttling, quotas, model timeouts/errors, 5xx, network faults. Anything
+else is `internal_error`: a request this pipeline should not have made (transient is a closed list).
+The table is in docs/errors.md.
 """
 from __future__ import annotations
 
@@ -15,9 +17,11 @@ from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import BotoCoreError, ClientError, ReadTimeoutError
 
 from ..core.errors import JobError, transient
+from ..lifecycle import is_retirement, move_advice
 from ..observability import BEDROCK_LATENCY, BEDROCK_THROTTLES, metrics, tracer
 from .clients import NETWORK_FAULTS, client
 
+_PERMANENT = ("ValidationException", "AccessDeniedException", "ResourceNotFoundException")
 _TRANSIENT = {
     "ThrottlingException": "throttled",
     "ModelNotReadyException": "throttled",
@@ -40,6 +44,9 @@ def classify(exc: Exception, model_id: str) -> JobError:
                         f"{type(exc).__name__}: {exc}"[:500], details={"exception": type(exc).__name__})
     code = exc.response.get("Error", {}).get("Code", "")
     message = exc.response.get("Error", {}).get("Message", "") or str(exc)
+    if code in _PERMANENT and is_retirement(message):
+        return JobError("model_retired", f"Bedrock retired {model_id}: {message} To fix: "
+                        f"{move_advice(model_id)}", details={"bedrock_error": code})
     if code == "ValidationException":
         if "invalid_prompts" in message:
             return JobError("content_filtered", f"Bedrock refused the prompt (invalid_prompts): {message}",
@@ -50,8 +57,8 @@ def classify(exc: Exception, model_id: str) -> JobError:
         return JobError("access_denied", f"not allowed to invoke {model_id}: {message}. Request model access "
                         "in the Bedrock console and check the worker role", details={"bedrock_error": code})
     if code == "ResourceNotFoundException":
-        return JobError("model_unavailable", f"{model_id} is not available: {message}. Choose another model_id "
-                        "(SDXL 1.0 is end of life on Bedrock; stability.sd3-5-large-v1:0 is the live default)",
+        return JobError("model_unavailable", f"{model_id} is not available: {message}. Check the model id and "
+                        "the Bedrock region (`img2img doctor` shows where each configured model is offered)",
                         details={"bedrock_error": code})
     status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
     cause = _TRANSIENT.get(code) or ("service_error" if status >= 500 else "throttled" if status == 429 else None)

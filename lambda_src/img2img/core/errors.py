@@ -34,8 +34,11 @@ CODES: dict[str, ErrorCode] = {
                                     "deployment).", **_INVALID),
     "content_filtered": ErrorCode("Bedrock's content filter rejected the prompt, the input or the output image.",
                                   kind="outcome", http_status=422, metric=IMAGES_FILTERED),
-    "model_unavailable": ErrorCode("Bedrock does not serve this model here: not found in the region, or end of "
-                                   "life.", kind="outcome", http_status=422, metric=IMAGES_FAILED),
+    "model_unavailable": ErrorCode("Bedrock does not serve this model here: an unknown id, or not offered in the "
+                                   "region.", kind="outcome", http_status=422, metric=IMAGES_FAILED),
+    "model_retired": ErrorCode("Bedrock retired this model: it reached end of life, or it is Legacy and this "
+                               "account has not used it recently.", kind="outcome", http_status=422,
+                               metric=IMAGES_FAILED),
     "access_denied": ErrorCode("The worker may not read the input, write the output, invoke the model or sign "
                                "with the KMS key.",
                                kind="outcome", http_status=403, metric=IMAGES_FAILED),
