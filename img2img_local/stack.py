@@ -9,6 +9,7 @@ moto keeps its state in process-global backends: run one LocalStack per process 
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -22,7 +23,6 @@ from pathlib import Path
 import boto3
 from moto.server import ThreadedMotoServer
 
-from img2img.settings import ENV
 from img2img_local.engine import EngineConfig, EngineServer
 from img2img_local.event_source import FAKE_CREDENTIALS, SqsEventSource
 from img2img_local.lambda_runtime import FunctionSpec
@@ -163,11 +163,9 @@ class LocalStack:
     def worker_environment(self) -> dict[str, str]:
         """The Lambda's environment as in the CDK stack, plus only the standard endpoint/credential variables."""
         r = self._ready_resources()
-        env = self.config.worker_settings(
+        env = self.effective_config.worker_settings(
             input_bucket=r.input_bucket, output_bucket=r.output_bucket, idempotency_table=r.idempotency_table,
-            job_queue_url=r.job_queue_url, event_bus_name=r.event_bus_name).to_env()
-        if r.c2pa_key_arn:
-            env.update({ENV["c2pa_kms_key_id"]: r.c2pa_key_arn, ENV["c2pa_certificate_chain"]: r.c2pa_chain_parameter})
+            job_queue_url=r.job_queue_url, event_bus_name=r.event_bus_name, c2pa_kms_key_id=r.c2pa_key_arn).to_env()
         env.update(self.config.powertools_env())
         env.update({
             "AWS_ENDPOINT_URL": self.endpoint_url,
@@ -180,6 +178,15 @@ class LocalStack:
             "POWERTOOLS_TRACE_DISABLED": "true",  # no X-Ray daemon offline
         })
         return env
+
+    @property
+    def effective_config(self) -> PipelineConfig:
+        """The config as deployed here: with the chain this stack made for its signing key (c2paKey=create
+        without a chain signs nothing in AWS until a certificate exists; offline the stack issues one)."""
+        r = self._ready_resources()
+        if not r.c2pa_key_arn or self.config.c2pa_certificate_chain:
+            return self.config
+        return dataclasses.replace(self.config, c2pa_certificate_chain=r.c2pa_chain_parameter)
 
     def client_environment(self) -> dict[str, str]:
         """What a client (the AWS CLI, boto3, the contract check) needs: the env file's contents."""
@@ -298,7 +305,7 @@ class LocalStack:
                         EventPattern=json.dumps({"detail-type": ["ImageGenerationRequested"]}))
         events.put_targets(Rule=requested_rule, EventBusName=bus, Targets=[{"Id": "job-queue", "Arn": job_queue_arn}])
         log.debug("event bus %s routes to %s", bus_arn, events_queue_url)
-        key_arn, chain_parameter = self._c2pa_signing_key(prefix)
+        key_arn, chain_parameter = self._c2pa_signing_key(prefix) if self.config.c2pa_key != "none" else ("", "")
 
         return LocalResources(
             input_bucket=input_bucket, output_bucket=output_bucket, job_queue_url=job_queue_url,

@@ -28,6 +28,7 @@ from infra.regions import invocable_from
 from infra.worker import bedrock_model_arns
 
 HANDLER = "img2img.handlers.lifecycle_check.handler"
+TRANSLATION = "prompt translation"  # what the translation model is used for, in the check's table
 SCHEDULE = events.Schedule.rate(Duration.days(1))
 MEMORY_MB = 256
 TIMEOUT_SECONDS = 120  # ~3 calls per model, a few seconds each
@@ -35,8 +36,10 @@ TIMEOUT_SECONDS = 120  # ~3 calls per model, a few seconds each
 
 def plan_for(config: PipelineConfig, region: str) -> Plan:
     """What the check (and img2img doctor) checks for this deployment, calling Bedrock in `region`."""
-    offered = {m: r for m in config.model_ids if (r := invocable_from(m))}
-    return Plan(region=region, models=model_plan(config.model_ids, config.operations, IMAGE_TO_IMAGE),
+    models = config.invoked_model_ids  # the image models and the translation model
+    offered = {m: r for m in models if (r := invocable_from(m))}
+    uses = {**config.operations, **({TRANSLATION: config.translation_model_id} if config.translation_model_id else {})}
+    return Plan(region=region, models=model_plan(models, uses, IMAGE_TO_IMAGE),
                 concurrency=config.bedrock_ceiling, offered_in=offered)
 
 
@@ -60,12 +63,16 @@ class LifecycleCheck(Construct):
             description="daily check: lifecycle, region, access and quotas of every configured model",
             memory_mb=MEMORY_MB, timeout_seconds=TIMEOUT_SECONDS, reserved_concurrency=1)
         account = stack.account
-        self.role.add_to_policy(iam.PolicyStatement(
-            sid="ReadConfiguredModelLifecycles", actions=["bedrock:GetFoundationModel"],
-            resources=foundation_model_arns(config.model_ids, region)))
-        self.role.add_to_policy(iam.PolicyStatement(
-            sid="ProbeConfiguredModels", actions=["bedrock:InvokeModel"],
-            resources=bedrock_model_arns(config.model_ids, region=region, account=account)))
+        # Bedrock in a policy of its own, as the worker's (infra/worker.py): ~60 ARNs would overflow the
+        # default policy's size estimate into extra managed policies.
+        self.bedrock_policy = iam.Policy(self, "BedrockPolicy", statements=[
+            iam.PolicyStatement(sid="ReadConfiguredModelLifecycles", actions=["bedrock:GetFoundationModel"],
+                                resources=foundation_model_arns(config.invoked_model_ids, region)),
+            iam.PolicyStatement(sid="ProbeConfiguredModels", actions=["bedrock:InvokeModel"],
+                                resources=bedrock_model_arns(config.invoked_model_ids, region=region,
+                                                             account=account))])
+        self.bedrock_policy.attach_to_role(self.role)
+        self.function.node.add_dependency(self.bedrock_policy)
         self.role.add_to_policy(iam.PolicyStatement(
             sid="ListProfilesAndQuotas", actions=["bedrock:ListInferenceProfiles", "servicequotas:ListServiceQuotas"],
             resources=["*"]))

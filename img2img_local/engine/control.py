@@ -17,6 +17,7 @@ from typing import Any
 
 from img2img.operations import BY_MODEL, PROFILE_GEOGRAPHY, PROFILE_REGIONS
 
+from .converse import TEXT_MODELS
 from .faults import EOL_MESSAGE, EngineConfig
 from .validation import SD35, SDXL
 
@@ -25,7 +26,9 @@ KEYS = ("status", "legacyTime", "endOfLifeTime", "regions", "inactive")
 LEGACY_MESSAGE = ("Access denied. This Model is marked by provider as Legacy and you have not been actively "
                   "using the model in the last 30 days. Please upgrade to an active model on Amazon Bedrock.")
 NAMES = {SDXL: "SDXL 1.0", SD35: "Stable Diffusion 3.5 Large",
-         **{model: f"Stable Image {op.title}" for model, op in BY_MODEL.items()}}
+         **{model: f"Stable Image {op.title}" for model, op in BY_MODEL.items()}, **TEXT_MODELS}
+# Every model the control plane knows, image models first.
+SERVED = (SDXL, SD35, *BY_MODEL, *TEXT_MODELS)
 ACCOUNT = "123456789012"
 _SCOPE = re.compile(r"Credential=[^/]+/\d{8}/([a-z0-9-]+)/")
 
@@ -75,15 +78,17 @@ class ControlPlane:
         for key in ("legacyTime", "endOfLifeTime"):
             if entry.get(key):
                 life[key] = _timestamp(entry[key])
+        text = model in TEXT_MODELS
         return {"modelArn": f"arn:aws:bedrock:{self.region or 'us-east-1'}::foundation-model/{model}",
-                "modelId": model, "modelName": NAMES[model], "providerName": "Stability AI",
-                "inputModalities": ["TEXT", "IMAGE"], "outputModalities": ["IMAGE"],
-                "inferenceTypesSupported": ["INFERENCE_PROFILE" if model in BY_MODEL else "ON_DEMAND"],
+                "modelId": model, "modelName": NAMES[model], "providerName": "Amazon" if text else "Stability AI",
+                "inputModalities": ["TEXT"] if text else ["TEXT", "IMAGE"],
+                "outputModalities": ["TEXT"] if text else ["IMAGE"],
+                "inferenceTypesSupported": ["INFERENCE_PROFILE" if model in BY_MODEL or text else "ON_DEMAND"],
                 "modelLifecycle": life}
 
     def profiles(self) -> list[dict]:
         out = []
-        for model in (SDXL, SD35, *BY_MODEL):
+        for model in (SDXL, SD35, *BY_MODEL, *TEXT_MODELS):
             if self.retired(model):
                 continue
             regions = [r for r in PROFILE_REGIONS if r in (self.entry(model).get("regions") or PROFILE_REGIONS)]

@@ -13,6 +13,8 @@ from typing import Any
 
 TEXT_MODEL = re.compile(r"^((us|eu|apac|global|jp|au|ca|us-gov)\.)?(amazon\.nova-[a-z0-9-]+|anthropic\.[a-z0-9.-]+)"
                         r"(:\d+)?$")
+# The text models the control plane lists (GetFoundationModel, inference profiles), by foundation-model id.
+TEXT_MODELS = {"amazon.nova-2-lite-v1:0": "Nova 2 Lite"}
 TRANSLATIONS = {
     "一艘宇宙飞船": "a spaceship",
     "一只戴着宇航头盔的猫": "a cat wearing an astronaut helmet",
@@ -36,6 +38,13 @@ class ConverseInvalid(Exception):
 
 def is_text_model(model_id: str) -> bool:
     return bool(TEXT_MODEL.match(model_id))
+
+
+def text_model_base(model_id: str) -> str | None:
+    """`us.amazon.nova-2-lite-v1:0` -> `amazon.nova-2-lite-v1:0`, for a text model the control plane lists."""
+    match = TEXT_MODEL.match(model_id)
+    base = match.group(3) + (match.group(4) or "") if match else None
+    return base if base in TEXT_MODELS else None
 
 
 def user_text(body: dict[str, Any]) -> str:

@@ -23,7 +23,7 @@ from urllib.parse import unquote, urlsplit
 from img2img.operations import BY_MODEL, PROFILE_GEOGRAPHY, SEED
 
 from . import converse, render, services
-from .control import ControlPlane, region_of
+from .control import SERVED, ControlPlane, region_of
 from .faults import EOL_MESSAGE, ERRORS, THROTTLED_MESSAGE, ConfigError, EngineConfig, FaultState
 from .validation import SD35, SDXL, VALIDATORS, RequestInvalid, ServiceRequest
 
@@ -161,7 +161,7 @@ class Engine:
     @staticmethod
     def foundation_model(control: ControlPlane, model_id: str) -> tuple[int, dict, dict]:
         """GetFoundationModel: the table's lifecycle, or Bedrock's 404 (unknown, retired, not in region)."""
-        model = resolve_model(model_id)
+        model = resolve_model(model_id) or converse.text_model_base(model_id)
         if model is not None and control.retired(model):
             error = BedrockError("ResourceNotFoundException", EOL_MESSAGE)
         elif model is None or not control.listed(model):
@@ -267,7 +267,7 @@ class _Handler(BaseHTTPRequestHandler):
         if model:
             self._reply(*self.server.engine.foundation_model(control, unquote(model.group(1))))
         elif path == "/foundation-models":
-            self._reply(200, {}, {"modelSummaries": [control.details(m) for m in MODEL_IDS if control.listed(m)]})
+            self._reply(200, {}, {"modelSummaries": [control.details(m) for m in SERVED if control.listed(m)]})
         elif path == "/inference-profiles":
             self._reply(200, {}, {"inferenceProfileSummaries": control.profiles()})
         elif path == "/_engine/stats":

@@ -92,13 +92,15 @@ def test_an_upload_sends_the_s3_event_with_the_key_encoded_as_s3_does_and_txt_se
 
 
 def test_worker_environment_is_the_cdk_environment_plus_only_standard_aws_variables(stack):
-    r, config = stack.resources, stack.config
+    r, config = stack.resources, stack.effective_config  # its signing key's chain included
     expected = config.worker_settings(
         input_bucket=r.input_bucket, output_bucket=r.output_bucket, idempotency_table=r.idempotency_table,
-        job_queue_url=r.job_queue_url, event_bus_name=r.event_bus_name).to_env()
+        job_queue_url=r.job_queue_url, event_bus_name=r.event_bus_name, c2pa_kms_key_id=r.c2pa_key_arn).to_env()
+    assert expected["IMG2IMG_C2PA_KMS_KEY_ID"] == r.c2pa_key_arn
     expected.update(config.powertools_env())
     expected.update({"AWS_ENDPOINT_URL": stack.endpoint_url, "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": stack.engine_url,
-                     "AWS_ENDPOINT_URL_BEDROCK": stack.engine_url, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                     "AWS_ENDPOINT_URL_BEDROCK": stack.engine_url, "AWS_ACCESS_KEY_ID": "testing",
+                     "AWS_SECRET_ACCESS_KEY": "testing",
                      "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": "us-east-1",
                      "POWERTOOLS_TRACE_DISABLED": "true"})
     assert stack.worker_environment() == expected

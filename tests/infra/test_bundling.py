@@ -21,7 +21,7 @@ def bundle(tmp_path_factory) -> Path:
     template = json.loads(Path(assembly.get_stack_artifact(stack.artifact_id).template_full_path).read_text())
     functions = [r for r in template["Resources"].values()
                  if r["Type"] == "AWS::Lambda::Function" and r["Properties"].get("Handler", "").startswith("img2img.")]
-    assert len(functions) == 3  # the worker, direct invoke and the HTTP API ship the same bundle (one asset)
+    assert len(functions) == 4  # worker, direct invoke, HTTP API and the lifecycle check: one bundle (one asset)
     (asset_hash,) = {fn["Properties"]["Code"]["S3Key"].removesuffix(".zip") for fn in functions}
     asset_dir = outdir / f"asset.{asset_hash}"
     assert asset_dir.is_dir()

@@ -33,7 +33,7 @@ def test_its_role_may_only_read_lifecycles_probe_the_configured_models_and_publi
         for action in as_list(s["Action"]):
             granted.setdefault(action, set()).update(map(str, render(as_list(s["Resource"]))))
     region = default.config.bedrock_region
-    bases = {m.partition(".")[2] if m.startswith("us.") else m for m in default.config.model_ids}
+    bases = {m.partition(".")[2] if m.startswith("us.") else m for m in default.config.invoked_model_ids}
     assert granted["bedrock:GetFoundationModel"] == {
         f"arn:${{AWS::Partition}}:bedrock:{region}::foundation-model/{b}" for b in bases}
     [worker_grant] = default.resources[default.logical_id(default.stack.worker.bedrock_policy)]["Properties"][

@@ -9,7 +9,8 @@ pytestmark = pytest.mark.infra
 
 EXPECTED = {"InputBucketName", "OutputBucketName", "AccessLogBucketName", "JobQueueUrl", "DeadLetterQueueUrl",
             "IdempotencyTableName", "EventBusName", "WorkerFunctionName", "DashboardName", "DashboardUrl",
-            "ApiUrl", "ApiFunctionName", "DirectFunctionArn", "C2paSigningKeyArn"}
+            "ApiUrl", "ApiFunctionName", "DirectFunctionArn", "C2paSigningKeyArn",
+            "LifecycleCheckFunctionName"}
 
 
 def outputs(synth) -> dict[str, object]:
