@@ -106,7 +106,7 @@ def test_retained_by_default_and_no_auto_delete(default):
         _, bucket = one(default, "AWS::S3::Bucket", prefix)
         assert bucket["DeletionPolicy"] == "Retain" and bucket["UpdateReplacePolicy"] == "Retain"
     assert not of_type(default, "Custom::S3AutoDeleteObjects")
-    # encryption=s3-managed: no storage key; the one key is C2PA's signing key (test_provenance.py), retained too
+    # encryption=s3-managed: no storage key; the one key is C2PA's signing key (test_c2pa_signing_key.py), retained too
     keys = of_type(default, "AWS::KMS::Key")
     assert [k for k in keys if not k.startswith("ProvenanceSigningKey")] == []
     assert all(k["DeletionPolicy"] == "Retain" for k in keys.values())

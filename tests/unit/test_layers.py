@@ -38,3 +38,14 @@ def test_the_adapters_import_no_circle():
     circles = [name for name in graph if reaches(name, name, set())]
     assert not circles, f"import circle through {circles}: {graph}"
     assert not any("registry" in deps for name, deps in graph.items() if name != "registry")
+
+
+def test_no_two_test_files_share_a_name():
+    """pytest (rootdir imports, no packages) refuses to collect two test modules of one basename: the
+    second is an `import file mismatch` error and the whole run fails."""
+    tests = Path(__file__).resolve().parents[1]
+    names: dict[str, list[str]] = {}
+    for path in tests.rglob("*.py"):
+        names.setdefault(path.name, []).append(str(path.relative_to(tests)))
+    clashes = {name: paths for name, paths in names.items() if len(paths) > 1 and name != "conftest.py"}
+    assert not clashes, clashes
