@@ -23,6 +23,7 @@ from pathlib import Path
 import boto3
 from moto.server import ThreadedMotoServer
 
+from img2img.core.triggers import REQUESTED_EVENT
 from img2img_local.engine import EngineConfig, EngineServer
 from img2img_local.event_source import FAKE_CREDENTIALS, SqsEventSource
 from img2img_local.lambda_runtime import FunctionSpec
@@ -302,7 +303,7 @@ class LocalStack:
         # infra/event_rules.py: ImageGenerationRequested events on the bus become jobs.
         requested_rule = f"{prefix}-requested-to-jobs"
         events.put_rule(Name=requested_rule, EventBusName=bus,
-                        EventPattern=json.dumps({"detail-type": ["ImageGenerationRequested"]}))
+                        EventPattern=json.dumps({"detail-type": [REQUESTED_EVENT]}))
         events.put_targets(Rule=requested_rule, EventBusName=bus, Targets=[{"Id": "job-queue", "Arn": job_queue_arn}])
         log.debug("event bus %s routes to %s", bus_arn, events_queue_url)
         key_arn, chain_parameter = self._c2pa_signing_key(prefix) if self.config.c2pa_key != "none" else ("", "")

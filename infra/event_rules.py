@@ -15,9 +15,8 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from img2img.core.triggers import REQUESTED_EVENT as REQUESTED_DETAIL_TYPE  # the one home of the name
 from infra.config import PipelineConfig
-
-REQUESTED_DETAIL_TYPE = "ImageGenerationRequested"
 
 
 class EventRules(Construct):
