@@ -23,13 +23,19 @@ from pathlib import Path
 import boto3
 from moto.server import ThreadedMotoServer
 
+from img2img.core.records import STAGING_DIR
 from img2img.core.triggers import REQUESTED_EVENT
 from img2img_local.engine import EngineConfig, EngineServer
 from img2img_local.event_source import FAKE_CREDENTIALS, SqsEventSource
 from img2img_local.lambda_runtime import FunctionSpec
 from img2img_local.project import PipelineConfig
 from img2img_local.signing import certify_kms_key
-from infra.config import notification_suffixes
+from infra.config import (
+    ABORT_INCOMPLETE_MULTIPART_DAYS,
+    NONCURRENT_VERSION_EXPIRATION_DAYS,
+    STAGING_EXPIRATION_DAYS,
+    notification_suffixes,
+)
 
 log = logging.getLogger(__name__)
 
@@ -259,6 +265,17 @@ class LocalStack:
                 "RestrictPublicBuckets": True})
             s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration={
                 "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]})
+
+        for bucket, extra in ((input_bucket, []), (output_bucket, [{  # infra/storage.py's lifecycle rules
+                "ID": "expire-staged-model-answers", "Status": "Enabled",
+                "Filter": {"Prefix": f"{self.config.output_prefix}{STAGING_DIR}"},
+                "Expiration": {"Days": STAGING_EXPIRATION_DAYS},
+                "NoncurrentVersionExpiration": {"NoncurrentDays": 1}}])):
+            s3.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={"Rules": [{
+                "ID": "expire-noncurrent-and-abort-multipart", "Status": "Enabled", "Filter": {"Prefix": ""},
+                "NoncurrentVersionExpiration": {"NoncurrentDays": NONCURRENT_VERSION_EXPIRATION_DAYS},
+                "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": ABORT_INCOMPLETE_MULTIPART_DAYS},
+            }, *extra]})
 
         dlq_url = sqs.create_queue(QueueName=f"{prefix}-jobs-dlq", Attributes={
             "MessageRetentionPeriod": str(DLQ_RETENTION_SECONDS)})["QueueUrl"]

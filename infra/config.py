@@ -47,6 +47,13 @@ INFRA_LIMITS: dict[str, Limit] = {
 }
 
 
+# The data buckets' lifecycle rules (infra/storage.py; the local stack applies them too).
+NONCURRENT_VERSION_EXPIRATION_DAYS = 30
+ABORT_INCOMPLETE_MULTIPART_DAYS = 7
+# The worker checkpoints model answers under <outputPrefix>_staging/ until their job's record is stored;
+# a checkpoint older than this belongs to a job that has long ended (or died): expire it, all versions.
+STAGING_EXPIRATION_DAYS = 2
+
 # The direct-invoke function's share of bedrockMaxConcurrency: 1/DIRECT_SHARE (at least one call).
 DIRECT_SHARE = 4
 # Concurrent invocations the API keeps for its quick routes (status, uploads, queued jobs: well under a

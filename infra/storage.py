@@ -17,15 +17,15 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from img2img.core.records import STAGING_DIR
-from infra.config import PipelineConfig
+from infra.config import (  # the local stack applies the same rules (pure module)
+    ABORT_INCOMPLETE_MULTIPART_DAYS,
+    NONCURRENT_VERSION_EXPIRATION_DAYS,
+    STAGING_EXPIRATION_DAYS,
+    PipelineConfig,
+)
 
-NONCURRENT_VERSION_EXPIRATION_DAYS = 30
-ABORT_INCOMPLETE_MULTIPART_DAYS = 7
 ACCESS_LOG_EXPIRATION_DAYS = 365
 MINIMUM_TLS_VERSION = 1.2
-# The worker checkpoints model answers under <outputPrefix>_staging/ until their job's record is stored;
-# a checkpoint older than this belongs to a job that has long ended (or died): expire it, all versions.
-STAGING_EXPIRATION_DAYS = 2
 
 
 def removal_policy(config: PipelineConfig) -> RemovalPolicy:

@@ -43,6 +43,16 @@ def test_buckets_are_versioned_private_and_notify_the_job_queue_on_every_image_s
     assert suffixes == {*IMAGE_SUFFIXES, *(s.upper() for s in IMAGE_SUFFIXES), ".json"}
 
 
+def test_buckets_expire_what_the_stack_expires_staged_answers_included(stack):
+    s3, r = stack.client("s3"), stack.resources
+    output_rules = {rule["ID"]: rule for rule in s3.get_bucket_lifecycle_configuration(Bucket=r.output_bucket)["Rules"]}
+    staged = output_rules["expire-staged-model-answers"]
+    assert staged["Filter"]["Prefix"] == "_staging/" and staged["Expiration"]["Days"] == 2
+    for bucket in (r.input_bucket, r.output_bucket):
+        rules = {rule["ID"] for rule in s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]}
+        assert "expire-noncurrent-and-abort-multipart" in rules
+
+
 def test_job_queue_redrives_to_the_dlq_with_the_configured_max_receive_count(stack):
     sqs, r = stack.client("sqs"), stack.resources
     attrs = sqs.get_queue_attributes(QueueUrl=r.job_queue_url, AttributeNames=["All"])["Attributes"]
