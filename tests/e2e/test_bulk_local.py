@@ -1,0 +1,90 @@
+"""A bulk job through the local stack as a user runs it: a 50-row manifest submitted, S3 Batch Operations
+(emulated) invoking the enqueue function per row, the worker writing one record per row and counting it,
+the completion report, and the progress bar reading the counter item."""
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+import pytest
+from PIL import Image
+
+from img2img.core import bulk as core_bulk
+from img2img_local import bulk
+from img2img_local.batch_operations import read_report
+from img2img_local.project import load_pipeline_config
+from img2img_local.stack import LocalStack
+
+pytestmark = pytest.mark.e2e
+
+ROWS, MISSING = 50, 3
+CATALOGUE = "catalogue/"  # an excluded prefix: the photos are there, uploads do not start jobs by themselves
+
+
+def png(n: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (96, 96), (n * 5 % 256, 120, 200 - n)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def stack():
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    config = load_pipeline_config(["logLevel=WARNING", f'excludedPrefixes=["{CATALOGUE}"]'])
+    with LocalStack(config, visibility_timeout_seconds=10, serve_api=False) as running:
+        yield running
+
+
+def test_a_50_row_manifest_ends_with_50_records_matching_counts_and_a_report(stack):
+    s3, r = stack.client("s3"), stack.resources
+    keys = [f"{CATALOGUE}shoe {n:02d}.png" for n in range(ROWS)]
+    for n, key in enumerate(keys[MISSING:], start=MISSING):  # the first rows' objects do not exist
+        s3.put_object(Bucket=r.input_bucket, Key=key, Body=png(n))
+    manifest = core_bulk.encode_manifest((r.input_bucket, key, None) for key in keys)
+    assert "shoe%2000.png" in manifest  # keys URL-encoded, as S3 Batch Operations reads them
+
+    target = bulk.stack_target(stack)
+    out = io.StringIO()
+    bulk_id, job_id = bulk.submit(target, manifest, {"operation": "remove-background"}, "bulk/shop/", out=out)
+    assert f"{ROWS} rows, operation remove-background" in out.getvalue()
+    assert "estimated model cost $2.00" in out.getvalue()
+
+    job = stack.batch_operations.wait(job_id, timeout=120)
+    assert job["Status"] == "Complete"
+    assert job["ProgressSummary"] == {"TotalNumberOfTasks": ROWS, "NumberOfTasksSucceeded": ROWS,
+                                      "NumberOfTasksFailed": 0}  # every row queued; outcomes are the worker's
+
+    bars = io.StringIO()
+    progress = bulk.watch(target, bulk_id, out=bars, interval=0.5, timeout=240)
+    assert progress.finished
+    assert progress.counts == {"succeeded": ROWS - MISSING, "failed": MISSING}
+    assert progress.errors == {"source_not_found": MISSING}
+    assert bars.getvalue().splitlines()[-1].startswith(f"[{'#' * 30}] {ROWS}/{ROWS}")
+
+    records = [json.loads(s3.get_object(Bucket=r.output_bucket, Key=f"bulk/shop/{key}.json")["Body"].read())
+               for key in keys]
+    assert [rec["status"] for rec in records] == ["failed"] * MISSING + ["succeeded"] * (ROWS - MISSING)
+    assert all(rec["operation"] == "remove-background" for rec in records[MISSING:])
+
+    results_key, manifest_key = stack.batch_operations.report_keys(job_id)
+    assert manifest_key.endswith(f"/job-{job_id}/manifest.json") and "/report/" in manifest_key
+    report = read_report(s3, r.output_bucket, results_key)
+    assert len(report) == ROWS and {row["TaskStatus"] for row in report} == {"succeeded"}
+    assert report[0]["Key"] == "catalogue/shoe%2000.png" and report[0]["HTTPStatusCode"] == "200"
+
+
+def test_refusals_come_before_anything_is_created(stack):
+    target = bulk.stack_target(stack)
+    r = stack.resources
+    with pytest.raises(bulk.BulkError, match="not one this deployment may read"):
+        bulk.submit(target, "someone-elses-bucket,a.png\n", {"operation": "remove-background"}, "bulk/x/")
+    with pytest.raises(bulk.BulkError, match="invalid_parameters"):
+        bulk.submit(target, f"{r.input_bucket},a.png\n", {"operation": "remove-background", "strength": 9},
+                    "bulk/x/")
+    rows = "".join(f"{r.input_bucket},k{n}.png\n" for n in range(20))
+    with pytest.raises(bulk.BulkError, match=r"\$1.60 is above the ceiling \$1.00"):
+        bulk.submit(target, rows, {"prompt": "a watercolor"}, "bulk/x/", max_cost=1.0, bulk_id="refused-1")
+    assert target.progress.get("refused-1") is None
+    listed = stack.client("s3").list_objects_v2(Bucket=r.output_bucket, Prefix="_bulk/refused-1/")
+    assert listed.get("KeyCount", 0) == 0
