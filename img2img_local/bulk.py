@@ -97,9 +97,10 @@ def plan(target: Target, manifest_text: str, params: dict[str, Any], output_pref
 
 
 def submit(target: Target, manifest_text: str, params: dict[str, Any], output_prefix: str, *,
-           max_cost: float = DEFAULT_MAX_COST_USD, confirmed: bool = False, out=sys.stdout,
+           max_cost: float = DEFAULT_MAX_COST_USD, confirmed: bool = False, out=None,
            bulk_id: str | None = None) -> tuple[str, str]:
     """Plan, refuse above the cost ceiling unless confirmed, then create: (bulk id, Batch Operations job id)."""
+    out = out or sys.stdout
     arguments, rows, operation, cost = plan(target, manifest_text, params, output_prefix, bulk_id)
     print(f"{len(rows):,} rows, operation {operation}, outputs under s3://{target.settings.output_bucket}/"
           f"{arguments.output_prefix}; estimated model cost ${cost:,.2f}", file=out)
@@ -132,9 +133,10 @@ def status_line(progress: bulk.Progress, now: float) -> str:
     return f"{bulk.progress_bar(progress)}  {rate:,.0f} rows/min{eta}"
 
 
-def watch(target: Target, bulk_id: str, *, out=sys.stdout, interval: float = 1.0, timeout: float | None = None,
+def watch(target: Target, bulk_id: str, *, out=None, interval: float = 1.0, timeout: float | None = None,
           clock: Callable[[], float] = time.time) -> bulk.Progress:
     """Print the progress bar until every row has its record (or the timeout)."""
+    out = out or sys.stdout
     deadline = None if timeout is None else clock() + timeout
     live = getattr(out, "isatty", lambda: False)()
     while True:
@@ -199,6 +201,9 @@ def run(args: argparse.Namespace) -> int:
     except BulkError as exc:
         print(f"img2img bulk: error: {exc}", file=sys.stderr)
         return 1
+    finally:
+        if target.operations is not None:
+            target.operations.close()
 
 
 def _params(args: argparse.Namespace) -> dict[str, Any]:

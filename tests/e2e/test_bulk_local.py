@@ -88,3 +88,27 @@ def test_refusals_come_before_anything_is_created(stack):
     assert target.progress.get("refused-1") is None
     listed = stack.client("s3").list_objects_v2(Bucket=r.output_bucket, Prefix="_bulk/refused-1/")
     assert listed.get("KeyCount", 0) == 0
+
+
+def test_the_cli_submits_against_the_local_stacks_env_file_and_reports_status(stack, tmp_path, capsys):
+    from img2img_local import cli
+
+    s3, r = stack.client("s3"), stack.resources
+    for n in range(3):
+        s3.put_object(Bucket=r.input_bucket, Key=f"{CATALOGUE}cli/{n}.png", Body=png(n))
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text(core_bulk.encode_manifest((r.input_bucket, f"{CATALOGUE}cli/{n}.png", None)
+                                                  for n in range(3)))
+    env_file = tmp_path / "local.env"
+    stack.write_env_file(env_file)
+    context = ["-c", f'excludedPrefixes=["{CATALOGUE}"]']
+    assert cli.main(["bulk", "submit", str(manifest), "--operation", "remove-background", "--output-prefix",
+                     "bulk/cli/", "--watch", "--env-file", str(env_file), *context]) == 0
+    printed = capsys.readouterr().out
+    assert "3 rows, operation remove-background" in printed
+    bulk_id = printed.split("bulk job ")[1].split()[0]
+    assert cli.main(["bulk", "status", bulk_id, "--env-file", str(env_file), *context]) == 0
+    assert "3/3  succeeded 3" in capsys.readouterr().out
+    assert cli.main(["bulk", "submit", str(manifest), "--prompt", "a watercolor", "--output-prefix", "bulk/cli/",
+                     "--max-cost", "0.1", "--env-file", str(env_file), *context]) == 1
+    assert "above the ceiling $0.10" in capsys.readouterr().err
