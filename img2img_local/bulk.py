@@ -35,7 +35,6 @@ from img2img_local.event_source import FAKE_CREDENTIALS
 from img2img_local.project import load_pipeline_config
 
 DEFAULT_MAX_COST_USD = 100.0
-MANIFEST_DIR = "_bulk"  # under the output prefix: manifests and completion reports
 
 
 class BulkError(Exception):
@@ -108,15 +107,15 @@ def submit(target: Target, manifest_text: str, params: dict[str, Any], output_pr
         raise BulkError(f"the estimated cost ${cost:,.2f} is above the ceiling ${max_cost:,.2f} "
                         "(--max-cost): pass --yes to run it anyway")
     s = target.settings
-    base = f"{s.output_prefix}{MANIFEST_DIR}/{arguments.bulk_id}"
-    key = f"{base}/manifest.csv"
+    key, report = bulk.manifest_key(s.output_prefix, arguments.bulk_id), bulk.report_prefix(s.output_prefix,
+                                                                                           arguments.bulk_id)
     etag = target.s3.put_object(Bucket=s.output_bucket, Key=key, Body=manifest_text.encode("utf-8"),
                                 ContentType="text/csv")["ETag"].strip('"')
     target.progress.create(arguments.bulk_id, {
         "rows": len(rows), "operation": operation, "params": params, "output_prefix": arguments.output_prefix,
-        "manifest": {"bucket": s.output_bucket, "key": key}, "report_prefix": f"{base}/report",
+        "manifest": {"bucket": s.output_bucket, "key": key}, "report_prefix": report,
         "estimated_cost_usd": cost, "created_at": time.time()})
-    job_id = target.start_job(arguments, key, etag, bulk.manifest_fields(rows), f"{base}/report")
+    job_id = target.start_job(arguments, key, etag, bulk.manifest_fields(rows), report)
     target.progress.set_batch_job(arguments.bulk_id, job_id)
     print(f"bulk job {arguments.bulk_id} (S3 Batch Operations job {job_id})", file=out)
     return arguments.bulk_id, job_id

@@ -35,6 +35,11 @@ MAX_ARGUMENT_CHARS = 1024
 MAX_RESULT_STRING_CHARS = 1024
 MAX_MANIFEST_ROWS = 100_000   # one submit's guard; S3 Batch Operations itself takes billions
 MAX_REPORTED_PROBLEMS = 20
+# Under the output prefix, in the output bucket: each bulk job's manifest and its completion report (the
+# Batch Operations role may read only the manifests and write only there: infra/bulk.py).
+BULK_DIR = "_bulk"
+MANIFEST_NAME = "manifest.csv"
+REPORT_DIR = "report"
 # Counter item statuses: the worker's record statuses, plus rows the enqueue function refused.
 RECORD_STATUSES = ("succeeded", "failed")
 REJECTED = "rejected"
@@ -88,6 +93,14 @@ def parse_manifest(text: str, readable: Callable[[str], bool] = lambda bucket: T
     if problems:
         raise ManifestError(problems, len(problems))
     return rows
+
+
+def manifest_key(output_prefix: str, bulk_id: str) -> str:
+    return f"{output_prefix}{BULK_DIR}/{bulk_id}/{MANIFEST_NAME}"
+
+
+def report_prefix(output_prefix: str, bulk_id: str) -> str:
+    return f"{output_prefix}{BULK_DIR}/{bulk_id}/{REPORT_DIR}"
 
 
 def manifest_fields(rows: list[ManifestRow]) -> list[str]:
