@@ -13,6 +13,7 @@ it, on AWS (`--function-arn`, `--role-arn`: the stack's bulk outputs).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import secrets
 import sys
@@ -25,7 +26,7 @@ from typing import Any
 import boto3
 
 from img2img.aws.bulk import DynamoBulkProgress, create_batch_job
-from img2img.core import bulk
+from img2img.core import bulk, records
 from img2img.core import params as P
 from img2img.core.errors import JobError
 from img2img.core.pipeline import Pipeline
@@ -95,12 +96,35 @@ def plan(target: Target, manifest_text: str, params: dict[str, Any], output_pref
     return arguments, rows, operation, bulk.estimated_cost(len(rows), operation)
 
 
+def failed_rows(target: Target, rows: list[bulk.ManifestRow], output_prefix: str) -> list[bulk.ManifestRow]:
+    """The rows whose record (under the bulk job's output prefix) says `failed`: what --retry-failed re-runs.
+    One GET per row; rows that succeeded, or have no record yet, are left alone."""
+    def failed(row: bulk.ManifestRow) -> bool:
+        try:
+            body = target.s3.get_object(Bucket=target.settings.output_bucket,
+                                        Key=records.record_key(output_prefix, row.key))["Body"].read()
+        except target.s3.exceptions.NoSuchKey:
+            return False
+        return json.loads(body).get("status") == "failed"
+
+    return [row for row in rows if failed(row)]
+
+
 def submit(target: Target, manifest_text: str, params: dict[str, Any], output_prefix: str, *,
            max_cost: float = DEFAULT_MAX_COST_USD, confirmed: bool = False, out=None,
-           bulk_id: str | None = None) -> tuple[str, str]:
-    """Plan, refuse above the cost ceiling unless confirmed, then create: (bulk id, Batch Operations job id)."""
+           bulk_id: str | None = None, retry_failed: bool = False) -> tuple[str, str]:
+    """Plan, refuse above the cost ceiling unless confirmed, then create: (bulk id, Batch Operations job id).
+
+    The same manifest and parameters again regenerate nothing that succeeded (the worker's idempotency);
+    `retry_failed` submits only the rows whose records say `failed`, as a new bulk job."""
     out = out or sys.stdout
     arguments, rows, operation, cost = plan(target, manifest_text, params, output_prefix, bulk_id)
+    if retry_failed:
+        rows = failed_rows(target, rows, arguments.output_prefix)
+        if not rows:
+            raise BulkError("no failed rows to retry")
+        manifest_text = bulk.encode_manifest((row.bucket, row.key, row.version_id) for row in rows)
+        cost = bulk.estimated_cost(len(rows), operation)
     print(f"{len(rows):,} rows, operation {operation}, outputs under s3://{target.settings.output_bucket}/"
           f"{arguments.output_prefix}; estimated model cost ${cost:,.2f}", file=out)
     if cost > max_cost and not confirmed:
@@ -166,6 +190,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                help=f"refuse above this estimated model cost (default {DEFAULT_MAX_COST_USD:g})")
     submit_parser.add_argument("--yes", action="store_true", help="run even above --max-cost")
     submit_parser.add_argument("--watch", action="store_true", help="show the progress bar until it is done")
+    submit_parser.add_argument("--retry-failed", action="store_true",
+                               help="submit only the rows whose records (under --output-prefix) say failed")
     _target_arguments(submit_parser)
     submit_parser.add_argument("--function-arn", default=os.environ.get("IMG2IMG_BULK_FUNCTION_ARN", ""),
                                help="AWS: the enqueue function (stack output; env IMG2IMG_BULK_FUNCTION_ARN)")
@@ -189,7 +215,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.bulk_command == "submit":
             bulk_id, job_id = submit(target, args.manifest.read_text("utf-8"), _params(args), args.output_prefix,
-                                     max_cost=args.max_cost, confirmed=args.yes)
+                                     max_cost=args.max_cost, confirmed=args.yes, retry_failed=args.retry_failed)
             if target.operations is not None:  # local: this process runs the emulated job to its end
                 target.operations.wait(job_id)
             if args.watch:
@@ -206,8 +232,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _params(args: argparse.Namespace) -> dict[str, Any]:
-    import json
-
     params: dict[str, Any] = {}
     if args.operation:
         params["operation"] = args.operation

@@ -73,6 +73,22 @@ def test_a_50_row_manifest_ends_with_50_records_matching_counts_and_a_report(sta
     assert len(report) == ROWS and {row["TaskStatus"] for row in report} == {"succeeded"}
     assert report[0]["Key"] == "catalogue/shoe%2000.png" and report[0]["HTTPStatusCode"] == "200"
 
+    # The missing photos arrive: --retry-failed runs those rows only, as a new bulk job.
+    for n, key in enumerate(keys[:MISSING]):
+        s3.put_object(Bucket=r.input_bucket, Key=key, Body=png(n))
+    out = io.StringIO()
+    retry_id, retry_job = bulk.submit(target, manifest, {"operation": "remove-background"}, "bulk/shop/", out=out,
+                                      retry_failed=True)
+    assert f"{MISSING} rows, operation remove-background" in out.getvalue()
+    assert stack.batch_operations.wait(retry_job, timeout=60)["ProgressSummary"]["TotalNumberOfTasks"] == MISSING
+    retried = bulk.watch(target, retry_id, out=io.StringIO(), interval=0.5, timeout=120)
+    assert retried.counts == {"succeeded": MISSING}
+    records = [json.loads(s3.get_object(Bucket=r.output_bucket, Key=f"bulk/shop/{key}.json")["Body"].read())
+               for key in keys]
+    assert {rec["status"] for rec in records} == {"succeeded"}
+    with pytest.raises(bulk.BulkError, match="no failed rows"):
+        bulk.submit(target, manifest, {"operation": "remove-background"}, "bulk/shop/", retry_failed=True)
+
 
 def test_refusals_come_before_anything_is_created(stack):
     target = bulk.stack_target(stack)
