@@ -13,6 +13,7 @@ it, on AWS (`--function-arn`, `--role-arn`: the stack's bulk outputs).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import secrets
@@ -76,11 +77,14 @@ def new_bulk_id(clock: Callable[[], float] = time.time) -> str:
 
 
 def plan(target: Target, manifest_text: str, params: dict[str, Any], output_prefix: str,
-         bulk_id: str | None = None) -> tuple[bulk.BulkArguments, list[bulk.ManifestRow], str, float]:
-    """Everything checked, nothing created: (arguments, rows, operation, estimated cost in USD)."""
+         bulk_id: str | None = None, jsonl: bool = False,
+         ) -> tuple[bulk.BulkArguments, list[bulk.ManifestRow], str, float]:
+    """Everything checked, nothing created: (arguments, rows, operation, estimated cost in USD).
+
+    A JSONL manifest's rows may override the parameters: each row's are validated too."""
     s = target.settings
     try:
-        rows = bulk.parse_manifest(manifest_text, s.bulk_readable)
+        rows = (bulk.parse_jsonl_manifest if jsonl else bulk.parse_manifest)(manifest_text, s.bulk_readable)
     except bulk.ManifestError as exc:
         raise BulkError(str(exc)) from None
     deployment = P.deployment_layer(s.model_id, s.output_format, s.default_prompt, s.default_params)
@@ -93,7 +97,20 @@ def plan(target: Target, manifest_text: str, params: dict[str, Any], output_pref
         arguments.user_arguments()  # within S3 Batch Operations' limits
     except JobError as exc:
         raise BulkError(f"{exc.code}: {exc.message}") from None
-    return arguments, rows, operation, bulk.estimated_cost(len(rows), operation)
+    operations: dict[str, int] = {}
+    problems = []
+    for row in rows:
+        try:
+            op = bulk.check_params({**params, **row.params}, deployment, validator.validate) if row.params \
+                else operation
+        except JobError as exc:
+            problems.append(f"line {row.line}: {exc.code}: {exc.message}")
+            continue
+        operations[op] = operations.get(op, 0) + 1
+    if problems:
+        raise BulkError(str(bulk.ManifestError(problems, len(problems))))
+    cost = round(sum(bulk.estimated_cost(n, op) for op, n in operations.items()), 2)
+    return arguments, rows, operation, cost
 
 
 def failed_rows(target: Target, rows: list[bulk.ManifestRow], output_prefix: str) -> list[bulk.ManifestRow]:
@@ -112,19 +129,21 @@ def failed_rows(target: Target, rows: list[bulk.ManifestRow], output_prefix: str
 
 def submit(target: Target, manifest_text: str, params: dict[str, Any], output_prefix: str, *,
            max_cost: float = DEFAULT_MAX_COST_USD, confirmed: bool = False, out=None,
-           bulk_id: str | None = None, retry_failed: bool = False) -> tuple[str, str]:
+           bulk_id: str | None = None, retry_failed: bool = False, jsonl: bool = False) -> tuple[str, str]:
     """Plan, refuse above the cost ceiling unless confirmed, then create: (bulk id, Batch Operations job id).
 
     The same manifest and parameters again regenerate nothing that succeeded (the worker's idempotency);
     `retry_failed` submits only the rows whose records say `failed`, as a new bulk job."""
     out = out or sys.stdout
-    arguments, rows, operation, cost = plan(target, manifest_text, params, output_prefix, bulk_id)
+    arguments, rows, operation, cost = plan(target, manifest_text, params, output_prefix, bulk_id, jsonl)
     if retry_failed:
-        rows = failed_rows(target, rows, arguments.output_prefix)
-        if not rows:
+        kept = failed_rows(target, rows, arguments.output_prefix)
+        if not kept:
             raise BulkError("no failed rows to retry")
+        cost = round(cost * len(kept) / len(rows), 2)
+        rows = kept
+    if retry_failed or jsonl:  # S3 Batch Operations reads CSV: the rows it is to run, keys encoded
         manifest_text = bulk.encode_manifest((row.bucket, row.key, row.version_id) for row in rows)
-        cost = bulk.estimated_cost(len(rows), operation)
     print(f"{len(rows):,} rows, operation {operation}, outputs under s3://{target.settings.output_bucket}/"
           f"{arguments.output_prefix}; estimated model cost ${cost:,.2f}", file=out)
     if cost > max_cost and not confirmed:
@@ -135,6 +154,11 @@ def submit(target: Target, manifest_text: str, params: dict[str, Any], output_pr
                                                                                            arguments.bulk_id)
     etag = target.s3.put_object(Bucket=s.output_bucket, Key=key, Body=manifest_text.encode("utf-8"),
                                 ContentType="text/csv")["ETag"].strip('"')
+    document = bulk.overrides_document(rows)
+    if document:
+        arguments = dataclasses.replace(arguments, overrides=bulk.overrides_key(s.output_prefix, arguments.bulk_id))
+        target.s3.put_object(Bucket=s.output_bucket, Key=arguments.overrides, ContentType="application/json",
+                             Body=json.dumps(document, ensure_ascii=False).encode("utf-8"))
     target.progress.create(arguments.bulk_id, {
         "rows": len(rows), "operation": operation, "params": params, "output_prefix": arguments.output_prefix,
         "manifest": {"bucket": s.output_bucket, "key": key}, "report_prefix": report,
@@ -180,7 +204,8 @@ def watch(target: Target, bulk_id: str, *, out=None, interval: float = 1.0, time
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="bulk_command", required=True, metavar="SUBCOMMAND")
     submit_parser = sub.add_parser("submit", help="validate a manifest and parameters, then start the bulk job")
-    submit_parser.add_argument("manifest", type=Path, help="CSV bucket,key[,version] (keys URL-encoded)")
+    submit_parser.add_argument("manifest", type=Path, help="CSV bucket,key[,version] (keys URL-encoded), or "
+                               "*.jsonl: {bucket, key, version_id?, params?} per line (params override per row)")
     submit_parser.add_argument("--output-prefix", required=True, help="where the outputs and records go")
     submit_parser.add_argument("--operation", help="an operation (docs/operations.md)")
     submit_parser.add_argument("--prompt")
@@ -215,7 +240,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.bulk_command == "submit":
             bulk_id, job_id = submit(target, args.manifest.read_text("utf-8"), _params(args), args.output_prefix,
-                                     max_cost=args.max_cost, confirmed=args.yes, retry_failed=args.retry_failed)
+                                     max_cost=args.max_cost, confirmed=args.yes, retry_failed=args.retry_failed,
+                                     jsonl=args.manifest.suffix.lower() == ".jsonl")
             if target.operations is not None:  # local: this process runs the emulated job to its end
                 target.operations.wait(job_id)
             if args.watch:

@@ -1,7 +1,8 @@
 """Bulk jobs on S3 Batch Operations (docs/bulk.md): the enqueue function and the role Batch Operations uses.
 
 The enqueue function (handlers/bulk_enqueue.py) turns one manifest row into one job message; its role
-may only send to the job queue and ADD to the bulk jobs' counter items in the idempotency table. The
+may only send to the job queue, read JSONL bulk jobs' per-row overrides (`<outputPrefix>_bulk/*/
+overrides.json`) and ADD to the bulk jobs' counter items in the idempotency table. The
 Batch Operations role, trusted by `batchoperations.s3.amazonaws.com` only, may:
 
 * `lambda:InvokeFunction` on the enqueue function;
@@ -35,6 +36,10 @@ def manifest_pattern(config: PipelineConfig) -> str:
     return f"{config.output_prefix}{bulk.BULK_DIR}/*/{bulk.MANIFEST_NAME}"
 
 
+def overrides_pattern(config: PipelineConfig) -> str:
+    return f"{config.output_prefix}{bulk.BULK_DIR}/*/{bulk.OVERRIDES_NAME}"
+
+
 def report_pattern(config: PipelineConfig) -> str:
     return f"{config.output_prefix}{bulk.BULK_DIR}/*/{bulk.REPORT_DIR}/*"
 
@@ -54,6 +59,9 @@ class BulkJobs(Construct):
             memory_mb=MEMORY_MB, timeout_seconds=TIMEOUT_SECONDS)
         self.role.add_to_policy(iam.PolicyStatement(
             sid="QueueBulkRows", actions=["sqs:SendMessage"], resources=[job_queue.queue_arn]))
+        self.role.add_to_policy(iam.PolicyStatement(
+            sid="ReadBulkRowOverrides", actions=["s3:GetObject"],
+            resources=[output_bucket.arn_for_objects(overrides_pattern(config))]))
         self.role.add_to_policy(iam.PolicyStatement(
             sid="CountRejectedBulkRows", actions=["dynamodb:UpdateItem"], resources=[table.table_arn]))
 

@@ -12,7 +12,7 @@ from aws_cdk import aws_s3 as s3
 from cdk_nag import AwsSolutionsChecks
 from constructs import IConstruct
 
-from infra.bulk import manifest_pattern, report_pattern
+from infra.bulk import manifest_pattern, overrides_pattern, report_pattern
 from infra.stack import Img2ImgStack
 from infra.worker import checkpoint_pattern
 
@@ -97,6 +97,10 @@ def _acknowledge_bulk(stack: Img2ImgStack) -> None:
          "X-Ray active tracing of the enqueue function: xray:PutTraceSegments and xray:PutTelemetryRecords do "
          "not support resource-level permissions, AWS requires Resource '*'.")
     output_arn = _bucket_arn(stack, stack.storage.output_bucket)
+    _ack(jobs.role.node.find_child("DefaultPolicy"), f"AwsSolutions-IAM5[Resource::{output_arn}/"
+                                                     f"{overrides_pattern(config)}]",
+         "Bulk-id wildcard on the pipeline's own output bucket: the enqueue function reads a JSONL bulk job's "
+         "per-row parameters (GetObject only), one overrides object per bulk id.")
     batch_policy = jobs.batch_role.node.find_child("DefaultPolicy")
     for pattern, why in ((manifest_pattern(config), "read a bulk job's manifest (GetObject/GetObjectVersion), "
                                                     "each job's under its own bulk id"),

@@ -57,7 +57,8 @@ def test_a_50_row_manifest_ends_with_50_records_matching_counts_and_a_report(sta
 
     bars = io.StringIO()
     progress = bulk.watch(target, bulk_id, out=bars, interval=0.5, timeout=240)
-    assert progress.finished
+    dlq = stack.client("sqs").get_queue_attributes(QueueUrl=r.dlq_url, AttributeNames=["All"])["Attributes"]
+    assert progress.finished, (progress, dlq, stack.stats().get("errors"), stack.stats().get("timeouts"))
     assert progress.counts == {"succeeded": ROWS - MISSING, "failed": MISSING}
     assert progress.errors == {"source_not_found": MISSING}
     assert bars.getvalue().splitlines()[-1].startswith(f"[{'#' * 30}] {ROWS}/{ROWS}")
@@ -128,3 +129,26 @@ def test_the_cli_submits_against_the_local_stacks_env_file_and_reports_status(st
     assert cli.main(["bulk", "submit", str(manifest), "--prompt", "a watercolor", "--output-prefix", "bulk/cli/",
                      "--max-cost", "0.1", "--env-file", str(env_file), *context]) == 1
     assert "above the ceiling $0.10" in capsys.readouterr().err
+
+
+def test_a_jsonl_manifests_rows_override_the_bulk_jobs_params(stack):
+    s3, r = stack.client("s3"), stack.resources
+    keys = [f"{CATALOGUE}mixed/{n}.png" for n in range(4)]
+    for n, key in enumerate(keys):
+        s3.put_object(Bucket=r.input_bucket, Key=key, Body=png(n))
+    lines = [{"bucket": r.input_bucket, "key": key} for key in keys]
+    lines[1]["params"] = {"operation": "upscale-fast"}
+    lines[2]["params"] = {"operation": "erase", "strength": 3}  # not a field of erase: refused up front
+    target = bulk.stack_target(stack)
+    text = "\n".join(json.dumps(line) for line in lines) + "\n"
+    with pytest.raises(bulk.BulkError, match="line 3: invalid_parameters"):
+        bulk.submit(target, text, {"operation": "remove-background"}, "bulk/mixed/", jsonl=True)
+    del lines[2]["params"]
+    text = "\n".join(json.dumps(line) for line in lines) + "\n"
+    bulk_id, job_id = bulk.submit(target, text, {"operation": "remove-background"}, "bulk/mixed/", jsonl=True,
+                                  out=io.StringIO())
+    stack.batch_operations.wait(job_id, timeout=60)
+    assert bulk.watch(target, bulk_id, out=io.StringIO(), interval=0.5, timeout=120).counts == {"succeeded": 4}
+    operations = [json.loads(s3.get_object(Bucket=r.output_bucket, Key=f"bulk/mixed/{key}.json")["Body"].read())
+                  ["operation"] for key in keys]
+    assert operations == ["remove-background", "upscale-fast", "remove-background", "remove-background"]

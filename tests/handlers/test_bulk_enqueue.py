@@ -30,6 +30,7 @@ def enqueue(event: dict) -> dict:
     from img2img.handlers import bulk_enqueue
 
     bulk_enqueue.progress.cache_clear()
+    bulk_enqueue.overrides.cache_clear()
     return bulk_enqueue.handler(event, Context())
 
 
@@ -124,3 +125,24 @@ def test_a_version_in_the_manifest_is_the_version_the_worker_runs(world, progres
     world.run(body)
     record = json.loads(world.s3.get_object(Bucket=OUTPUT, Key="bulk/shop/shop/a.png.json")["Body"].read())
     assert record["source"]["version_id"] == old
+
+
+def test_a_jsonl_rows_overrides_reach_its_job_field_by_field(world, progress):
+    doc = {bulk.row_id(INPUT, "shop/b.png", None): {"prompt": "a pencil sketch"}}
+    world.s3.put_object(Bucket=OUTPUT, Key="_bulk/bulk-1/overrides.json", Body=json.dumps(doc).encode())
+    args = bulk.BulkArguments(ARGS.bulk_id, ARGS.output_prefix, ARGS.params, overrides="_bulk/bulk-1/overrides.json")
+    answer = enqueue(batch_event((INPUT, "shop/a.png", None), (INPUT, "shop/b.png", None),
+                                 user_arguments=args.user_arguments()))
+    assert [r["resultCode"] for r in answer["results"]] == ["Succeeded", "Succeeded"]
+    params = {json.loads(b)["source"]["key"]: json.loads(b)["params"] for b in queued(world)}
+    assert params == {"shop/a.png": {"prompt": "a watercolor", "seed": 3},
+                      "shop/b.png": {"prompt": "a pencil sketch", "seed": 3}}
+
+
+def test_overrides_that_are_gone_fail_the_rows_permanently(world, progress):
+    args = bulk.BulkArguments(ARGS.bulk_id, ARGS.output_prefix, ARGS.params, overrides="_bulk/bulk-1/overrides.json")
+    [result] = enqueue(batch_event((INPUT, "shop/a.png", None), user_arguments=args.user_arguments()))["results"]
+    assert result["resultCode"] == "PermanentFailure" and "do not exist" in result["resultString"]
+    assert queued(world) == []
+    p = progress.get("bulk-1")
+    assert (p.counts, p.errors) == ({"rejected": 1}, {"invalid_parameters": 1})

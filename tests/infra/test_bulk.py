@@ -63,7 +63,10 @@ def test_the_enqueue_function_may_only_queue_jobs_and_count_rows(default):
     assert granted["dynamodb:UpdateItem"] == {f"${{{table}.Arn}}"}
     assert {a for a in granted if a.startswith("sqs:")} == {"sqs:SendMessage"}
     assert granted["sqs:SendMessage"] == {f"${{{queue}.Arn}}"}
-    assert not any(a.startswith(("s3:", "bedrock:")) for a in granted)
+    output = default.logical_id(default.stack.storage.output_bucket)
+    assert {a for a in granted if a.startswith("s3:")} == {"s3:GetObject"}
+    assert granted["s3:GetObject"] == {f"${{{output}.Arn}}/_bulk/*/overrides.json"}
+    assert not any(a.startswith("bedrock:") for a in granted)
     env = fn["Properties"]["Environment"]["Variables"]
     assert render(env["IMG2IMG_JOB_QUEUE_URL"]) == f"${{{queue}}}"
     assert render(env["IMG2IMG_IDEMPOTENCY_TABLE"]) == f"${{{table}}}"

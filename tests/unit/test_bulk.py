@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -165,3 +166,33 @@ def test_progress_bar_counts_per_status_and_error_code():
     assert bar.startswith("[######....] 30/50")
     assert "failed 2 succeeded 28" in bar and "(source_not_found 2)" in bar
     assert bulk.progress_of("b", {"n_succeeded": 50}, {"rows": 50}).finished
+
+
+# ---- JSONL manifests: per-row overrides -----------------------------------------------------------
+
+def test_jsonl_rows_carry_their_overrides_and_encode_keys_for_s3():
+    text = ('{"bucket": "shop", "key": "red shoe.jpg"}\n'
+            '\n'
+            '{"bucket": "shop", "key": "café.png", "version_id": "v1", "params": {"prompt": "a sketch"}}\n')
+    with pytest.raises(bulk.ManifestError, match="some rows have a version"):
+        bulk.parse_jsonl_manifest(text)
+    rows = bulk.parse_jsonl_manifest(text.replace(', "version_id": "v1"', ""))
+    assert [(r.line, r.key, r.raw_key, r.params) for r in rows] == [
+        (1, "red shoe.jpg", "red%20shoe.jpg", None), (3, "café.png", "caf%C3%A9.png", {"prompt": "a sketch"})]
+    document = bulk.overrides_document(rows)
+    assert document == {bulk.row_id("shop", "café.png", None): {"prompt": "a sketch"}}
+    args = bulk.BulkArguments("b-1", "bulk/", {"prompt": "a watercolor", "seed": 1}, overrides="_bulk/b-1/o.json")
+    assert bulk.parse_arguments(args.user_arguments()) == args
+    message = args.job_message("shop", "café.png", None, document[bulk.row_id("shop", "café.png", None)])
+    assert message["params"] == {"prompt": "a sketch", "seed": 1}  # the row's fields win, field by field
+
+
+@pytest.mark.parametrize("line, problem", [
+    ("not json", "line 1: not JSON"),
+    ('{"bucket": "shop", "key": "a.jpg", "prompt": "x"}', "a row is {bucket, key, version_id?, params?}"),
+    ('{"bucket": "shop", "key": 7}', "bucket and key must be strings"),
+    ('{"bucket": "shop", "key": "a.jpg", "params": "x"}', "params must be a JSON object"),
+])
+def test_bad_jsonl_rows_name_the_line(line, problem):
+    with pytest.raises(bulk.ManifestError, match=re.escape(problem)):
+        bulk.parse_jsonl_manifest(line + "\n")

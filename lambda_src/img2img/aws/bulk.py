@@ -15,8 +15,9 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ..core import bulk
-from ..core.errors import transient
+from ..core.errors import JobError, transient
 from .clients import client
+from .s3 import NOT_FOUND_CODES
 
 ITEM_PREFIX = "bulk#"
 ITEM_TTL_SECONDS = 90 * 24 * 3600  # long after the longest bulk job (S3 Batch Operations keeps jobs 90 days)
@@ -73,6 +74,22 @@ class DynamoBulkProgress:
                                       **({"ExpressionAttributeNames": names} if names else {}))
         except (ClientError, BotoCoreError) as exc:
             raise transient("storage_error", f"could not update the bulk job's progress: {exc}") from None
+
+
+def read_overrides(bucket: str, key: str) -> dict[str, dict[str, Any]]:
+    """A JSONL bulk job's per-row params (core/bulk.overrides_document), written at submit."""
+    try:
+        body = client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in NOT_FOUND_CODES:
+            raise JobError("invalid_parameters", f"the bulk job's overrides s3://{bucket}/{key} do not exist") from None
+        raise transient("storage_error", f"could not read the bulk job's overrides: {exc}") from None
+    except BotoCoreError as exc:
+        raise transient("storage_error", f"could not read the bulk job's overrides: {exc}") from None
+    document = json.loads(body)
+    if not isinstance(document, dict):
+        raise JobError("invalid_parameters", "the bulk job's overrides are not a JSON object")
+    return document
 
 
 def enqueue(queue_url: str, message: dict[str, Any]) -> None:

@@ -14,9 +14,9 @@ import io
 import json
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
-from urllib.parse import unquote_plus
+from urllib.parse import quote, unquote_plus
 
 from ..operations import BY_NAME, IMAGE_TO_IMAGE, normal_name
 from . import params as P
@@ -29,8 +29,8 @@ SUCCEEDED, TEMPORARY_FAILURE, PERMANENT_FAILURE = "Succeeded", "TemporaryFailure
 TREAT_MISSING_KEYS_AS = PERMANENT_FAILURE
 ORIGIN = "bulk"
 # userArguments (the LambdaInvoke operation's limits)
-ARG_BULK_ID, ARG_OUTPUT_PREFIX, ARG_PARAMS = "bulkId", "outputPrefix", "params"
-ARGUMENTS = (ARG_BULK_ID, ARG_OUTPUT_PREFIX, ARG_PARAMS)
+ARG_BULK_ID, ARG_OUTPUT_PREFIX, ARG_PARAMS, ARG_OVERRIDES = "bulkId", "outputPrefix", "params", "overrides"
+ARGUMENTS = (ARG_BULK_ID, ARG_OUTPUT_PREFIX, ARG_PARAMS, ARG_OVERRIDES)
 MAX_ARGUMENT_CHARS = 1024
 MAX_RESULT_STRING_CHARS = 1024
 MAX_MANIFEST_ROWS = 100_000   # one submit's guard; S3 Batch Operations itself takes billions
@@ -39,6 +39,7 @@ MAX_REPORTED_PROBLEMS = 20
 # Batch Operations role may read only the manifests and write only there: infra/bulk.py).
 BULK_DIR = "_bulk"
 MANIFEST_NAME = "manifest.csv"
+OVERRIDES_NAME = "overrides.json"  # a JSONL manifest's per-row params, by row (S3 reads only the CSV)
 REPORT_DIR = "report"
 # Counter item statuses: the worker's record statuses, plus rows the enqueue function refused.
 RECORD_STATUSES = ("succeeded", "failed")
@@ -66,6 +67,41 @@ class ManifestRow:
     key: str                # decoded
     version_id: str | None
     raw_key: str            # as written in the manifest (URL-encoded): what a task's s3Key carries
+    params: dict[str, Any] | None = None  # a JSONL row's overrides of the bulk job's params
+
+
+def parse_jsonl_manifest(text: str, readable: Callable[[str], bool] = lambda bucket: True,
+                         max_rows: int = MAX_MANIFEST_ROWS) -> list[ManifestRow]:
+    """A JSONL manifest: one `{"bucket", "key" (not encoded), "version_id"?, "params"?}` per line."""
+    rows: list[ManifestRow] = []
+    problems: list[str] = []
+    for line, raw in enumerate(text.splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            item = json.loads(raw)
+        except ValueError:
+            problems.append(f"line {line}: not JSON")
+            continue
+        if not isinstance(item, dict) or set(item) - {"bucket", "key", "version_id", "params"}:
+            problems.append(f"line {line}: a row is {{bucket, key, version_id?, params?}}")
+            continue
+        bucket, key, version, params = (item.get(n) for n in ("bucket", "key", "version_id", "params"))
+        if not isinstance(key, str) or not isinstance(bucket, str):
+            problems.append(f"line {line}: bucket and key must be strings")
+        elif params is not None and not isinstance(params, dict):
+            problems.append(f"line {line}: params must be a JSON object")
+        elif version is not None and not (isinstance(version, str) and version):
+            problems.append(f"line {line}: version_id must be a non-empty string")
+        else:
+            problem, row = _row(line, [bucket, quote(key, safe="/"), *([version] if version else [])])
+            if row is not None and not readable(row.bucket):
+                problem = f"line {line}: bucket {row.bucket!r} is not one this deployment may read"
+            if problem:
+                problems.append(problem)
+            elif row is not None:
+                rows.append(replace(row, params=params or None))
+    return _checked_rows(rows, problems, max_rows)
 
 
 def parse_manifest(text: str, readable: Callable[[str], bool] = lambda bucket: True,
@@ -84,6 +120,10 @@ def parse_manifest(text: str, readable: Callable[[str], bool] = lambda bucket: T
             problems.append(problem)
         elif row is not None:
             rows.append(row)
+    return _checked_rows(rows, problems, max_rows)
+
+
+def _checked_rows(rows: list[ManifestRow], problems: list[str], max_rows: int) -> list[ManifestRow]:
     if not rows and not problems:
         problems.append("the manifest has no rows")
     if len({row.version_id is None for row in rows}) > 1:  # one field list for the whole manifest
@@ -97,6 +137,19 @@ def parse_manifest(text: str, readable: Callable[[str], bool] = lambda bucket: T
 
 def manifest_key(output_prefix: str, bulk_id: str) -> str:
     return f"{output_prefix}{BULK_DIR}/{bulk_id}/{MANIFEST_NAME}"
+
+
+def overrides_key(output_prefix: str, bulk_id: str) -> str:
+    return f"{output_prefix}{BULK_DIR}/{bulk_id}/{OVERRIDES_NAME}"
+
+
+def row_id(bucket: str, key: str, version_id: str | None) -> str:
+    """A row's name in the overrides document (what a task names: bucket, decoded key, version)."""
+    return json.dumps([bucket, key, version_id or None], ensure_ascii=False)
+
+
+def overrides_document(rows: Iterable[ManifestRow]) -> dict[str, dict[str, Any]]:
+    return {row_id(r.bucket, r.key, r.version_id): r.params for r in rows if r.params}
 
 
 def report_prefix(output_prefix: str, bulk_id: str) -> str:
@@ -130,8 +183,6 @@ def decode_key(raw_key: str) -> str:
 
 def encode_manifest(rows: Iterable[tuple[str, str, str | None]]) -> str:
     """(bucket, key, version) -> CSV manifest text, keys URL-encoded as S3 Batch Operations expects."""
-    from urllib.parse import quote
-
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     for bucket, key, version in rows:
@@ -146,19 +197,23 @@ class BulkArguments:
     bulk_id: str
     output_prefix: str
     params: dict[str, Any] = field(default_factory=dict)
+    overrides: str = ""  # the output-bucket key of the per-row overrides (JSONL manifests), if any
 
     def user_arguments(self) -> dict[str, str]:
         """What the LambdaInvoke operation carries (checked against its limits)."""
         args = {ARG_BULK_ID: self.bulk_id, ARG_OUTPUT_PREFIX: self.output_prefix,
-                ARG_PARAMS: json.dumps(self.params, separators=(",", ":"), ensure_ascii=False)}
+                ARG_PARAMS: json.dumps(self.params, separators=(",", ":"), ensure_ascii=False),
+                **({ARG_OVERRIDES: self.overrides} if self.overrides else {})}
         parse_arguments(args)
         return args
 
-    def job_message(self, bucket: str, key: str, version_id: str | None) -> dict[str, Any]:
-        """The job message the worker runs for one row (core/triggers.py parses it)."""
+    def job_message(self, bucket: str, key: str, version_id: str | None,
+                    overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The job message the worker runs for one row (core/triggers.py parses it): the bulk job's
+        params, field by field overridden by the row's own."""
         return {"type": JOB_MESSAGE, "origin": ORIGIN, "bulk_id": self.bulk_id,
                 "source": {"bucket": bucket, "key": key, "version_id": version_id},
-                "params": self.params, "output": {"prefix": self.output_prefix}}
+                "params": {**self.params, **(overrides or {})}, "output": {"prefix": self.output_prefix}}
 
 
 def parse_arguments(args: Any) -> BulkArguments:
@@ -173,7 +228,7 @@ def parse_arguments(args: Any) -> BulkArguments:
         elif len(value) > MAX_ARGUMENT_CHARS:
             problems.append(f"{name} is {len(value):,} characters; S3 Batch Operations carries at most "
                             f"{MAX_ARGUMENT_CHARS:,} per argument (shorten the prompt)")
-    bulk_id, prefix, params_text = (args.get(name) for name in ARGUMENTS)
+    bulk_id, prefix, params_text, overrides = (args.get(name) for name in ARGUMENTS)
     if not (isinstance(bulk_id, str) and JOB_ID.fullmatch(bulk_id)):
         problems.append(f"{ARG_BULK_ID} is not a valid bulk job id")
     if not isinstance(prefix, str) or not prefix:
@@ -188,10 +243,12 @@ def parse_arguments(args: Any) -> BulkArguments:
             problems.append(f"{ARG_PARAMS} is not JSON")
         if not isinstance(params, dict):
             problems.append(f"{ARG_PARAMS} must be a JSON object (docs/parameters.md)")
+    if overrides is not None and (not isinstance(overrides, str) or prefix_problem(overrides)):
+        problems.append(f"{ARG_OVERRIDES} is not an object key")
     if problems:
         raise _invalid("; ".join(problems))
     prefix = prefix if prefix.endswith("/") else prefix + "/"
-    return BulkArguments(bulk_id, prefix, params)
+    return BulkArguments(bulk_id, prefix, params, overrides or "")
 
 
 def _invalid(message: str) -> JobError:

@@ -5,7 +5,9 @@ tasks: [{taskId, s3Key (URL-encoded), s3VersionId, s3Bucket}]}`. Answer: `{invoc
 treatMissingKeysAs, invocationId, results: [{taskId, resultCode, resultString}]}`.
 
 The function does not read the object: the worker does, and a row whose object is missing or unreadable
-ends as the worker's failure record (`source_not_found`), like any other job. Refused here, and counted
+ends as the worker's failure record (`source_not_found`), like any other job; a row refused here for good is
+counted `rejected` with its error code. A JSONL manifest's per-row
+params (the `overrides` argument names their object) override the bulk job's, field by field. Refused here, and counted
 as `rejected` on the bulk job: a bucket this deployment may not read, arguments that are not a bulk
 job's (PermanentFailure). A queue that cannot be written is a TemporaryFailure: S3 Batch Operations
 retries the task.
@@ -15,7 +17,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from ..aws.bulk import DynamoBulkProgress, enqueue
+from ..aws.bulk import DynamoBulkProgress, enqueue, read_overrides
 from ..core import bulk
 from ..core.errors import JobError
 from ..observability import logger
@@ -25,6 +27,12 @@ from ..settings import get_settings
 @lru_cache(maxsize=1)
 def progress() -> DynamoBulkProgress:
     return DynamoBulkProgress(get_settings().idempotency_table)
+
+
+@lru_cache(maxsize=4)
+def overrides(key: str) -> dict[str, dict[str, Any]]:
+    """A JSONL bulk job's per-row params, read once per sandbox (a bulk job's invocations reuse it)."""
+    return read_overrides(get_settings().output_bucket, key)
 
 
 @logger.inject_lambda_context(clear_state=True)
@@ -50,10 +58,14 @@ def _enqueue(arguments: bulk.BulkArguments, task: bulk.Task) -> dict[str, str]:
         return bulk.result(task.task_id, bulk.PERMANENT_FAILURE, f"bucket {task.bucket} is not one this "
                            "deployment may read (the input bucket or IMG2IMG_BULK_SOURCE_BUCKETS)")
     try:
-        enqueue(s.job_queue_url, arguments.job_message(task.bucket, task.key, task.version_id))
+        row = overrides(arguments.overrides).get(bulk.row_id(task.bucket, task.key, task.version_id)) \
+            if arguments.overrides else None
+        enqueue(s.job_queue_url, arguments.job_message(task.bucket, task.key, task.version_id, row))
     except JobError as exc:
         code, message = bulk.result_for(exc)
         logger.warning("could not queue a bulk row", extra={"bulk_id": arguments.bulk_id, "error": exc.code})
+        if not exc.retryable:  # final: the row will have no record, so the bulk job counts it here
+            _count(arguments.bulk_id, exc.code)
         return bulk.result(task.task_id, code, message)
     return bulk.result(task.task_id, bulk.SUCCEEDED, "queued")
 
