@@ -10,9 +10,9 @@ manifest (`S3BatchOperations_CSV_20180820`):
   s3Key, s3VersionId, s3Bucket}]}`;
 - reads each answer: `Succeeded` and `PermanentFailure` are final, `TemporaryFailure` (and a function
   error) is retried up to `max_attempts`, a task the answer leaves out is `treatMissingKeysAs`;
-- writes the completion report (`Report_CSV_20180820`, scope AllTasks) under
-  `<prefix>/job-<id>/results/<uuid>.csv` with its `<prefix>/job-<id>/manifest.json`, and reports the
-  job's status and progress as DescribeJob does.
+- writes the completion report (`Report_CSV_20180820`, scope AllTasks): one
+  `<prefix>/job-<id>/results/<uuid>.csv` per task status, listed in `<prefix>/job-<id>/manifest.json`,
+  and reports the job's status and progress as DescribeJob does.
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ import io
 import json
 import logging
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 
@@ -140,22 +141,28 @@ class BatchOperations:
         return ("succeeded" if code == "Succeeded" else "failed"), code, message
 
     def _report(self, s3, job: BatchJob, bucket: str, prefix: str, outcomes: list[tuple]) -> None:
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
-        for row_bucket, raw_key, version, status, code, message in outcomes:
-            # As the service writes them: the HTTP status, then the result code for a failure.
-            writer.writerow([row_bucket, raw_key, version, status, 200 if status == "succeeded" else 400,
-                             "" if status == "succeeded" else code, message])
+        """One results CSV per task status, listed in the report's manifest.json, as the service writes them."""
         base = f"{prefix}/job-{job.job_id}" if prefix else f"job-{job.job_id}"
-        results_key = f"{base}/results/{uuid.uuid4().hex}.csv"
-        body = out.getvalue().encode("utf-8")
-        s3.put_object(Bucket=bucket, Key=results_key, Body=body, ContentType="text/csv")
-        manifest = {"Format": REPORT_FORMAT, "ReportCreationDate": "", "ReportSchema": REPORT_SCHEMA,
-                    "Results": [{"TaskExecutionStatus": "succeeded" if not job.failed else "failed",
-                                 "Bucket": bucket, "Key": results_key}]}
+        results = []
+        for status in ("succeeded", "failed"):
+            rows = [o for o in outcomes if o[3] == status]
+            if not rows:
+                continue
+            out = io.StringIO()
+            writer = csv.writer(out, lineterminator="\n")
+            for row_bucket, raw_key, version, _, code, message in rows:
+                # As the service writes them: the HTTP status, then the result code for a failure.
+                writer.writerow([row_bucket, raw_key, version, status, 200 if status == "succeeded" else 400,
+                                 "" if status == "succeeded" else code, message])
+            key = f"{base}/results/{uuid.uuid4().hex}.csv"
+            s3.put_object(Bucket=bucket, Key=key, Body=out.getvalue().encode("utf-8"), ContentType="text/csv")
+            results.append({"TaskExecutionStatus": status, "Bucket": bucket, "Key": key})
+        manifest = {"Format": REPORT_FORMAT, "ReportCreationDate": time.strftime("%Y-%m-%dT%H:%M:%S.000Z",
+                                                                                   time.gmtime()),
+                    "ReportSchema": REPORT_SCHEMA, "Results": results}
         s3.put_object(Bucket=bucket, Key=f"{base}/manifest.json", Body=json.dumps(manifest).encode(),
                       ContentType="application/json")
-        job.report_keys = [results_key, f"{base}/manifest.json"]
+        job.report_keys = [f"{base}/manifest.json", *(r["Key"] for r in results)]
 
 
 def _answer_for(response, task_id: str) -> tuple[str, str]:
@@ -170,10 +177,14 @@ def _answer_for(response, task_id: str) -> tuple[str, str]:
     return (missing if missing in RESULT_CODES else "PermanentFailure"), "the answer left this task out"
 
 
-def read_report(s3, bucket: str, results_key: str) -> list[dict[str, str]]:
-    """A completion report's rows, by the report schema's column names."""
+def read_report(s3, bucket: str, manifest_key: str) -> list[dict[str, str]]:
+    """A completion report's rows (every results file its manifest.json lists), by column name."""
     names = [n.strip() for n in REPORT_SCHEMA.split(",")]
-    text = s3.get_object(Bucket=bucket, Key=results_key)["Body"].read().decode("utf-8")
     # The written order: Bucket, Key, VersionId, TaskStatus, HTTPStatusCode, ErrorCode, ResultMessage.
     written = names[:4] + [names[5], names[4], names[6]]
-    return [dict(zip(written, row, strict=False)) for row in csv.reader(io.StringIO(text)) if row]
+    manifest = json.loads(s3.get_object(Bucket=bucket, Key=manifest_key)["Body"].read())
+    rows = []
+    for result in manifest["Results"]:
+        text = s3.get_object(Bucket=result["Bucket"], Key=result["Key"])["Body"].read().decode("utf-8")
+        rows += [dict(zip(written, row, strict=False)) for row in csv.reader(io.StringIO(text)) if row]
+    return rows

@@ -68,9 +68,10 @@ def test_a_50_row_manifest_ends_with_50_records_matching_counts_and_a_report(sta
     assert [rec["status"] for rec in records] == ["failed"] * MISSING + ["succeeded"] * (ROWS - MISSING)
     assert all(rec["operation"] == "remove-background" for rec in records[MISSING:])
 
-    results_key, manifest_key = stack.batch_operations.report_keys(job_id)
+    manifest_key, *results_keys = stack.batch_operations.report_keys(job_id)
     assert manifest_key.endswith(f"/job-{job_id}/manifest.json") and "/report/" in manifest_key
-    report = read_report(s3, r.output_bucket, results_key)
+    assert len(results_keys) == 1  # every task succeeded: one results file
+    report = read_report(s3, r.output_bucket, manifest_key)
     assert len(report) == ROWS and {row["TaskStatus"] for row in report} == {"succeeded"}
     assert report[0]["Key"] == "catalogue/shoe%2000.png" and report[0]["HTTPStatusCode"] == "200"
 

@@ -196,3 +196,15 @@ def test_jsonl_rows_carry_their_overrides_and_encode_keys_for_s3():
 def test_bad_jsonl_rows_name_the_line(line, problem):
     with pytest.raises(bulk.ManifestError, match=re.escape(problem)):
         bulk.parse_jsonl_manifest(line + "\n")
+
+
+def test_the_emulated_service_reads_answers_as_s3_batch_operations_does():
+    from img2img_local.batch_operations import _answer_for
+
+    answer = {"treatMissingKeysAs": "TemporaryFailure", "results": [
+        {"taskId": "t1", "resultCode": "Succeeded", "resultString": "queued"},
+        {"taskId": "t2", "resultCode": "Maybe", "resultString": "?"}]}
+    assert _answer_for(answer, "t1") == ("Succeeded", "queued")
+    assert _answer_for(answer, "t2")[0] == "PermanentFailure"  # an unknown code is not success
+    assert _answer_for(answer, "t3") == ("TemporaryFailure", "the answer left this task out")
+    assert _answer_for(None, "t1")[0] == "PermanentFailure"
