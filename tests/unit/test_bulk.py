@@ -208,3 +208,31 @@ def test_the_emulated_service_reads_answers_as_s3_batch_operations_does():
     assert _answer_for(answer, "t2")[0] == "PermanentFailure"  # an unknown code is not success
     assert _answer_for(answer, "t3") == ("TemporaryFailure", "the answer left this task out")
     assert _answer_for(None, "t1")[0] == "PermanentFailure"
+
+
+def test_the_batch_operations_job_request_matches_the_s3control_api():
+    import boto3
+    from botocore.stub import Stubber
+
+    from img2img.aws.bulk import create_batch_job
+
+    s3control = boto3.client("s3control", region_name="us-east-1", aws_access_key_id="t", aws_secret_access_key="t")
+    args = bulk.BulkArguments("bulk-1", "bulk/shop/", {"operation": "remove-background"})
+    expected = {
+        "AccountId": "123456789012", "ConfirmationRequired": False, "Priority": 10,
+        "RoleArn": "arn:aws:iam::123456789012:role/bops", "ClientRequestToken": "bulk-1",
+        "Description": "img2img bulk job bulk-1",
+        "Operation": {"LambdaInvoke": {"FunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:enq",
+                                       "InvocationSchemaVersion": "2.0", "UserArguments": args.user_arguments()}},
+        "Manifest": {"Spec": {"Format": "S3BatchOperations_CSV_20180820", "Fields": ["Bucket", "Key"]},
+                     "Location": {"ObjectArn": "arn:aws:s3:::out/_bulk/bulk-1/manifest.csv", "ETag": "abc"}},
+        "Report": {"Enabled": True, "Bucket": "arn:aws:s3:::out", "Prefix": "_bulk/bulk-1/report",
+                   "Format": "Report_CSV_20180820", "ReportScope": "AllTasks"},
+    }
+    with Stubber(s3control) as stub:  # the stub checks the request against the service model too
+        stub.add_response("create_job", {"JobId": "job-1"}, expected)
+        assert create_batch_job(account_id="123456789012", function_arn=expected["Operation"]["LambdaInvoke"][
+            "FunctionArn"], role_arn=expected["RoleArn"], manifest_bucket="out",
+            manifest_key=bulk.manifest_key("", "bulk-1"), manifest_etag="abc", manifest_fields=["Bucket", "Key"],
+            report_bucket="out", report_prefix=bulk.report_prefix("", "bulk-1"), arguments=args,
+            s3control=s3control) == "job-1"
