@@ -4,6 +4,7 @@
     img2img engine [--port 8750] [fault flags]                 the offline Bedrock engine alone
     img2img verify FILE...                                     an output's XMP marking and C2PA manifest
     img2img doctor [-c key=value ...]                          lifecycle, access and quotas of every model
+    img2img bulk submit|status ...                             bulk jobs on S3 Batch Operations (docs/bulk.md)
 
 To add a subcommand, write a Command (name, help, add_arguments, run) and list it in COMMANDS; commands
 that need the local stack can reuse add_stack_arguments() and stack_from_args().
@@ -19,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from img2img_local import demo, doctor, generate, verify
+from img2img_local import bulk, demo, doctor, generate, verify
 from img2img_local.engine import ConfigError as EngineConfigError
 from img2img_local.engine import add_engine_arguments, config_from_args, serve
 from img2img_local.project import ConfigError, load_pipeline_config
@@ -171,6 +172,7 @@ COMMANDS: tuple[Command, ...] = (
             verify.add_arguments, verify.run),
     Command("doctor", "check every configured model's lifecycle, region, access and quotas (read-only; exit 1 "
             "on a problem that would fail jobs)", doctor.add_arguments, doctor.run),
+    Command("bulk", "bulk jobs from a manifest on S3 Batch Operations: submit, status", bulk.add_arguments, bulk.run),
 )
 
 

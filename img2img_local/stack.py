@@ -25,6 +25,7 @@ from moto.server import ThreadedMotoServer
 
 from img2img.core.records import STAGING_DIR
 from img2img.core.triggers import REQUESTED_EVENT
+from img2img_local.batch_operations import BatchOperations
 from img2img_local.engine import EngineConfig, EngineServer
 from img2img_local.event_source import FAKE_CREDENTIALS, SqsEventSource
 from img2img_local.lambda_runtime import FunctionSpec
@@ -40,6 +41,7 @@ from infra.config import (
 log = logging.getLogger(__name__)
 
 WORKER_HANDLER = "img2img.handlers.sqs_worker.handler"
+BULK_ENQUEUE_HANDLER = "img2img.handlers.bulk_enqueue.handler"
 REGION = "us-east-1"
 LOOPBACK = "127.0.0.1"
 DEFAULT_VISIBILITY_TIMEOUT_SECONDS = 20
@@ -50,7 +52,7 @@ IDEMPOTENCY_TTL_ATTRIBUTE = "expiration"
 ENV_FILE_KEYS = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_BEDROCK_RUNTIME", "AWS_ENDPOINT_URL_BEDROCK",
                  "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "IMG2IMG_INPUT_BUCKET",
                  "IMG2IMG_OUTPUT_BUCKET", "IMG2IMG_EVENTS_QUEUE_URL", "IMG2IMG_JOB_QUEUE_URL", "IMG2IMG_DLQ_URL",
-                 "IMG2IMG_EVENT_BUS_NAME", "IMG2IMG_API_URL")
+                 "IMG2IMG_EVENT_BUS_NAME", "IMG2IMG_API_URL", "IMG2IMG_IDEMPOTENCY_TABLE")
 
 
 class StackError(RuntimeError):
@@ -104,6 +106,8 @@ class LocalStack:
         self.resources: LocalResources | None = None
         self.engine: EngineServer | None = None
         self.event_source: SqsEventSource | None = None
+        # S3 Batch Operations, emulated (moto has none): bulk jobs' LambdaInvoke on the enqueue function.
+        self.batch_operations: BatchOperations | None = None
         self._moto: ThreadedMotoServer | None = None
 
     # ---- lifecycle ------------------------------------------------------------------------------
@@ -132,6 +136,9 @@ class LocalStack:
                     raise StackError(f"the HTTP API cannot listen on {LOOPBACK}:{self.api_port}: "
                                      f"{exc.strerror}") from None
                 log.info("HTTP API listening at %s", self.api.url)
+            self.batch_operations = batch_operations_for(self.worker_environment(), self.endpoint_url,
+                                                         f"{self.name_prefix}-bulk-enqueue",
+                                                         self.config.python_version)
             if self.attach_worker:
                 self.event_source = self._event_source().start()
                 log.info("worker %s attached to %s", self.handler, self.resources.job_queue_url)
@@ -145,6 +152,9 @@ class LocalStack:
         if self.event_source is not None:
             self.event_source.stop()
             self.event_source = None
+        if self.batch_operations is not None:
+            self.batch_operations.close()
+            self.batch_operations = None
         if self.api is not None:
             self.api.stop()
             self.api = None
@@ -212,6 +222,7 @@ class LocalStack:
             "IMG2IMG_DLQ_URL": r.dlq_url,
             "IMG2IMG_EVENT_BUS_NAME": r.event_bus_name,
             "IMG2IMG_API_URL": self.api.url if self.api is not None else "",
+            "IMG2IMG_IDEMPOTENCY_TABLE": r.idempotency_table,  # bulk jobs' progress items (img2img bulk status)
         }
 
     def write_env_file(self, path: Path) -> None:
@@ -350,6 +361,14 @@ class LocalStack:
             function, resources.job_queue_url, endpoint_url=self.endpoint_url,
             batch_size=self.config.batch_size, batching_window_seconds=self.config.batch_window_seconds,
             maximum_concurrency=self.config.event_source_max_concurrency, report_batch_item_failures=True)
+
+
+def batch_operations_for(environment: dict[str, str], endpoint_url: str, function_name: str,
+                         python_version: str) -> BatchOperations:
+    """The emulated S3 Batch Operations, invoking the enqueue function with this environment."""
+    function = FunctionSpec(handler=BULK_ENQUEUE_HANDLER, environment=environment, function_name=function_name,
+                            memory_mb=256, timeout_seconds=30, region=REGION, python_version=python_version)
+    return BatchOperations(function, endpoint_url=endpoint_url)
 
 
 def _queue_arn(sqs, queue_url: str) -> str:

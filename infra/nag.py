@@ -12,6 +12,7 @@ from aws_cdk import aws_s3 as s3
 from cdk_nag import AwsSolutionsChecks
 from constructs import IConstruct
 
+from infra.bulk import manifest_pattern, overrides_pattern, report_pattern
 from infra.stack import Img2ImgStack
 from infra.worker import checkpoint_pattern
 
@@ -68,6 +69,7 @@ def acknowledge(stack: Img2ImgStack) -> None:
 
     _acknowledge_api(stack)
     _acknowledge_lifecycle(stack)
+    _acknowledge_bulk(stack)
 
     handler = next((c for c in stack.node.children if c.node.id.startswith(NOTIFICATIONS_HANDLER_PREFIX)), None)
     if handler is not None:
@@ -85,6 +87,28 @@ def _acknowledge_lifecycle(stack: Img2ImgStack) -> None:
          "(AWS requires Resource '*'), nor do X-Ray's PutTraceSegments/PutTelemetryRecords; all are read or "
          "telemetry calls. Model-level reads and the probe are granted on the configured models only.")
     _ack(check.function, "AwsSolutions-L1",
+         "Same deliberate runtime as the worker (pythonVersion context, 3.12 or 3.13): it runs the worker bundle.")
+
+
+def _acknowledge_bulk(stack: Img2ImgStack) -> None:
+    """Bulk jobs (infra/bulk.py): the enqueue function and the S3 Batch Operations role."""
+    jobs, config = stack.bulk, stack.config
+    _ack(jobs.role.node.find_child("DefaultPolicy"), "AwsSolutions-IAM5[Resource::*]",
+         "X-Ray active tracing of the enqueue function: xray:PutTraceSegments and xray:PutTelemetryRecords do "
+         "not support resource-level permissions, AWS requires Resource '*'.")
+    output_arn = _bucket_arn(stack, stack.storage.output_bucket)
+    _ack(jobs.role.node.find_child("DefaultPolicy"), f"AwsSolutions-IAM5[Resource::{output_arn}/"
+                                                     f"{overrides_pattern(config)}]",
+         "Bulk-id wildcard on the pipeline's own output bucket: the enqueue function reads a JSONL bulk job's "
+         "per-row parameters (GetObject only), one overrides object per bulk id.")
+    batch_policy = jobs.batch_role.node.find_child("DefaultPolicy")
+    for pattern, why in ((manifest_pattern(config), "read a bulk job's manifest (GetObject/GetObjectVersion), "
+                                                    "each job's under its own bulk id"),
+                         (report_pattern(config), "write a bulk job's completion report (PutObject), under "
+                                                  "its own bulk id's report folder only")):
+        _ack(batch_policy, f"AwsSolutions-IAM5[Resource::{output_arn}/{pattern}]",
+             f"Bulk-id wildcard on the pipeline's own output bucket: S3 Batch Operations must {why}.")
+    _ack(jobs.function, "AwsSolutions-L1",
          "Same deliberate runtime as the worker (pythonVersion context, 3.12 or 3.13): it runs the worker bundle.")
 
 

@@ -5,6 +5,7 @@ from aws_cdk import Aws, CfnOutput, Stack
 from constructs import Construct
 
 from infra.api import HttpApi
+from infra.bulk import BulkJobs
 from infra.config import PipelineConfig
 from infra.event_rules import EventRules
 from infra.events import PipelineEvents
@@ -51,6 +52,9 @@ class Img2ImgStack(Stack):
             bus=self.events.bus,
             key=self.storage.key,
         )
+        self.bulk = BulkJobs(self, "Bulk", config=config, input_bucket=self.storage.input_bucket,
+                             output_bucket=self.storage.output_bucket, table=self.state.table,
+                             job_queue=self.ingest.job_queue, key=self.storage.key)
         self.lifecycle = LifecycleCheck(self, "LifecycleCheck", config=config, bus=self.events.bus)
         self.monitoring = Monitoring(
             self, "Monitoring", config=config,
@@ -77,6 +81,9 @@ class Img2ImgStack(Stack):
                                            "Daily model lifecycle check (docs/deploy.md)"),
             "DirectFunctionArn": (self.worker.direct_function.function_arn,
                                   "Direct-invoke Lambda for Step Functions (docs/events.md)"),
+            "BulkFunctionArn": (self.bulk.function.function_arn,
+                                "S3 Batch Operations LambdaInvoke target for bulk jobs (docs/bulk.md)"),
+            "BulkRoleArn": (self.bulk.batch_role.role_arn, "The role bulk jobs' S3 Batch Operations jobs run as"),
             "DashboardName": (dashboard_name, "CloudWatch dashboard"),
             "DashboardUrl": (
                 f"https://{Aws.REGION}.console.aws.amazon.com/cloudwatch/home?region={Aws.REGION}"

@@ -24,6 +24,7 @@ def _correlate(job_id: str) -> None:
 @lru_cache(maxsize=1)
 def get_pipeline() -> Pipeline:
     from .aws.bedrock import BedrockInvoker
+    from .aws.bulk import DynamoBulkProgress
     from .aws.events import EventBridgePublisher
     from .aws.idempotency import DynamoDBGuard
     from .aws.queue import SqsScheduler
@@ -45,6 +46,7 @@ def get_pipeline() -> Pipeline:
         on_job=_correlate,
         signing=_signing_keys(s),
         translator=_translator(s),
+        progress=DynamoBulkProgress(s.idempotency_table) if s.idempotency_table else None,
     )
 
 

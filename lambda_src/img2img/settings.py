@@ -56,6 +56,8 @@ ENV = {
     "c2pa_kms_key_id": "IMG2IMG_C2PA_KMS_KEY_ID",          # an asymmetric ECC_NIST_P256 KMS key
     "c2pa_certificate_chain": "IMG2IMG_C2PA_CERTIFICATE_CHAIN",  # an SSM parameter name or a secret ARN
     "c2pa_timestamp_url": "IMG2IMG_C2PA_TIMESTAMP_URL",    # optional RFC 3161 timestamp authority
+    # Bulk jobs (docs/bulk.md): buckets besides the input bucket whose objects a manifest may name.
+    "bulk_source_buckets": "IMG2IMG_BULK_SOURCE_BUCKETS",
 }
 
 
@@ -135,6 +137,11 @@ class Settings:
     c2pa_kms_key_id: str = ""
     c2pa_certificate_chain: str = ""  # SSM parameter (name or ARN) or Secrets Manager secret ARN: PEM, leaf first
     c2pa_timestamp_url: str = ""
+    bulk_source_buckets: tuple[str, ...] = ()
+
+    def bulk_readable(self, bucket: str) -> bool:
+        """May a bulk job's manifest name objects of this bucket?"""
+        return bool(bucket) and (bucket == self.input_bucket or bucket in self.bulk_source_buckets)
 
     @property
     def signs_c2pa(self) -> bool:
@@ -148,7 +155,7 @@ class Settings:
             raise SettingsError(f"{ENV['output_bucket']} must be set")
         values: dict = {}
         for name, text in raw.items():
-            if name in ("excluded_prefixes", "allowed_model_ids", "api_cors_origins"):
+            if name in ("excluded_prefixes", "allowed_model_ids", "api_cors_origins", "bulk_source_buckets"):
                 values[name] = _list(text)
             elif name in ("default_params", "operation_models"):
                 values[name] = _json_object(name, text)

@@ -131,7 +131,7 @@ def test_env_file_is_a_dotenv_a_shell_can_source(stack, tmp_path):
         "IMG2IMG_INPUT_BUCKET": r.input_bucket, "IMG2IMG_OUTPUT_BUCKET": r.output_bucket,
         "IMG2IMG_EVENTS_QUEUE_URL": r.events_queue_url, "IMG2IMG_JOB_QUEUE_URL": r.job_queue_url,
         "IMG2IMG_DLQ_URL": r.dlq_url, "IMG2IMG_EVENT_BUS_NAME": r.event_bus_name,
-        "IMG2IMG_API_URL": stack.api.url}
+        "IMG2IMG_API_URL": stack.api.url, "IMG2IMG_IDEMPOTENCY_TABLE": r.idempotency_table}
     assert [p.name for p in tmp_path.iterdir()] == ["local.env"]  # no temporary file left behind
 
 

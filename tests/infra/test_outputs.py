@@ -10,7 +10,7 @@ pytestmark = pytest.mark.infra
 EXPECTED = {"InputBucketName", "OutputBucketName", "AccessLogBucketName", "JobQueueUrl", "DeadLetterQueueUrl",
             "IdempotencyTableName", "EventBusName", "WorkerFunctionName", "DashboardName", "DashboardUrl",
             "ApiUrl", "ApiFunctionName", "DirectFunctionArn", "C2paSigningKeyArn",
-            "LifecycleCheckFunctionName"}
+            "LifecycleCheckFunctionName", "BulkFunctionArn", "BulkRoleArn"}
 
 
 def outputs(synth) -> dict[str, object]:

@@ -62,8 +62,10 @@ def test_every_variable_is_parsed():
         "IMG2IMG_C2PA_CERTIFICATE_CHAIN": "/img2img/c2pa-chain",
         "IMG2IMG_C2PA_TIMESTAMP_URL": "http://timestamp.example.com",
         "IMG2IMG_TRANSLATION_MODEL_ID": "us.amazon.nova-2-lite-v1:0",
+        "IMG2IMG_BULK_SOURCE_BUCKETS": "catalogue,archive",
     }
     s = Settings.from_env(env)
+    assert s.bulk_source_buckets == ("catalogue", "archive")
     assert s.signs_c2pa and s.c2pa_certificate_chain == "/img2img/c2pa-chain"
     assert s.translation_model_id == "us.amazon.nova-2-lite-v1:0"
     assert s.operation_models == {"inpaint": "us.stability.stable-image-inpaint-v1:0"}

@@ -37,7 +37,17 @@ from .model_api import (
     parse_model_ref,
     split_profile,
 )
-from .ports import EventPublisher, Guard, ModelInvoker, ObjectInfo, ObjectStore, RunEveryTime, Scheduler, SigningKeys
+from .ports import (
+    BulkProgress,
+    EventPublisher,
+    Guard,
+    ModelInvoker,
+    ObjectInfo,
+    ObjectStore,
+    RunEveryTime,
+    Scheduler,
+    SigningKeys,
+)
 from .triggers import SIDECAR_CHECK, Trigger
 
 SUCCEEDED_EVENT = "ImageGenerationSucceeded"
@@ -121,8 +131,9 @@ class Pipeline:
                  guard: Guard | None = None, clock: Callable[[], float] = time.time,
                  log: Callable[..., None] | None = None, on_job: Callable[[str], None] | None = None,
                  log_exception: Callable[..., None] | None = None, signing: SigningKeys | None = None,
-                 translator: translation.Translator | None = None):
+                 translator: translation.Translator | None = None, progress: BulkProgress | None = None):
         self.settings = settings
+        self.progress = progress  # bulk jobs' counters (None: rows are recorded, not counted)
         self.store = store
         self.model = model
         self.registry = registry
@@ -731,6 +742,11 @@ class Pipeline:
             self.log_exception("could not store the record", job_id=job.job_id)
             raise transient("storage_error", f"could not store the record: {type(exc).__name__}: {exc}") from None
         job.recorded = True
+        if self.progress and job.trigger.bulk_id:
+            try:  # the record is the outcome; the counter is a summary of the records
+                self.progress.count(job.trigger.bulk_id, record["status"], (record.get("error") or {}).get("code"))
+            except Exception:
+                self.log_exception("could not count the outcome on its bulk job", job_id=job.job_id)
         if self.events:
             try:
                 self.events.publish(SUCCEEDED_EVENT if record["status"] == "succeeded" else FAILED_EVENT,

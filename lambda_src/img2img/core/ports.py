@@ -58,6 +58,12 @@ class Scheduler(Protocol):
     def retry_later(self, receipt_handle: str, delay_seconds: int) -> bool: ...
 
 
+class BulkProgress(Protocol):
+    """A bulk job's counters (core/bulk.py): one outcome of one of its rows, counted once."""
+
+    def count(self, bulk_id: str, status: str, error_code: str | None) -> None: ...
+
+
 class SigningKeys(Protocol):
     """The C2PA signing key (KMS in production: aws/signing_keys.py); raises JobError when unusable."""
 

@@ -76,6 +76,8 @@ class Trigger:
     job_id: str | None = None
     output: dict[str, Any] | None = None
     origin: str = "s3"
+    # The bulk job (core/bulk.py) this job is a row of: its outcome is counted on the bulk job's progress.
+    bulk_id: str | None = None
     # A permanent problem found while parsing a message whose source is known: the pipeline records
     # this failure for that source instead of resolving the job.
     error: JobError | None = None
@@ -247,8 +249,12 @@ def _job(job: Any, origin: Any, where: str, fields: tuple[str, ...] | None) -> T
     if not (isinstance(origin, str) and ORIGIN.fullmatch(origin)):
         f.add("origin", "is not a valid origin", origin, "1 to 32 lowercase letters, digits and '-'")
         origin = "job"
+    bulk_id = job.get("bulk_id") if fields is None else None  # our own messages only (core/bulk.py)
+    if bulk_id is not None and not (isinstance(bulk_id, str) and JOB_ID.fullmatch(bulk_id)):
+        f.add("bulk_id", "is not a valid bulk job id", bulk_id, _ALLOWED_JOB_ID)
+        bulk_id = None
     return Trigger("job", bucket, key, version_id, params=params, job_id=job_id,
-                   output=_output(job.get("output"), f), origin=origin, error=f.error())
+                   output=_output(job.get("output"), f), origin=origin, bulk_id=bulk_id, error=f.error())
 
 
 def _job_source(job: Any, where: str, flat: bool) -> tuple[str, str, Any, Any]:
@@ -344,6 +350,11 @@ def _key_problem(key: Any) -> str | None:
 
 def _valid_bucket_name(bucket: str) -> bool:
     return bool(BUCKET_NAME.fullmatch(bucket)) and ".." not in bucket and not IP_ADDRESS.fullmatch(bucket)
+
+
+# What a job's fields must be, for callers that check them before a message exists (core/bulk.py).
+valid_bucket_name = _valid_bucket_name
+prefix_problem = _prefix_problem
 
 
 # ---- problems with a known source ----------------------------------------------------------------------

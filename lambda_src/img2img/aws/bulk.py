@@ -1,0 +1,119 @@
+"""Bulk jobs' AWS edge: the progress item, the job queue, the S3 Batch Operations job.
+
+The progress item is `bulk#<bulk_id>` in the idempotency table (its own key namespace beside
+Powertools' `img2img-job#…`/`img2img-api#…` and the API's `api-job#…`): the bulk job's definition
+(`bulk`, JSON) written at submit, and one number per status (`n_succeeded`, `n_failed`, `n_rejected`)
+and per error code (`e_<code>`) that the worker and the enqueue function ADD to, atomically. Reading
+progress is one GetItem, never a scan of the output bucket.
+"""
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from ..core import bulk
+from ..core.errors import JobError, transient
+from .clients import client
+from .s3 import NOT_FOUND_CODES
+
+ITEM_PREFIX = "bulk#"
+ITEM_TTL_SECONDS = 90 * 24 * 3600  # long after the longest bulk job (S3 Batch Operations keeps jobs 90 days)
+
+
+class DynamoBulkProgress:
+    """The core's BulkProgress port, and the submit/status side of the same item."""
+
+    def __init__(self, table_name: str, dynamodb=None, clock=time.time):
+        self.table_name = table_name
+        self._dynamodb = dynamodb
+        self.clock = clock
+
+    @property
+    def dynamodb(self):
+        if self._dynamodb is None:
+            self._dynamodb = client("dynamodb")
+        return self._dynamodb
+
+    def create(self, bulk_id: str, definition: dict[str, Any]) -> None:
+        try:
+            self.dynamodb.put_item(TableName=self.table_name, Item={
+                "id": {"S": ITEM_PREFIX + bulk_id},
+                "bulk": {"S": json.dumps(definition, separators=(",", ":"), default=str)},
+                "expiration": {"N": str(int(self.clock()) + ITEM_TTL_SECONDS)},
+            }, ConditionExpression="attribute_not_exists(id)")
+        except (ClientError, BotoCoreError) as exc:
+            raise transient("storage_error", f"could not store the bulk job: {exc}") from None
+
+    def set_batch_job(self, bulk_id: str, batch_job_id: str) -> None:
+        self._update(bulk_id, "SET batch_job_id = :j", {":j": {"S": batch_job_id}}, {})
+
+    def count(self, bulk_id: str, status: str, error_code: str | None) -> None:
+        names = bulk.counter_names(status, error_code)
+        aliases = {f"#c{i}": name for i, name in enumerate(names)}
+        self._update(bulk_id, "ADD " + ", ".join(f"{alias} :one" for alias in aliases),
+                     {":one": {"N": "1"}}, aliases)
+
+    def get(self, bulk_id: str) -> bulk.Progress | None:
+        try:
+            item = self.dynamodb.get_item(TableName=self.table_name, Key={"id": {"S": ITEM_PREFIX + bulk_id}},
+                                          ConsistentRead=True).get("Item")
+        except (ClientError, BotoCoreError) as exc:
+            raise transient("storage_error", f"could not read the bulk job: {exc}") from None
+        if not item or "bulk" not in item:
+            return None
+        counters = {name: int(value["N"]) for name, value in item.items() if "N" in value and name[:2] in ("n_", "e_")}
+        return bulk.progress_of(bulk_id, counters, json.loads(item["bulk"]["S"]))
+
+    def _update(self, bulk_id: str, expression: str, values: dict, names: dict) -> None:
+        try:
+            self.dynamodb.update_item(TableName=self.table_name, Key={"id": {"S": ITEM_PREFIX + bulk_id}},
+                                      UpdateExpression=expression, ExpressionAttributeValues=values,
+                                      **({"ExpressionAttributeNames": names} if names else {}))
+        except (ClientError, BotoCoreError) as exc:
+            raise transient("storage_error", f"could not update the bulk job's progress: {exc}") from None
+
+
+def read_overrides(bucket: str, key: str) -> dict[str, dict[str, Any]]:
+    """A JSONL bulk job's per-row params (core/bulk.overrides_document), written at submit."""
+    try:
+        body = client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in NOT_FOUND_CODES:
+            raise JobError("invalid_parameters", f"the bulk job's overrides s3://{bucket}/{key} do not exist") from None
+        raise transient("storage_error", f"could not read the bulk job's overrides: {exc}") from None
+    except BotoCoreError as exc:
+        raise transient("storage_error", f"could not read the bulk job's overrides: {exc}") from None
+    document = json.loads(body)
+    if not isinstance(document, dict):
+        raise JobError("invalid_parameters", "the bulk job's overrides are not a JSON object")
+    return document
+
+
+def enqueue(queue_url: str, message: dict[str, Any]) -> None:
+    try:
+        client("sqs").send_message(QueueUrl=queue_url, MessageBody=json.dumps(message))
+    except (ClientError, BotoCoreError) as exc:
+        raise transient("storage_error", f"could not queue the job: {exc}") from None
+
+
+def create_batch_job(*, account_id: str, function_arn: str, role_arn: str, manifest_bucket: str,
+                     manifest_key: str, manifest_etag: str, manifest_fields: list[str], report_bucket: str,
+                     report_prefix: str, arguments: bulk.BulkArguments, priority: int = 10, s3control=None) -> str:
+    """The S3 Batch Operations job that invokes the enqueue function once per manifest row; its id."""
+    s3control = s3control or client("s3control")
+    response = s3control.create_job(
+        AccountId=account_id, ConfirmationRequired=False, Priority=priority, RoleArn=role_arn,
+        ClientRequestToken=arguments.bulk_id, Description=f"img2img bulk job {arguments.bulk_id}",
+        Operation={"LambdaInvoke": {"FunctionArn": function_arn,
+                                    "InvocationSchemaVersion": bulk.SCHEMA_VERSION,
+                                    "UserArguments": arguments.user_arguments()}},
+        Manifest={"Spec": {"Format": "S3BatchOperations_CSV_20180820",
+                           "Fields": manifest_fields},
+                  "Location": {"ObjectArn": f"arn:aws:s3:::{manifest_bucket}/{manifest_key}",
+                               "ETag": manifest_etag}},
+        Report={"Enabled": True, "Bucket": f"arn:aws:s3:::{report_bucket}", "Prefix": report_prefix.rstrip("/"),
+                "Format": "Report_CSV_20180820", "ReportScope": "AllTasks"})
+    return response["JobId"]

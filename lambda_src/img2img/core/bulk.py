@@ -1,0 +1,375 @@
+"""Bulk jobs on S3 Batch Operations, the pure parts: the manifest, the job's arguments, the answers.
+
+A bulk job is a manifest (CSV `bucket,key[,version]`, keys URL-encoded, as S3 Batch Operations reads it)
+plus one set of job parameters. S3 Batch Operations invokes the enqueue function (handlers/bulk_enqueue.py)
+once per row with invocation schema 2.0; the job's parameters travel in the job's `userArguments`
+(string to string: at most 10 entries, keys of at most 64 characters, values of at most 1,024). The
+function answers one result per task; every queued row then ends as one record, like any other job,
+and the worker counts it on the bulk job's progress item. No boto3 here.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any
+from urllib.parse import quote, unquote_plus
+
+from ..operations import BY_NAME, IMAGE_TO_IMAGE, normal_name
+from . import params as P
+from .errors import JobError
+from .triggers import JOB_ID, JOB_MESSAGE, prefix_problem, valid_bucket_name
+
+SCHEMA_VERSION = "2.0"
+SUCCEEDED, TEMPORARY_FAILURE, PERMANENT_FAILURE = "Succeeded", "TemporaryFailure", "PermanentFailure"
+# S3 Batch Operations: a task the response does not answer is treated as this.
+TREAT_MISSING_KEYS_AS = PERMANENT_FAILURE
+ORIGIN = "bulk"
+# userArguments (the LambdaInvoke operation's limits)
+ARG_BULK_ID, ARG_OUTPUT_PREFIX, ARG_PARAMS, ARG_OVERRIDES = "bulkId", "outputPrefix", "params", "overrides"
+ARGUMENTS = (ARG_BULK_ID, ARG_OUTPUT_PREFIX, ARG_PARAMS, ARG_OVERRIDES)
+MAX_ARGUMENT_CHARS = 1024
+MAX_RESULT_STRING_CHARS = 1024
+MAX_MANIFEST_ROWS = 100_000   # one submit's guard; S3 Batch Operations itself takes billions
+MAX_REPORTED_PROBLEMS = 20
+# Under the output prefix, in the output bucket: each bulk job's manifest and its completion report (the
+# Batch Operations role may read only the manifests and write only there: infra/bulk.py).
+BULK_DIR = "_bulk"
+MANIFEST_NAME = "manifest.csv"
+OVERRIDES_NAME = "overrides.json"  # a JSONL manifest's per-row params, by row (S3 reads only the CSV)
+REPORT_DIR = "report"
+# Counter item statuses: the worker's record statuses, plus rows the enqueue function refused.
+RECORD_STATUSES = ("succeeded", "failed")
+REJECTED = "rejected"
+# Model prices per output image, USD, at the time of writing (SD3.5 Large: docs/deploy.md; the Image
+# Services: a third-party catalog, unverified, ../shared/reference/stability-image-services.md).
+PRICE_PER_IMAGE_USD = {IMAGE_TO_IMAGE: 0.08, "upscale-creative": 0.14}
+DEFAULT_SERVICE_PRICE_USD = 0.04
+
+
+class ManifestError(ValueError):
+    """A manifest S3 Batch Operations (or this deployment) would refuse: each problem with its line."""
+
+    def __init__(self, problems: list[str], total: int):
+        shown = problems[:MAX_REPORTED_PROBLEMS]
+        more = f" (and {total - len(shown)} more)" if total > len(shown) else ""
+        super().__init__("invalid manifest: " + "; ".join(shown) + more)
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class ManifestRow:
+    line: int
+    bucket: str
+    key: str                # decoded
+    version_id: str | None
+    raw_key: str            # as written in the manifest (URL-encoded): what a task's s3Key carries
+    params: dict[str, Any] | None = None  # a JSONL row's overrides of the bulk job's params
+
+
+def parse_jsonl_manifest(text: str, readable: Callable[[str], bool] = lambda bucket: True,
+                         max_rows: int = MAX_MANIFEST_ROWS) -> list[ManifestRow]:
+    """A JSONL manifest: one `{"bucket", "key" (not encoded), "version_id"?, "params"?}` per line."""
+    rows: list[ManifestRow] = []
+    problems: list[str] = []
+    for line, raw in enumerate(text.splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            item = json.loads(raw)
+        except ValueError:
+            problems.append(f"line {line}: not JSON")
+            continue
+        if not isinstance(item, dict) or set(item) - {"bucket", "key", "version_id", "params"}:
+            problems.append(f"line {line}: a row is {{bucket, key, version_id?, params?}}")
+            continue
+        bucket, key, version, params = (item.get(n) for n in ("bucket", "key", "version_id", "params"))
+        if not isinstance(key, str) or not isinstance(bucket, str):
+            problems.append(f"line {line}: bucket and key must be strings")
+        elif params is not None and not isinstance(params, dict):
+            problems.append(f"line {line}: params must be a JSON object")
+        elif version is not None and not (isinstance(version, str) and version):
+            problems.append(f"line {line}: version_id must be a non-empty string")
+        else:
+            problem, row = _row(line, [bucket, quote(key, safe="/"), *([version] if version else [])])
+            if row is not None and not readable(row.bucket):
+                problem = f"line {line}: bucket {row.bucket!r} is not one this deployment may read"
+            if problem:
+                problems.append(problem)
+            elif row is not None:
+                rows.append(replace(row, params=params or None))
+    return _checked_rows(rows, problems, max_rows)
+
+
+def parse_manifest(text: str, readable: Callable[[str], bool] = lambda bucket: True,
+                   max_rows: int = MAX_MANIFEST_ROWS) -> list[ManifestRow]:
+    """A CSV manifest's rows (`bucket,key[,version]`, keys URL-encoded), or ManifestError naming every
+    bad line: a bucket this deployment may not read, a row that is not 2 or 3 fields, a bad key."""
+    rows: list[ManifestRow] = []
+    problems: list[str] = []
+    for line, fields in enumerate(csv.reader(io.StringIO(text)), start=1):
+        if not fields or fields == [""]:
+            continue
+        problem, row = _row(line, fields)
+        if row is not None and not readable(row.bucket):
+            problem = f"line {line}: bucket {row.bucket!r} is not one this deployment may read"
+        if problem:
+            problems.append(problem)
+        elif row is not None:
+            rows.append(row)
+    return _checked_rows(rows, problems, max_rows)
+
+
+def _checked_rows(rows: list[ManifestRow], problems: list[str], max_rows: int) -> list[ManifestRow]:
+    if not rows and not problems:
+        problems.append("the manifest has no rows")
+    if len({row.version_id is None for row in rows}) > 1:  # one field list for the whole manifest
+        problems.append("some rows have a version and some do not: give every row a version, or none")
+    if len(rows) + len(problems) > max_rows:
+        problems.insert(0, f"{len(rows) + len(problems):,} rows; at most {max_rows:,} per bulk job")
+    if problems:
+        raise ManifestError(problems, len(problems))
+    return rows
+
+
+def manifest_key(output_prefix: str, bulk_id: str) -> str:
+    return f"{output_prefix}{BULK_DIR}/{bulk_id}/{MANIFEST_NAME}"
+
+
+def overrides_key(output_prefix: str, bulk_id: str) -> str:
+    return f"{output_prefix}{BULK_DIR}/{bulk_id}/{OVERRIDES_NAME}"
+
+
+def row_id(bucket: str, key: str, version_id: str | None) -> str:
+    """A row's name in the overrides document (what a task names: bucket, decoded key, version)."""
+    return json.dumps([bucket, key, version_id or None], ensure_ascii=False)
+
+
+def overrides_document(rows: Iterable[ManifestRow]) -> dict[str, dict[str, Any]]:
+    return {row_id(r.bucket, r.key, r.version_id): r.params for r in rows if r.params}
+
+
+def report_prefix(output_prefix: str, bulk_id: str) -> str:
+    return f"{output_prefix}{BULK_DIR}/{bulk_id}/{REPORT_DIR}"
+
+
+def manifest_fields(rows: list[ManifestRow]) -> list[str]:
+    """The manifest's `Spec.Fields` for S3 Batch Operations."""
+    return ["Bucket", "Key", "VersionId"] if rows and rows[0].version_id else ["Bucket", "Key"]
+
+
+def _row(line: int, fields: list[str]) -> tuple[str | None, ManifestRow | None]:
+    if len(fields) not in (2, 3):
+        return f"line {line}: {len(fields)} fields; a row is bucket,key[,version]", None
+    bucket, raw_key = fields[0].strip(), fields[1]
+    version = fields[2].strip() if len(fields) == 3 and fields[2].strip() else None
+    if not valid_bucket_name(bucket):
+        return f"line {line}: {bucket!r} is not a bucket name", None
+    key = decode_key(raw_key)
+    if not key:
+        return f"line {line}: the key is empty", None
+    if len(key.encode("utf-8", "surrogatepass")) > 1024:
+        return f"line {line}: the key is longer than 1,024 UTF-8 bytes", None
+    return None, ManifestRow(line, bucket, key, version, raw_key)
+
+
+def decode_key(raw_key: str) -> str:
+    """A manifest's (and so a task's) URL-encoded key, decoded once."""
+    return unquote_plus(raw_key, encoding="utf-8")
+
+
+def encode_manifest(rows: Iterable[tuple[str, str, str | None]]) -> str:
+    """(bucket, key, version) -> CSV manifest text, keys URL-encoded as S3 Batch Operations expects."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    for bucket, key, version in rows:
+        writer.writerow([bucket, quote(key, safe="/"), *([version] if version else [])])
+    return out.getvalue()
+
+
+# ---- the job's arguments ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class BulkArguments:
+    bulk_id: str
+    output_prefix: str
+    params: dict[str, Any] = field(default_factory=dict)
+    overrides: str = ""  # the output-bucket key of the per-row overrides (JSONL manifests), if any
+
+    def user_arguments(self) -> dict[str, str]:
+        """What the LambdaInvoke operation carries (checked against its limits)."""
+        args = {ARG_BULK_ID: self.bulk_id, ARG_OUTPUT_PREFIX: self.output_prefix,
+                ARG_PARAMS: json.dumps(self.params, separators=(",", ":"), ensure_ascii=False),
+                **({ARG_OVERRIDES: self.overrides} if self.overrides else {})}
+        parse_arguments(args)
+        return args
+
+    def job_message(self, bucket: str, key: str, version_id: str | None,
+                    overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The job message the worker runs for one row (core/triggers.py parses it): the bulk job's
+        params, field by field overridden by the row's own."""
+        return {"type": JOB_MESSAGE, "origin": ORIGIN, "bulk_id": self.bulk_id,
+                "source": {"bucket": bucket, "key": key, "version_id": version_id},
+                "params": {**self.params, **(overrides or {})}, "output": {"prefix": self.output_prefix}}
+
+
+def parse_arguments(args: Any) -> BulkArguments:
+    """userArguments -> BulkArguments, or a permanent invalid_parameters JobError."""
+    if not isinstance(args, dict):
+        raise _invalid("userArguments must be an object of strings")
+    problems = [f"{name} is not a bulk job argument (allowed: {', '.join(ARGUMENTS)})"
+                for name in args if name not in ARGUMENTS]
+    for name, value in args.items():
+        if not isinstance(value, str):
+            problems.append(f"{name} must be a string")
+        elif len(value) > MAX_ARGUMENT_CHARS:
+            problems.append(f"{name} is {len(value):,} characters; S3 Batch Operations carries at most "
+                            f"{MAX_ARGUMENT_CHARS:,} per argument (shorten the prompt)")
+    bulk_id, prefix, params_text, overrides = (args.get(name) for name in ARGUMENTS)
+    if not (isinstance(bulk_id, str) and JOB_ID.fullmatch(bulk_id)):
+        problems.append(f"{ARG_BULK_ID} is not a valid bulk job id")
+    if not isinstance(prefix, str) or not prefix:
+        problems.append(f"{ARG_OUTPUT_PREFIX} is required")
+    elif prefix_problem(prefix):
+        problems.append(f"{ARG_OUTPUT_PREFIX} {prefix_problem(prefix)}")
+    params: Any = {}
+    if isinstance(params_text, str) and params_text:
+        try:
+            params = json.loads(params_text)
+        except ValueError:
+            problems.append(f"{ARG_PARAMS} is not JSON")
+        if not isinstance(params, dict):
+            problems.append(f"{ARG_PARAMS} must be a JSON object (docs/parameters.md)")
+    if overrides is not None and (not isinstance(overrides, str) or prefix_problem(overrides)):
+        problems.append(f"{ARG_OVERRIDES} is not an object key")
+    if problems:
+        raise _invalid("; ".join(problems))
+    prefix = prefix if prefix.endswith("/") else prefix + "/"
+    return BulkArguments(bulk_id, prefix, params, overrides or "")
+
+
+def _invalid(message: str) -> JobError:
+    return JobError("invalid_parameters", f"invalid bulk job arguments: {message}")
+
+
+def check_params(params: dict[str, Any], deployment: P.Layer, validate: Callable[[P.MergedParams], Any]) -> str:
+    """Validate a bulk job's parameters as every job's are (deployment defaults < these), before any row
+    runs; the operation they ask for. `validate` is Pipeline.validate (raises JobError)."""
+    merged = P.merge([deployment, P.request_layer(params, "bulk job params")])
+    if not merged.has_prompt:
+        try:  # operations without a prompt (remove-background, upscale-fast...) validate as they are
+            validate(merged)
+            return operation_of(merged)
+        except JobError as exc:
+            if exc.code != "missing_parameters":
+                raise
+        # A prompt may still come from a row's folder _defaults.json or sidecar.
+        merged.positive = [{"text": "stand-in", "weight": 1.0}]
+    validate(merged)
+    return operation_of(merged)
+
+
+def operation_of(merged: P.MergedParams) -> str:
+    value = merged.values.get("operation")
+    return normal_name(value) if isinstance(value, str) else IMAGE_TO_IMAGE
+
+
+def estimated_cost(rows: int, operation: str) -> float:
+    """USD for `rows` model calls of `operation` (one output image each)."""
+    if operation == IMAGE_TO_IMAGE or operation not in BY_NAME:
+        price = PRICE_PER_IMAGE_USD[IMAGE_TO_IMAGE]
+    else:
+        price = PRICE_PER_IMAGE_USD.get(operation, DEFAULT_SERVICE_PRICE_USD)
+    return round(rows * price, 2)
+
+
+# ---- the Batch Operations event and answer ------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Task:
+    task_id: str
+    bucket: str
+    key: str                 # decoded
+    version_id: str | None
+
+
+def tasks_of(event: Any) -> tuple[list[Task], list[dict[str, str]]]:
+    """The event's readable tasks, and PermanentFailure results for the ones that name no object."""
+    tasks: list[Task] = []
+    failed: list[dict[str, str]] = []
+    for i, raw in enumerate((event.get("tasks") or []) if isinstance(event, dict) else []):
+        task = raw if isinstance(raw, dict) else {}
+        task_id = str(task.get("taskId") or f"task-{i}")
+        bucket, raw_key = task.get("s3Bucket"), task.get("s3Key")
+        if not isinstance(bucket, str) or not bucket or not isinstance(raw_key, str) or not raw_key:
+            failed.append(result(task_id, PERMANENT_FAILURE, "the task names no s3Bucket and s3Key"))
+            continue
+        version = task.get("s3VersionId")
+        tasks.append(Task(task_id, bucket, decode_key(raw_key), version if isinstance(version, str) and version
+                          else None))
+    return tasks, failed
+
+
+def result(task_id: str, code: str, message: str) -> dict[str, str]:
+    return {"taskId": task_id, "resultCode": code, "resultString": message[:MAX_RESULT_STRING_CHARS]}
+
+
+def response(event: Any, results: list[dict[str, str]]) -> dict[str, Any]:
+    """The answer S3 Batch Operations reads (schema 2.0)."""
+    invocation_id = event.get("invocationId") if isinstance(event, dict) else None
+    return {"invocationSchemaVersion": SCHEMA_VERSION, "treatMissingKeysAs": TREAT_MISSING_KEYS_AS,
+            "invocationId": invocation_id, "results": results}
+
+
+def result_for(error: JobError) -> tuple[str, str]:
+    """A fault's result code: transient ones are retried by S3 Batch Operations, the rest are final."""
+    return (TEMPORARY_FAILURE if error.retryable else PERMANENT_FAILURE), f"{error.code}: {error.message}"
+
+
+# ---- progress -----------------------------------------------------------------------------------------
+
+_COUNT = re.compile(r"[a-z][a-z0-9_]{0,63}")
+
+
+def counter_names(status: str, error_code: str | None) -> list[str]:
+    """The counter attributes one outcome adds 1 to: its status, and its error code if any."""
+    names = [f"n_{status}"]
+    if error_code and _COUNT.fullmatch(error_code):
+        names.append(f"e_{error_code}")
+    return names
+
+
+@dataclass(frozen=True)
+class Progress:
+    bulk_id: str
+    total: int
+    counts: dict[str, int]          # status -> rows
+    errors: dict[str, int]          # error code -> rows
+    definition: dict[str, Any]
+
+    @property
+    def done(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def finished(self) -> bool:
+        return self.total > 0 and self.done >= self.total
+
+
+def progress_of(bulk_id: str, counters: dict[str, int], definition: dict[str, Any]) -> Progress:
+    counts = {name[2:]: n for name, n in counters.items() if name.startswith("n_")}
+    errors = {name[2:]: n for name, n in counters.items() if name.startswith("e_")}
+    return Progress(bulk_id, int(definition.get("rows") or 0), counts, errors, definition)
+
+
+def progress_bar(progress: Progress, width: int = 30) -> str:
+    """`[#########.....] 30/50 succeeded 28 failed 2 (source_not_found 2)`."""
+    total = max(progress.total, 1)
+    filled = min(width, round(width * progress.done / total))
+    counts = " ".join(f"{status} {n}" for status, n in sorted(progress.counts.items()))
+    errors = ", ".join(f"{code} {n}" for code, n in sorted(progress.errors.items()))
+    return (f"[{'#' * filled}{'.' * (width - filled)}] {progress.done}/{progress.total}"
+            + (f"  {counts}" if counts else "") + (f"  ({errors})" if errors else ""))

@@ -1,0 +1,90 @@
+"""Bulk jobs in the template: the enqueue function, its role, and the S3 Batch Operations role (exactly),
+nag clean in the default and KMS configurations."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from infra_synth import SECURE, as_list, build, of_type, render, role_policies
+
+pytestmark = pytest.mark.infra
+
+HANDLER = "img2img.handlers.bulk_enqueue.handler"
+
+
+def grants(synth, role_id: str) -> dict[str, set[str]]:
+    granted: dict[str, set[str]] = {}
+    for s in (s for doc in role_policies(synth, role_id) for s in doc["Statement"]):
+        assert s["Effect"] == "Allow"
+        for action in as_list(s["Action"]):
+            granted.setdefault(action, set()).update(map(str, render(as_list(s["Resource"]))))
+    return granted
+
+
+def enqueue_function(synth):
+    [(lid, fn)] = [(k, v) for k, v in of_type(synth, "AWS::Lambda::Function").items()
+                   if v["Properties"].get("Handler") == HANDLER]
+    return lid, fn
+
+
+def batch_role(synth):
+    [(rid, role)] = [(k, v) for k, v in of_type(synth, "AWS::IAM::Role").items()
+                     if "batchoperations.s3.amazonaws.com" in json.dumps(v["Properties"]["AssumeRolePolicyDocument"])]
+    return rid, role
+
+
+def test_the_batch_operations_role_is_trusted_by_batch_operations_only(default):
+    _, role = batch_role(default)
+    [statement] = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert statement["Principal"] == {"Service": "batchoperations.s3.amazonaws.com"}
+    assert statement["Action"] == "sts:AssumeRole"
+    assert "ManagedPolicyArns" not in role["Properties"]
+
+
+def test_it_may_invoke_the_enqueue_function_read_manifests_and_write_reports_only(default):
+    lid, _ = enqueue_function(default)
+    rid, _ = batch_role(default)
+    output = default.logical_id(default.stack.storage.output_bucket)
+    assert grants(default, rid) == {
+        "lambda:InvokeFunction": {f"${{{lid}.Arn}}"},
+        "s3:GetObject": {f"${{{output}.Arn}}/_bulk/*/manifest.csv"},
+        "s3:GetObjectVersion": {f"${{{output}.Arn}}/_bulk/*/manifest.csv"},
+        "s3:PutObject": {f"${{{output}.Arn}}/_bulk/*/report/*"},
+    }
+
+
+def test_the_enqueue_function_may_only_queue_jobs_and_count_rows(default):
+    _, fn = enqueue_function(default)
+    role = fn["Properties"]["Role"]["Fn::GetAtt"][0]
+    granted = grants(default, role)
+    queue = default.logical_id(default.stack.ingest.job_queue)
+    table = default.logical_id(default.stack.state.table)
+    assert granted["dynamodb:UpdateItem"] == {f"${{{table}.Arn}}"}
+    assert {a for a in granted if a.startswith("sqs:")} == {"sqs:SendMessage"}
+    assert granted["sqs:SendMessage"] == {f"${{{queue}.Arn}}"}
+    output = default.logical_id(default.stack.storage.output_bucket)
+    assert {a for a in granted if a.startswith("s3:")} == {"s3:GetObject"}
+    assert granted["s3:GetObject"] == {f"${{{output}.Arn}}/_bulk/*/overrides.json"}
+    assert not any(a.startswith("bedrock:") for a in granted)
+    env = fn["Properties"]["Environment"]["Variables"]
+    assert render(env["IMG2IMG_JOB_QUEUE_URL"]) == f"${{{queue}}}"
+    assert render(env["IMG2IMG_IDEMPOTENCY_TABLE"]) == f"${{{table}}}"
+
+
+def test_outputs_name_the_function_and_the_role(default):
+    outputs = default.template.to_json()["Outputs"]
+    assert {"BulkFunctionArn", "BulkRoleArn"} <= set(outputs)
+
+
+def test_with_kms_the_role_may_use_the_storage_key(tmp_path):
+    app, stack, _ = build(SECURE, outdir=tmp_path, with_nag=True)
+    app.synth()  # nag: raises on any unacknowledged finding
+    from aws_cdk.assertions import Template
+
+    resources = Template.from_stack(stack).to_json()["Resources"]
+    rid = stack.resolve(stack.get_logical_id(stack.bulk.batch_role.node.default_child))
+    statements = [s for p in resources.values() if p["Type"] == "AWS::IAM::Policy"
+                  and {"Ref": rid} in p["Properties"]["Roles"] for s in p["Properties"]["PolicyDocument"]["Statement"]]
+    kms = {a for s in statements for a in as_list(s["Action"]) if a.startswith("kms:")}
+    assert kms == {"kms:Decrypt", "kms:GenerateDataKey"}
