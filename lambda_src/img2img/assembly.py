@@ -45,7 +45,17 @@ def get_pipeline() -> Pipeline:
         on_job=_correlate,
         signing=_signing_keys(s),
         translator=_translator(s),
+        quota=_quota(s),
     )
+
+
+def _quota(settings):
+    """The per-model request limiter shared by every sandbox, when the deployment has its table."""
+    if not settings.quota_table:
+        return None
+    from .aws.quota import DynamoDBQuota
+
+    return DynamoDBQuota(settings.quota_table, settings.budgets)
 
 
 def _translator(settings):

@@ -37,7 +37,18 @@ from .model_api import (
     parse_model_ref,
     split_profile,
 )
-from .ports import EventPublisher, Guard, ModelInvoker, ObjectInfo, ObjectStore, RunEveryTime, Scheduler, SigningKeys
+from .ports import (
+    EventPublisher,
+    Guard,
+    ModelInvoker,
+    ObjectInfo,
+    ObjectStore,
+    QuotaLimiter,
+    RunEveryTime,
+    Scheduler,
+    SigningKeys,
+)
+from .quota import within_quota
 from .triggers import SIDECAR_CHECK, Trigger
 
 SUCCEEDED_EVENT = "ImageGenerationSucceeded"
@@ -121,13 +132,14 @@ class Pipeline:
                  guard: Guard | None = None, clock: Callable[[], float] = time.time,
                  log: Callable[..., None] | None = None, on_job: Callable[[str], None] | None = None,
                  log_exception: Callable[..., None] | None = None, signing: SigningKeys | None = None,
-                 translator: translation.Translator | None = None):
+                 translator: translation.Translator | None = None, quota: QuotaLimiter | None = None):
         self.settings = settings
         self.store = store
         self.model = model
         self.registry = registry
         self.signing = signing  # C2PA signing (None: outputs carry the XMP marking only)
         self.translator = translator  # prompts not in English translated first (None: sent as written)
+        self.quota = quota  # per-model request budgets shared across sandboxes (None: no limiter)
         self.events = events
         self.scheduler = scheduler
         self.guard = guard or RunEveryTime()
@@ -665,7 +677,8 @@ class Pipeline:
             seeds = [int(s) for s in (info.metadata.get("seeds") or "").split(",") if s.strip().isdigit()]
             return GenerationResult(images=[data], image_format=images.sniff_format(data) or "png", seeds=seeds)
         self._check_time_for_a_model_call()
-        result = adapter.parse_response(self.model.invoke(params.model_id, body))
+        result = adapter.parse_response(within_quota(self.quota, params.model_id,
+                                                     lambda: self.model.invoke(params.model_id, body)))
         try:
             self.store.put(bucket, key, result.images[0], "application/octet-stream",
                            {"seeds": ",".join(str(s) for s in result.seeds), "job-id": job.job_id})

@@ -58,6 +58,17 @@ class Scheduler(Protocol):
     def retry_later(self, receipt_handle: str, delay_seconds: int) -> bool: ...
 
 
+class QuotaLimiter(Protocol):
+    """Per-model request budgets shared by every sandbox (DynamoDB in production: aws/quota.py).
+
+    `acquire` takes a ticket for one model call: 0 admits it, else the seconds until its turn (the
+    decisions are core/quota.py's). `throttled` reports that Bedrock throttled the model anyway."""
+
+    def acquire(self, model_id: str) -> int: ...
+
+    def throttled(self, model_id: str) -> None: ...
+
+
 class SigningKeys(Protocol):
     """The C2PA signing key (KMS in production: aws/signing_keys.py); raises JobError when unusable."""
 
