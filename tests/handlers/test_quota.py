@@ -141,3 +141,30 @@ def test_an_unavailable_table_lets_the_call_through_and_counts_it(quota_env, wor
 
 def test_no_table_no_limiter(world):
     assert world.pipeline.quota is None
+
+
+def test_a_job_resuming_from_its_checkpoint_takes_no_slot(limited, deferrals, monkeypatch):
+    from img2img.core.errors import transient
+
+    store, failed = limited.pipeline.store, []
+    put = store.put
+
+    def output_put_fails_once(bucket, key, *args, **kwargs):
+        if "_staging/" not in key and key.endswith(".png") and not failed:
+            failed.append(key)
+            raise transient("storage_error", "S3 SlowDown")
+        return put(bucket, key, *args, **kwargs)
+
+    monkeypatch.setattr(store, "put", output_put_fails_once)
+    first = upload(limited, "q/one.png")
+    limited.stub.add_response("invoke_model", sd35_ok())
+    assert limited.run(first)["batchItemFailures"]  # paid for, checkpointed, then the output put failed
+    calls = model_calls(limited)
+
+    limited.run(upload(limited, "q/two.png"))  # spends nothing: the window's one slot is gone
+    limited.run(first, receive_count=2)
+
+    assert calls == [] and limited.record("q/one.png")["status"] == "succeeded"
+    window = boto3.client("dynamodb", region_name="us-east-1").get_item(
+        TableName=QUOTA_TABLE, Key={"id": {"S": f"{SD35}#{int(NOW // 5)}"}})["Item"]
+    assert window["n"]["N"] == "2"  # one.png's first delivery and two.png; the resumed delivery took none
