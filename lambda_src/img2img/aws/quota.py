@@ -3,7 +3,7 @@
 The decisions (budgets, windows, delays, AIMD) are core/quota.py's; this module only stores them:
 
 - `<model>#<window>`: `ADD n 1` per attempt (ReturnValues UPDATED_NEW), TTL'd a minute after its window.
-- `<model>#rate`: the AIMD state (`rpm`, `since`), written on a throttle with a condition that keeps one
+- `<model>#rate`: the AIMD state (`rpm`, `since`), updated on a throttle with a condition that keeps one
   decrease per cooldown however many sandboxes saw the burst; read at most once per `RATE_CACHE_SECONDS`
   per model and sandbox.
 
@@ -63,8 +63,8 @@ class DynamoDBQuota:
             rpm = Q.effective_rpm(configured, self._rate(model_id, now), now)
             answer = self.dynamodb.update_item(
                 TableName=self.table_name, Key={"id": {"S": f"{model_id}#{window}"}},
-                UpdateExpression="ADD n :one SET #ttl = if_not_exists(#ttl, :ttl)",
-                ExpressionAttributeNames={"#ttl": TTL_ATTRIBUTE},
+                UpdateExpression="ADD #n :one SET #ttl = if_not_exists(#ttl, :ttl)",
+                ExpressionAttributeNames={"#n": "n", "#ttl": TTL_ATTRIBUTE},
                 ExpressionAttributeValues={":one": {"N": "1"},
                                            ":ttl": {"N": str(int((window + 1) * self.window_seconds) + 60)}},
                 ReturnValues="UPDATED_NEW")
@@ -87,12 +87,15 @@ class DynamoDBQuota:
             new = Q.lowered(configured, state, now)
             if new is None:
                 return
-            condition = {"ConditionExpression": "attribute_not_exists(since) OR since < :cutoff",
-                         "ExpressionAttributeValues": {":cutoff": {"N": repr(now - Q.COOLDOWN)}}}
-            self.dynamodb.put_item(TableName=self.table_name, Item={
-                "id": {"S": f"{model_id}#rate"}, "rpm": {"N": repr(new.rpm)}, "since": {"N": repr(new.since)},
-                # Kept until the rate would have climbed all the way back, then it is as if never lowered.
-                TTL_ATTRIBUTE: {"N": str(int(now + Q.QUIET + Q.STEP / Q.INCREASE + 60))}}, **condition)
+            self.dynamodb.update_item(
+                TableName=self.table_name, Key={"id": {"S": f"{model_id}#rate"}},
+                UpdateExpression="SET #rpm = :rpm, #since = :now, #ttl = :ttl",
+                ConditionExpression="attribute_not_exists(#since) OR #since < :cutoff",
+                ExpressionAttributeNames={"#rpm": "rpm", "#since": "since", "#ttl": TTL_ATTRIBUTE},
+                # Kept until the rate would have climbed all the way back: then it is as if never lowered.
+                ExpressionAttributeValues={":rpm": {"N": repr(new.rpm)}, ":now": {"N": repr(now)},
+                                           ":cutoff": {"N": repr(now - Q.COOLDOWN)},
+                                           ":ttl": {"N": str(int(now + Q.QUIET + Q.STEP / Q.INCREASE + 60))}})
             with self._lock:
                 self._rates[model_id] = (now, new)
             logger.info("Bedrock throttled the model: its shared rate is lowered",
