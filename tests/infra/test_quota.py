@@ -81,3 +81,14 @@ def test_every_call_the_limiter_makes_is_granted(quotas):
         limiter.acquire("m")  # refused
         limiter.throttled("m")
     assert set(called) == {"dynamodb:GetItem", "dynamodb:UpdateItem"} and set(called) <= granted
+
+
+def test_cdk_nag_finds_nothing_new_with_quotas(tmp_path):
+    from test_nag import report
+
+    from infra_synth import build
+
+    app, _, _ = build({"modelQuotas": QUOTAS}, outdir=tmp_path, with_nag=True)
+    app.synth()  # raises on any unacknowledged finding
+    (nag,) = [p for p in report(tmp_path)["pluginReports"] if p["pluginName"] == "AwsSolutions"]
+    assert nag["violations"] == []
