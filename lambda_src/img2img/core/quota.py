@@ -13,10 +13,13 @@ therefore takes a ticket from one shared counter per model and short window:
   condition under contention costs a retry loop); leases need a release (a crashed sandbox strands its
   slot until the TTL). A rate limiter has nothing to release: a crashed caller's ticket only spends one
   slot of one window, which a fail of the model call would have spent too.
-- **Short windows** (`WINDOW_SECONDS`): Bedrock counts requests per minute in a sliding fashion, so a
-  60 s fixed window would allow two minutes' budget back to back at a boundary. With 5 s windows the
-  overshoot of any 60 s span is at most one window's budget (1/12). A fractional per-window budget is
-  spread by cumulative floors (`window_budget`), so 7 requests/min still admits 7 a minute.
+- **Short windows, paced for a sliding minute** (`WINDOW_SECONDS` = 1): the offline engine counts
+  requests per minute over a moving 60 s span (Bedrock's own accounting is not published, so assume the
+  same), and any 60 s span touches 60/W + 1 fixed windows. So each window's budget is
+  the rate `rpm x W / (60 + W)` (`paced_rpm`): no 60 s span can be given more than the quota, at a cost of
+  W/(60 + W) of it (1.6 % with 1 s windows; measured with 5 s windows and no such margin, the 13th window
+  of a span overshot the engine's sliding quota: 7 throttles in 90 calls and 0.84 of the quota after the
+  AIMD decrease). A fractional per-window budget is spread by cumulative floors (`window_budget`).
 - **Clock skew.** Windows are computed from the caller's clock. Lambda's clocks are NTP-synchronised
   (milliseconds apart); a caller off by `d` seconds spends its window's shared budget up to `d` early or
   late, so the excess in any span is bounded by the budget of `d / WINDOW_SECONDS + 1` windows. It never
@@ -37,7 +40,7 @@ from typing import Any, TypeVar
 from .errors import JobError, transient
 
 DEFAULT_KEY = "default"   # in the model -> rpm configuration: the budget of every model not listed
-WINDOW_SECONDS = 5
+WINDOW_SECONDS = 1
 MAX_DELAY_SECONDS = 900   # SQS's longest message delay; a job further back takes a new ticket then
 DECREASE = 0.75           # effective rate x this on a throttle
 FLOOR = 0.1               # ... but never below this share of the configured rate (and 1/min)
@@ -78,25 +81,39 @@ def window_of(now: float, seconds: float = WINDOW_SECONDS) -> int:
     return math.floor(now / seconds)
 
 
+def paced_rpm(rpm: float, seconds: float = WINDOW_SECONDS) -> float:
+    """The rate the windows share out: no 60 s span, which touches 60/W + 1 windows, gets more than `rpm`."""
+    return rpm * 60 / (60 + seconds)
+
+
 def window_budget(rpm: float, window: int, seconds: float = WINDOW_SECONDS) -> int:
-    """Admissions in `window`: cumulative floors, so fractional budgets add up to `rpm` a minute."""
-    per = rpm * seconds / 60
-    return math.floor(per * (window + 1)) - math.floor(per * window)
+    """Admissions in `window`: cumulative floors of the paced rate, so fractional budgets add up."""
+    per = paced_rpm(rpm, seconds) * seconds / 60
+    return _admitted_by(per, window + 1) - _admitted_by(per, window)
+
+
+def _admitted_by(per: float, windows: int) -> int:
+    """Admissions in all windows before `windows` (the nudge keeps 7/61 x 61 from flooring to 6)."""
+    return math.floor(per * windows + 1e-9)
 
 
 def decide(count: int, rpm: float, now: float, jitter: float = 0.0, seconds: float = WINDOW_SECONDS) -> int:
     """Seconds to wait for the attempt holding ticket `count` (1-based) of the window at `now`: 0 admits it.
 
     A refused ticket `excess` places past the budget waits for the first later window whose budgets,
-    added up, cover its place in line; `jitter` in [0, 1) spreads it over most of that window."""
+    added up, cover its place in line. Delays are whole seconds (SQS's); `jitter` in [0, 1) spreads
+    them over that window without leaving it."""
     window = window_of(now, seconds)
     excess = count - window_budget(rpm, window, seconds)
     if excess <= 0:
         return 0
-    per = rpm * seconds / 60
-    target = math.ceil((math.floor(per * (window + 1)) + excess) / per) - 1  # its window: budgets cover it
+    per = paced_rpm(rpm, seconds) * seconds / 60
+    target = window + 1  # the first later window whose budgets, added up, cover its place in line
+    target = max(target, math.ceil((_admitted_by(per, window + 1) + excess - 1e-9) / per) - 1)
+    while _admitted_by(per, target + 1) - _admitted_by(per, window + 1) < excess:
+        target += 1
     start = target * seconds
-    return max(1, min(MAX_DELAY_SECONDS, math.ceil(start - now + jitter * seconds * 0.8)))
+    return max(1, min(MAX_DELAY_SECONDS, math.ceil(start - now + jitter * max(0.0, seconds - 1))))
 
 
 @dataclass(frozen=True)

@@ -8,13 +8,13 @@ import pytest
 from aws_world import SD35, SDXL, Context, model_calls, png_bytes, s3_body, sd35_ok, sdxl_ok
 
 QUOTA_TABLE = "img2img-test-quota"
-NOW = 1_000_000.0  # the start of a window: 12/min is 1 request per 5 s window
+NOW = 1_000_000.0  # the start of a window: 61/min is 1 request per 1 s window (a minute touches 61)
 
 
 @pytest.fixture
 def quota_env(settings_env, monkeypatch):
     monkeypatch.setenv("IMG2IMG_QUOTA_TABLE", QUOTA_TABLE)
-    monkeypatch.setenv("IMG2IMG_MODEL_QUOTAS", json.dumps({"default": 600, SD35: 12}))
+    monkeypatch.setenv("IMG2IMG_MODEL_QUOTAS", json.dumps({"default": 600, SD35: 61}))
 
 
 @pytest.fixture
@@ -51,7 +51,7 @@ def test_a_job_over_its_models_budget_goes_back_to_the_queue_with_the_delay_and_
 
     assert len(calls) == 1  # the second job never reached Bedrock
     assert response == {"batchItemFailures": []}  # its message is done: a delayed copy replaces it
-    assert deferrals == [(json.loads(second), 5)]  # due at the next window, 5 s on
+    assert deferrals == [(json.loads(second), 1)]  # due at the next window, 1 s on
     assert limited.record("q/one.png")["status"] == "succeeded"
     assert "q/two.png.json" not in limited.output_keys()
 
@@ -77,7 +77,7 @@ def test_another_models_job_is_not_blocked_by_a_models_spent_budget(limited, def
 
     assert [c["modelId"] for c in calls] == [SD35, SDXL]
     assert limited.record("q/x.png")["status"] == "succeeded"
-    assert [delay for _, delay in deferrals] == [5]
+    assert [delay for _, delay in deferrals] == [1]
 
 
 def test_on_the_last_delivery_a_quota_wait_is_recorded_as_retries_exhausted(limited, deferrals):
@@ -110,19 +110,20 @@ def test_a_throttle_lowers_the_models_rate_for_every_sandbox(limited, deferrals)
     from img2img.aws.quota import DynamoDBQuota
     from img2img.core import quota as Q
 
-    limited.pipeline.quota.budgets = Q.Budgets.from_config({SD35: 120})
+    limited.pipeline.quota.budgets = Q.Budgets.from_config({SD35: 610})  # 10 a window
     limited.stub.add_client_error("invoke_model", service_error_code="ThrottlingException", http_status_code=429)
     limited.stub.add_client_error("invoke_model", service_error_code="ThrottlingException", http_status_code=429)
 
     response = limited.run(upload(limited, "q/busy.png"))
 
     assert response["batchItemFailures"] == [{"itemIdentifier": "m0"}]  # a throttle keeps its back-off
-    other_sandbox = DynamoDBQuota(QUOTA_TABLE, Q.Budgets.from_config({SD35: 120}), clock=lambda: NOW + 1)
-    state = other_sandbox._rate(SD35, NOW + 1)
-    assert state is not None and state.rpm == pytest.approx(120 * Q.DECREASE)
-    # 90/min is 7 in this 5 s window (120/min would be 10), one of them spent by the throttled call
+    other_sandbox = DynamoDBQuota(QUOTA_TABLE, Q.Budgets.from_config({SD35: 610}), clock=lambda: NOW)
+    state = other_sandbox._rate(SD35, NOW)
+    assert state is not None and state.rpm == pytest.approx(610 * Q.DECREASE)
+    # 457.5/min is 7 or 8 in a window (610/min would be 10), one of them spent by the throttled call
+    left = Q.window_budget(state.rpm, Q.window_of(NOW)) - 1
     waits = [other_sandbox.acquire(SD35) for _ in range(9)]
-    assert waits[:6] == [0] * 6 and all(wait > 0 for wait in waits[6:])
+    assert left < 9 and waits[:left] == [0] * left and all(wait > 0 for wait in waits[left:])
 
 
 def test_an_unavailable_table_lets_the_call_through_and_counts_it(quota_env, world, monkeypatch):
@@ -166,5 +167,5 @@ def test_a_job_resuming_from_its_checkpoint_takes_no_slot(limited, deferrals, mo
 
     assert calls == [] and limited.record("q/one.png")["status"] == "succeeded"
     window = boto3.client("dynamodb", region_name="us-east-1").get_item(
-        TableName=QUOTA_TABLE, Key={"id": {"S": f"{SD35}#{int(NOW // 5)}"}})["Item"]
+        TableName=QUOTA_TABLE, Key={"id": {"S": f"{SD35}#{int(NOW)}"}})["Item"]
     assert window["n"]["N"] == "2"  # one.png's first delivery and two.png; the resumed delivery took none
