@@ -30,7 +30,9 @@ class Mix:
     jobs: dict
     rpm: dict          # engine model id -> requests per minute (the engine's quota and the limiter's)
     latency_ms: dict   # engine model id -> latency
-    context: tuple[str, ...] = ("batchSize=4", "bedrockMaxConcurrency=16")
+    # The limiter paces each model; concurrency only needs room for every model's calls in flight (Little's law)
+    # plus invocations free to take returning jobs on time (a batch holds its invocation until its slowest call).
+    context: tuple[str, ...] = ("batchSize=4", "bedrockMaxConcurrency=32", "batchWindowSeconds=0")
     timeout_s: float = 600.0
     label: str = "one-model"
     jitter_ms: int = 500
@@ -41,7 +43,8 @@ ONE_QUICK = Mix(jobs={SD35: 90}, rpm={SD35: 60}, latency_ms={SD35: 3000}, label=
 RB_ENGINE = "stability.stable-image-remove-background-v1:0"
 THREE = Mix(jobs={SD35: 40, SDXL: 40, REMOVE_BACKGROUND: 40},
             rpm={SD35: 30, SDXL: 20, RB_ENGINE: 60}, latency_ms={SD35: 8000, SDXL: 4000, RB_ENGINE: 1000},
-            label="three-models", context=("batchSize=4", "bedrockMaxConcurrency=20"), timeout_s=420)
+            label="three-models", timeout_s=420,
+            context=("batchSize=4", "bedrockMaxConcurrency=48", "batchWindowSeconds=0"))
 
 
 def _stack_class():

@@ -1,6 +1,8 @@
 """The per-model quota's decisions (core/quota.py): budgets, windows, return times, AIMD."""
 from __future__ import annotations
 
+import math
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -147,3 +149,27 @@ def test_only_bedrock_throttles_lower_the_rate(cause, lowers):
     with pytest.raises(JobError):
         Q.within_quota(limiter, "m", call)
     assert limiter.throttles == (1 if lowers else 0)
+
+
+@settings(max_examples=100, deadline=None)
+@given(rpm=st.integers(1, 600), skew=st.floats(-3, 3, allow_nan=False),
+       arrivals=st.lists(st.tuples(st.booleans(), st.floats(0, 200, allow_nan=False)), min_size=1, max_size=300))
+def test_clock_skew_between_callers_costs_at_most_the_budget_of_the_skewed_windows(rpm, skew, arrivals):
+    """Two sandboxes share one counter; one clock is `skew` seconds off. Real time decides the quota."""
+    limiter, admitted_at = CounterLimiter(rpm), []
+    for skewed, real in arrivals:
+        if limiter.acquire("m", real + skew if skewed else real) == 0:
+            admitted_at.append(real)
+    admitted_at.sort()
+    extra = sum(Q.window_budget(rpm, w) for w in range(0, math.ceil(abs(skew) / W) + 1)) + 1
+    for i, start in enumerate(admitted_at):
+        in_span = sum(1 for t in admitted_at[i:] if t < start + 60)
+        assert in_span <= rpm + extra
+
+
+def test_a_crashed_holder_holds_nothing_the_next_window_has_its_whole_budget():
+    limiter, rpm = CounterLimiter(5 * 61), 5 * 61  # 5 a window
+    assert [limiter.acquire("m", 10.0) for _ in range(5)] == [0] * 5  # taken; their callers crash
+    assert limiter.acquire("m", 10.5) > 0  # this window is spent...
+    assert [limiter.acquire("m", 11.0) for _ in range(5)] == [0] * 5  # ...the next is whole: nothing to release
+    assert Q.window_budget(rpm, 11) == 5

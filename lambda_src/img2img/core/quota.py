@@ -12,7 +12,7 @@ therefore takes a ticket from one shared counter per model and short window:
   conditional writes needs a read and a conditional write per attempt (two round trips, and a failed
   condition under contention costs a retry loop); leases need a release (a crashed sandbox strands its
   slot until the TTL). A rate limiter has nothing to release: a crashed caller's ticket only spends one
-  slot of one window, which a fail of the model call would have spent too.
+  slot of one window, which a failed model call would have spent too.
 - **Short windows, paced for a sliding minute** (`WINDOW_SECONDS` = 1): the offline engine counts
   requests per minute over a moving 60 s span (Bedrock's own accounting is not published, so assume the
   same), and any 60 s span touches 60/W + 1 fixed windows. So each window's budget is
@@ -20,15 +20,23 @@ therefore takes a ticket from one shared counter per model and short window:
   W/(60 + W) of it (1.6 % with 1 s windows; measured with 5 s windows and no such margin, the 13th window
   of a span overshot the engine's sliding quota: 7 throttles in 90 calls and 0.84 of the quota after the
   AIMD decrease). A fractional per-window budget is spread by cumulative floors (`window_budget`).
-- **Clock skew.** Windows are computed from the caller's clock. Lambda's clocks are NTP-synchronised
-  (milliseconds apart); a caller off by `d` seconds spends its window's shared budget up to `d` early or
-  late, so the excess in any span is bounded by the budget of `d / WINDOW_SECONDS + 1` windows. It never
-  breaks the per-window bound, which the shared counter enforces.
+- **Clock skew.** Windows are computed from the caller's clock. Lambda sandboxes' clocks are kept in
+  sync by AWS (normally well under a window apart); a caller off by `d` seconds spends its window's
+  shared budget up to `d` early or late, so the excess in any span is bounded by the budget of
+  `d / WINDOW_SECONDS + 1` windows. It never breaks the per-window bound, which the shared counter
+  enforces.
 - **AIMD.** A throttle from Bedrock means the configured rate is above the account's real one (a daily
   cap, another consumer): the model's effective rate drops by `DECREASE` (at most once per `COOLDOWN`, so
   one burst of throttled in-flight calls counts once), and after `QUIET` seconds without a throttle it
   climbs back by `INCREASE` of the configured rate every `STEP` seconds. The state is one shared item, so
   every sandbox paces to the same rate.
+
+Known limit: a refused ticket knows its place among this window's attempts, not the whole backlog. A
+job that comes back late (the queue's delivery lag) leaves its window unused and lands in a window meant
+for another; the one that loses takes a new ticket, one window on. The jobs still arrive, and no call is
+made without a slot, but each job may be sent back a few times and a burst runs below the quota (bench/
+quota.py). Carrying the reserved window in the requeued message, so that a returning job holds its
+slot, would remove both.
 """
 from __future__ import annotations
 
