@@ -92,6 +92,10 @@ class PipelineConfig:
     operations: dict = field(default_factory=default_models)
     # Prompts not in English are translated by this Bedrock text model first; empty: sent as written.
     translation_model_id: str = DEFAULT_TRANSLATION_MODEL_ID
+    # Requests per minute per model id, shared by every sandbox (lambda_src/img2img/core/quota.py); a
+    # "default" entry covers models not listed. Non-empty: the stack creates the quota table. Empty: no
+    # limiter (Bedrock's throttling and the queue's back-off only). docs/deploy.md#per-model-quotas
+    model_quotas: dict = field(default_factory=dict)
     default_prompt: str = ""
     default_params: dict = field(default_factory=dict)
     output_format: str = Settings.output_format
@@ -220,7 +224,8 @@ class PipelineConfig:
         return self.c2pa_key != "none" and bool(self.c2pa_certificate_chain)
 
     def worker_settings(self, *, input_bucket: str, output_bucket: str, idempotency_table: str,
-                        job_queue_url: str, event_bus_name: str, c2pa_kms_key_id: str = "") -> Settings:
+                        job_queue_url: str, event_bus_name: str, c2pa_kms_key_id: str = "",
+                        quota_table: str = "") -> Settings:
         """The worker's settings for concrete (or CDK token) resource names."""
         return Settings(
             input_bucket=input_bucket,
@@ -228,6 +233,8 @@ class PipelineConfig:
             output_prefix=self.output_prefix,
             excluded_prefixes=self.worker_excluded_prefixes,
             idempotency_table=idempotency_table,
+            quota_table=quota_table if self.model_quotas else "",
+            model_quotas=dict(self.model_quotas) if quota_table else {},
             job_queue_url=job_queue_url,
             event_bus_name=event_bus_name,
             model_id=self.model_id,
@@ -312,6 +319,13 @@ class PipelineConfig:
                 raise ConfigError(f"context operations has {mid!r} for {name}: not a Bedrock model id, "
                                   "inference profile id or ARN")
         need(self.output_format in OUTPUT_FORMATS, "output_format", either(OUTPUT_FORMATS))
+        from img2img.core.quota import Budgets, QuotaConfigError
+
+        try:
+            Budgets.from_config(self.model_quotas)
+        except QuotaConfigError as exc:
+            raise ConfigError(f"context modelQuotas is invalid: {exc} (an object model id -> requests per "
+                              "minute, \"default\" for the models not listed)") from None
         from img2img.core.errors import JobError
         from img2img.core.params import deployment_layer
 

@@ -31,6 +31,7 @@ from infra.config import PipelineConfig
 from infra.functions import environment, function_role, pipeline_function
 from infra.provenance import Provenance
 from infra.regions import INFERENCE_PROFILE_REGIONS
+from infra.state import QuotaTable
 
 HANDLER = "img2img.handlers.sqs_worker.handler"
 DIRECT_HANDLER = "img2img.handlers.direct.handler"
@@ -69,6 +70,8 @@ class Worker(Construct):
 
         # One role for both functions (same code, same grants); each has a log group of its own.
         self.role = function_role(self, config, "worker")
+        # Per-model request budgets shared by every sandbox (core/quota.py): only when modelQuotas is set.
+        self.quota = QuotaTable(self, "Quota", config=config, key=key) if config.model_quotas else None
         self.environment = environment(config, config.worker_settings(
             input_bucket=input_bucket.bucket_name,
             output_bucket=output_bucket.bucket_name,
@@ -76,6 +79,7 @@ class Worker(Construct):
             job_queue_url=job_queue.queue_url,
             event_bus_name=bus.event_bus_name,
             c2pa_kms_key_id=provenance.signing_key_arn if provenance else "",
+            quota_table=self.quota.table.table_name if self.quota else "",
         ))
         shared = {"config": config, "role": self.role, "environment": self.environment,
                   "memory_mb": config.worker_memory_mb, "timeout_seconds": config.worker_timeout_seconds}
@@ -132,6 +136,12 @@ class Worker(Construct):
             actions=["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"],
             resources=[table.table_arn],
         ))
+        if self.quota is not None:
+            self.role.add_to_policy(iam.PolicyStatement(
+                sid="PerModelQuota",  # a ticket per model call, the shared rate (lowered by UpdateItem)
+                actions=["dynamodb:UpdateItem", "dynamodb:GetItem"],
+                resources=[self.quota.table.table_arn],
+            ))
         self.role.add_to_policy(iam.PolicyStatement(
             sid="PublishPipelineEvents",
             actions=["events:PutEvents"],

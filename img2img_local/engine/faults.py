@@ -53,9 +53,11 @@ class ConfigError(ValueError):
 class EngineConfig:
     """How the engine misbehaves. Immutable: changes go through `dataclasses.replace` (see `merged`).
 
-    Latency = latency_ms + uniform(0, jitter_ms) + lognormal(mean, p95) when both lognormal knobs are > 0.
-    Quotas are engine-wide, like one account's quota. `seed` makes fault draws and random image seeds
-    reproducible across runs.
+    Latency = latency_ms + uniform(0, jitter_ms) + lognormal(mean, p95) when both lognormal knobs are > 0,
+    plus `model_latency_ms[model]` for that model. `requests_per_minute` and `max_concurrent` are
+    engine-wide, like one account's quota; `model_requests_per_minute` adds a quota per model (Bedrock's
+    are per model), keyed by the foundation model id the request resolves to (a `us.` profile counts as
+    its model). `seed` makes fault draws and random image seeds reproducible across runs.
     """
 
     latency_ms: float = 0.0
@@ -64,6 +66,8 @@ class EngineConfig:
     lognormal_p95_ms: float = 0.0
     requests_per_minute: int | None = None
     max_concurrent: int | None = None
+    model_requests_per_minute: Mapping[str, int] = field(default_factory=dict)
+    model_latency_ms: Mapping[str, float] = field(default_factory=dict)
     error_rates: Mapping[str, float] = field(default_factory=dict)
     blocked_words: tuple[str, ...] = ()
     filter_words: tuple[str, ...] = ()
@@ -85,6 +89,7 @@ class EngineConfig:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 raise ConfigError(f"{name} must be a positive integer or null, got {value!r}")
+        self._check_per_model()
         rates = dict(self.error_rates or {})
         for name, rate in rates.items():
             if name not in ERRORS:
@@ -109,6 +114,18 @@ class EngineConfig:
         if self.seed is not None and (not isinstance(self.seed, int) or isinstance(self.seed, bool)):
             raise ConfigError(f"seed must be an integer or null, got {self.seed!r}")
 
+    def _check_per_model(self) -> None:
+        quotas = dict(self.model_requests_per_minute or {})
+        for model, value in quotas.items():
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"model_requests_per_minute[{model}] must be a positive integer, got {value!r}")
+        latencies = dict(self.model_latency_ms or {})
+        for model, value in latencies.items():
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+                raise ConfigError(f"model_latency_ms[{model}] must be a number >= 0, got {value!r}")
+        object.__setattr__(self, "model_requests_per_minute", quotas)
+        object.__setattr__(self, "model_latency_ms", latencies)
+
     def merged(self, changes: Mapping[str, Any]) -> EngineConfig:
         """A copy with top-level keys replaced; unknown keys are an error, not silently ignored."""
         if not isinstance(changes, Mapping):
@@ -120,7 +137,8 @@ class EngineConfig:
         return dataclasses.replace(self, **changes)
 
     def to_json(self) -> dict:
-        return {**dataclasses.asdict(self), "blocked_words": list(self.blocked_words),
+        return {**dataclasses.asdict(self), "model_requests_per_minute": dict(self.model_requests_per_minute),
+                "model_latency_ms": dict(self.model_latency_ms), "blocked_words": list(self.blocked_words),
                 "filter_words": list(self.filter_words), "eol_models": list(self.eol_models)}
 
 
@@ -136,6 +154,7 @@ class FaultState:
         self.config = config
         self._rng = random.Random(config.seed)
         self._admitted: deque[float] = deque()
+        self._admitted_by_model: dict[str, deque[float]] = defaultdict(deque)
         self._in_flight = 0
         self._in_flight_peak = 0
         self._admitted_in_flight = 0
@@ -167,20 +186,27 @@ class FaultState:
             self._in_flight -= 1
             self._outcomes[model][outcome] += 1
 
-    def admit(self) -> bool:
-        """Apply the concurrency and requests-per-minute quotas (sliding 60 s window of admitted requests).
-        Only admitted requests hold a concurrency slot; each True must be paired with `release()`."""
+    def admit(self, model: str | None = None) -> bool:
+        """Apply the concurrency and requests-per-minute quotas (sliding 60 s windows of admitted requests):
+        the engine-wide ones and, for `model`, its own. Only admitted requests hold a concurrency slot
+        and count in a window; each True must be paired with `release()`."""
         with self._lock:
             config = self.config
             if config.max_concurrent is not None and self._admitted_in_flight >= config.max_concurrent:
                 return False
+            now = time.monotonic()
+            windows = []
             if config.requests_per_minute is not None:
-                now = time.monotonic()
-                while self._admitted and now - self._admitted[0] >= 60.0:
-                    self._admitted.popleft()
-                if len(self._admitted) >= config.requests_per_minute:
+                windows.append((self._admitted, config.requests_per_minute))
+            if model is not None and model in config.model_requests_per_minute:
+                windows.append((self._admitted_by_model[model], config.model_requests_per_minute[model]))
+            for window, limit in windows:
+                while window and now - window[0] >= 60.0:
+                    window.popleft()
+                if len(window) >= limit:
                     return False
-                self._admitted.append(now)
+            for window, _ in windows:
+                window.append(now)
             self._admitted_in_flight += 1
             return True
 
@@ -188,10 +214,10 @@ class FaultState:
         with self._lock:
             self._admitted_in_flight -= 1
 
-    def latency_seconds(self) -> float:
+    def latency_seconds(self, model: str | None = None) -> float:
         with self._lock:
             config, rng = self.config, self._rng
-            millis = config.latency_ms
+            millis = config.latency_ms + config.model_latency_ms.get(model or "", 0.0)
             if config.jitter_ms:
                 millis += rng.uniform(0, config.jitter_ms)
             if config.lognormal_mean_ms:

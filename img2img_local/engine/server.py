@@ -151,7 +151,7 @@ class Engine:
         refusal = ControlPlane(config, "").refusal(model)
         if refusal:
             raise BedrockError("ResourceNotFoundException", refusal)
-        if not self.faults.admit():
+        if not self.faults.admit(model):
             raise BedrockError("ThrottlingException", THROTTLED_MESSAGE, outcome="throttled")
         try:
             return self._admitted(model, headers, body)
@@ -173,7 +173,7 @@ class Engine:
 
     def _admitted(self, model: str, headers: dict[str, str], body: bytes) -> tuple[dict, str]:
         config = self.faults.config
-        time.sleep(self._latency(headers))
+        time.sleep(self._latency(headers, model))
         fault = headers.get(FAULT_HEADER) or self.faults.draw_error()
         if fault:
             raise self._injected(fault, model)
@@ -200,10 +200,10 @@ class Engine:
         encoded = base64.b64encode(render.encode(image, request.output_format)).decode()
         return {"seeds": [seed], "finish_reasons": [None], "images": [encoded]}, "success"
 
-    def _latency(self, headers: dict[str, str]) -> float:
+    def _latency(self, headers: dict[str, str], model: str | None = None) -> float:
         forced = headers.get(LATENCY_HEADER)
         if forced is None:
-            return self.faults.latency_seconds()
+            return self.faults.latency_seconds(model)
         try:
             return max(0.0, float(forced)) / 1000
         except ValueError:

@@ -47,7 +47,17 @@ def get_pipeline() -> Pipeline:
         signing=_signing_keys(s),
         translator=_translator(s),
         progress=DynamoBulkProgress(s.idempotency_table) if s.idempotency_table else None,
+        quota=_quota(s),
     )
+
+
+def _quota(settings):
+    """The per-model request limiter shared by every sandbox, when the deployment has its table."""
+    if not settings.quota_table:
+        return None
+    from .aws.quota import DynamoDBQuota
+
+    return DynamoDBQuota(settings.quota_table, settings.budgets)
 
 
 def _translator(settings):

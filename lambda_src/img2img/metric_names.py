@@ -8,3 +8,5 @@ BEDROCK_LATENCY = "BedrockLatency"  # milliseconds
 BEDROCK_THROTTLES = "BedrockThrottles"  # every throttled attempt, botocore's retries included
 EVENTS_FAILED = "EventsFailed"
 INTERNAL_ERRORS = "InternalErrors"  # internal_error outcomes: defects, alarmed
+QUOTA_WAITS = "QuotaWaits"  # model calls the per-model quota sent back to the queue (core/quota.py)
+QUOTA_UNAVAILABLE = "QuotaLimiterUnavailable"  # the quota table failed: the call went ahead unmetered

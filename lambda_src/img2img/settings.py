@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from img2img.core.formats import OUTPUT_FORMATS
+from img2img.core.quota import Budgets, QuotaConfigError
 from img2img.limits import LIMITS, Limit, either
 from img2img.operations import BY_NAME, default_models
 
@@ -25,6 +26,10 @@ ENV = {
     "output_prefix": "IMG2IMG_OUTPUT_PREFIX",
     "excluded_prefixes": "IMG2IMG_EXCLUDED_PREFIXES",
     "idempotency_table": "IMG2IMG_IDEMPOTENCY_TABLE",
+    # Per-model request budgets (core/quota.py): the shared limiter's table (empty: no limiter), and a JSON
+    # object model id -> requests per minute, its "default" entry for every model not listed.
+    "quota_table": "IMG2IMG_QUOTA_TABLE",
+    "model_quotas": "IMG2IMG_MODEL_QUOTAS",
     "job_queue_url": "IMG2IMG_JOB_QUEUE_URL",
     "event_bus_name": "IMG2IMG_EVENT_BUS_NAME",
     "model_id": "IMG2IMG_MODEL_ID",
@@ -106,6 +111,8 @@ class Settings:
     output_prefix: str = ""
     excluded_prefixes: tuple[str, ...] = ()
     idempotency_table: str = ""
+    quota_table: str = ""
+    model_quotas: dict = field(default_factory=dict)  # model id (or "default") -> requests per minute
     job_queue_url: str = ""
     event_bus_name: str = ""
     model_id: str = DEFAULT_MODEL_ID
@@ -144,6 +151,10 @@ class Settings:
         return bool(bucket) and (bucket == self.input_bucket or bucket in self.bulk_source_buckets)
 
     @property
+    def budgets(self) -> Budgets:
+        return Budgets.from_config(self.model_quotas)
+
+    @property
     def signs_c2pa(self) -> bool:
         return bool(self.c2pa_kms_key_id and self.c2pa_certificate_chain)
 
@@ -157,13 +168,17 @@ class Settings:
         for name, text in raw.items():
             if name in ("excluded_prefixes", "allowed_model_ids", "api_cors_origins", "bulk_source_buckets"):
                 values[name] = _list(text)
-            elif name in ("default_params", "operation_models"):
+            elif name in ("default_params", "operation_models", "model_quotas"):
                 values[name] = _json_object(name, text)
             elif name in LIMITS:
                 values[name] = _int(name, text, LIMITS[name])
             else:
                 values[name] = text
         _check_operation_models(values.get("operation_models", {}))
+        try:
+            Budgets.from_config(values.get("model_quotas", {}))
+        except QuotaConfigError as exc:
+            raise SettingsError(f"{ENV['model_quotas']}: {exc}") from None
         if bool(values.get("c2pa_kms_key_id")) != bool(values.get("c2pa_certificate_chain")):
             raise SettingsError(f"{ENV['c2pa_kms_key_id']} and {ENV['c2pa_certificate_chain']} go together: "
                                 "set both to sign C2PA manifests, or neither")

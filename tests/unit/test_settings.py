@@ -63,9 +63,13 @@ def test_every_variable_is_parsed():
         "IMG2IMG_C2PA_TIMESTAMP_URL": "http://timestamp.example.com",
         "IMG2IMG_TRANSLATION_MODEL_ID": "us.amazon.nova-2-lite-v1:0",
         "IMG2IMG_BULK_SOURCE_BUCKETS": "catalogue,archive",
+        "IMG2IMG_QUOTA_TABLE": "quota-table",
+        "IMG2IMG_MODEL_QUOTAS": '{"default": 30, "us.stability.sd3-5-large-v1:0": 12}',
     }
     s = Settings.from_env(env)
     assert s.bulk_source_buckets == ("catalogue", "archive")
+    assert s.quota_table == "quota-table" and s.budgets.rpm_for("us.stability.sd3-5-large-v1:0") == 12
+    assert s.budgets.rpm_for("stability.stable-diffusion-xl-v1") == 30
     assert s.signs_c2pa and s.c2pa_certificate_chain == "/img2img/c2pa-chain"
     assert s.translation_model_id == "us.amazon.nova-2-lite-v1:0"
     assert s.operation_models == {"inpaint": "us.stability.stable-image-inpaint-v1:0"}
@@ -81,6 +85,12 @@ def test_every_variable_is_parsed():
     assert (s.output_format, s.model_id, s.input_bucket, s.output_prefix) == (
         "webp", "us.stability.sd3-5-large-v1:0", "in-bucket", "generated/")
     assert set(ENV.values()) <= set(env)
+
+
+@pytest.mark.parametrize("quotas", ['{"m": 0}', '{"default": "60"}', "[60]"])
+def test_a_malformed_model_quota_is_a_settings_error(quotas):
+    with pytest.raises(SettingsError, match="IMG2IMG_MODEL_QUOTAS"):
+        Settings.from_env({**MINIMAL, "IMG2IMG_MODEL_QUOTAS": quotas})
 
 
 @pytest.mark.parametrize("name, low, high", [

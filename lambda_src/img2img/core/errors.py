@@ -66,6 +66,9 @@ CODES: dict[str, ErrorCode] = {
     "in_progress": ErrorCode("The same job is running in another invocation.", kind="transient", http_status=409),
     "deadline": ErrorCode("Too little time left in this invocation to start a model call.", kind="transient",
                           http_status=503),
+    "quota_wait": ErrorCode("This deployment's per-model request quota has no slot now (core/quota.py); the "
+                            "job comes back when one is due, without calling the model.", kind="transient",
+                            http_status=429),
     # ---- codes only the HTTP API answers (never in a record) ----------------------------------------
     "job_not_found": ErrorCode("No job with this id (or it expired with the idempotency TTL).", kind="api",
                                http_status=404),

@@ -44,10 +44,12 @@ from .ports import (
     ModelInvoker,
     ObjectInfo,
     ObjectStore,
+    QuotaLimiter,
     RunEveryTime,
     Scheduler,
     SigningKeys,
 )
+from .quota import within_quota
 from .triggers import SIDECAR_CHECK, Trigger
 
 SUCCEEDED_EVENT = "ImageGenerationSucceeded"
@@ -131,7 +133,8 @@ class Pipeline:
                  guard: Guard | None = None, clock: Callable[[], float] = time.time,
                  log: Callable[..., None] | None = None, on_job: Callable[[str], None] | None = None,
                  log_exception: Callable[..., None] | None = None, signing: SigningKeys | None = None,
-                 translator: translation.Translator | None = None, progress: BulkProgress | None = None):
+                 translator: translation.Translator | None = None, progress: BulkProgress | None = None,
+                 quota: QuotaLimiter | None = None):
         self.settings = settings
         self.progress = progress  # bulk jobs' counters (None: rows are recorded, not counted)
         self.store = store
@@ -139,6 +142,7 @@ class Pipeline:
         self.registry = registry
         self.signing = signing  # C2PA signing (None: outputs carry the XMP marking only)
         self.translator = translator  # prompts not in English translated first (None: sent as written)
+        self.quota = quota  # per-model request budgets shared across sandboxes (None: no limiter)
         self.events = events
         self.scheduler = scheduler
         self.guard = guard or RunEveryTime()
@@ -676,7 +680,8 @@ class Pipeline:
             seeds = [int(s) for s in (info.metadata.get("seeds") or "").split(",") if s.strip().isdigit()]
             return GenerationResult(images=[data], image_format=images.sniff_format(data) or "png", seeds=seeds)
         self._check_time_for_a_model_call()
-        result = adapter.parse_response(self.model.invoke(params.model_id, body))
+        result = adapter.parse_response(within_quota(self.quota, params.model_id,
+                                                     lambda: self.model.invoke(params.model_id, body)))
         try:
             self.store.put(bucket, key, result.images[0], "application/octet-stream",
                            {"seeds": ",".join(str(s) for s in result.seeds), "job-id": job.job_id})

@@ -62,6 +62,15 @@ class BulkProgress(Protocol):
     """A bulk job's counters (core/bulk.py): one outcome of one of its rows, counted once."""
 
     def count(self, bulk_id: str, status: str, error_code: str | None) -> None: ...
+class QuotaLimiter(Protocol):
+    """Per-model request budgets shared by every sandbox (DynamoDB in production: aws/quota.py).
+
+    `acquire` takes a ticket for one model call: 0 admits it, else the seconds until its turn (the
+    decisions are core/quota.py's). `throttled` reports that Bedrock throttled the model anyway."""
+
+    def acquire(self, model_id: str) -> int: ...
+
+    def throttled(self, model_id: str) -> None: ...
 
 
 class SigningKeys(Protocol):

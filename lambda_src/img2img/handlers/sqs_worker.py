@@ -5,6 +5,7 @@ only those messages return to the queue (partial batch response).
 """
 from __future__ import annotations
 
+import json
 import random
 from typing import Any
 
@@ -49,12 +50,25 @@ def record_handler(record: SQSRecord) -> list[dict[str, Any]]:
                 outcomes.append({"job_id": outcome["job_id"], "status": outcome["status"]})
     except JobError as exc:
         scheduler = get_pipeline().scheduler
+        if exc.code == "quota_wait" and not last_attempt and scheduler is not None and _requeue(record, exc):
+            return outcomes  # this message is done: a delayed copy brings the job back when its slot is due
         if exc.retryable and not last_attempt and scheduler is not None:
-            delay = retry_delay(attempt, jitter=random.random())
+            delay = exc.details.get("retry_after") or retry_delay(attempt, jitter=random.random())
             if scheduler.retry_later(record.receipt_handle, delay):
                 logger.info("transient fault: retrying later", extra={"cause": exc.code, "seconds": delay})
         raise
     return outcomes
+
+
+def _requeue(record: SQSRecord, exc: JobError) -> bool:
+    """A job the per-model quota turned away (no model call made) goes back as a new, delayed message, so
+    waiting for its turn does not use up its receive count on the way to the DLQ. False: could not."""
+    try:
+        get_pipeline().scheduler.defer(json.loads(record.body), int(exc.details["retry_after"]))
+    except JobError:
+        return False  # the caller makes the message itself visible again after the delay
+    logger.info("quota wait: back to the queue", extra={"seconds": exc.details["retry_after"]})
+    return True
 
 
 @logger.inject_lambda_context(clear_state=True)
