@@ -53,6 +53,8 @@ UNBOUNDED_BY_DESIGN = {
     "worker": "Bounded by its SQS event source's maximum concurrency (derived from bedrockMaxConcurrency); a "
               "reserved concurrency below it would make Lambda throttle the queue's pollers.",
     "notifications": "CDK's BucketNotificationsHandler runs only during deployments (custom resource).",
+    "bulk": "Invoked by S3 Batch Operations, which paces its own invocations; each one only validates a row and "
+            "enqueues a message (milliseconds), and the worker's event source bounds the Bedrock load.",
 }
 
 
@@ -84,6 +86,7 @@ def acknowledge(stack: Img2ImgStack) -> None:
     if stack.config.encryption != "kms":
         _skip(_cfn(stack.state.table), {"CKV_AWS_119": DYNAMODB_AWS_MANAGED})
     _skip(_cfn(stack.worker.function), {"CKV_AWS_115": UNBOUNDED_BY_DESIGN["worker"]})
+    _skip(_cfn(stack.bulk.function), {"CKV_AWS_115": UNBOUNDED_BY_DESIGN["bulk"]})
     handler = next((c for c in stack.node.children if c.node.id.startswith("BucketNotificationsHandler")), None)
     if handler is not None:
         function = handler.node.try_find_child("Resource")

@@ -21,7 +21,8 @@ def bundle(tmp_path_factory) -> Path:
     template = json.loads(Path(assembly.get_stack_artifact(stack.artifact_id).template_full_path).read_text())
     functions = [r for r in template["Resources"].values()
                  if r["Type"] == "AWS::Lambda::Function" and r["Properties"].get("Handler", "").startswith("img2img.")]
-    assert len(functions) == 4  # worker, direct invoke, HTTP API and the lifecycle check: one bundle (one asset)
+    assert {fn["Properties"]["Handler"].split(".")[2] for fn in functions} == {  # one bundle (one asset) for all
+        "sqs_worker", "direct", "api", "lifecycle_check", "bulk_enqueue"}
     (asset_hash,) = {fn["Properties"]["Code"]["S3Key"].removesuffix(".zip") for fn in functions}
     asset_dir = outdir / f"asset.{asset_hash}"
     assert asset_dir.is_dir()

@@ -72,9 +72,9 @@ def test_stack_in_us_east_1_grants_bedrock_in_us_west_2(tmp_path):
     assert not [a for a in arns if a.startswith("arn:${AWS::Partition}:bedrock:us-east-1::foundation-model/"
                                                  "stability.sd3-5")]
     functions = [r for r in done.resources.values() if r["Type"] == "AWS::Lambda::Function"
-                 and r["Properties"]["Handler"].startswith("img2img.")
-                 and "lifecycle" not in r["Properties"]["Handler"]]
-    assert len(functions) == 3  # the API's settings match the worker's (the lifecycle check has its own)
+                 and r["Properties"]["Handler"] in ("img2img.handlers.sqs_worker.handler",
+                                                    "img2img.handlers.direct.handler", "img2img.handlers.api.handler")]
+    assert len(functions) == 3  # the functions that run jobs: the API's settings match the worker's
     assert {f["Properties"]["Environment"]["Variables"]["IMG2IMG_BEDROCK_REGION"] for f in functions} == {"us-west-2"}
 
 
