@@ -162,3 +162,26 @@ def test_an_operation_requested_by_event_reads_its_named_mask(stack):
     record = wait_for_record(stack, "events/by-event/cup.png")
     assert record["status"] == "succeeded" and record["operation"] == "inpaint"
     assert record["companions"]["mask"]["key"] == "by-event/masks/cup-mask.png"
+
+
+@pytest.mark.parametrize("fmt", ["png", "jpeg", "webp"])
+@pytest.mark.parametrize("job", [{"prompt": "a watercolor cat"}, {"operation": "upscale-fast"}],
+                         ids=["generation", "edit"])
+def test_every_output_format_is_marked_and_signed_on_the_local_stack(stack, fmt, job):
+    from img2img.core import c2pa_manifest, xmp
+
+    s3, r = stack.client("s3"), stack.resources
+    key = f"provenance/{fmt}/{'edit' if 'operation' in job else 'generation'}.png"
+    s3.put_object(Bucket=r.input_bucket, Key=key, Body=(SAMPLES / "chelsea.png").read_bytes(),
+                  Metadata={**job, "output-format": fmt})
+    record = wait_for_record(stack, key)
+    assert record["status"] == "succeeded", record.get("error")
+    out = record["outputs"][0]
+    data = s3.get_object(Bucket=out["bucket"], Key=out["key"])["Body"].read()
+    source_type = "compositeWithTrainedAlgorithmicMedia" if "operation" in job else "trainedAlgorithmicMedia"
+    assert xmp.read_xmp(data)["digital_source_type"].endswith("/" + source_type)
+    check = c2pa_manifest.verify(data, f"image/{fmt}")
+    assert check.valid, (check.failures, check.error)
+    tampered = bytearray(data)
+    tampered[len(tampered) // 2] ^= 0xFF
+    assert not c2pa_manifest.verify(bytes(tampered), f"image/{fmt}").valid
