@@ -25,6 +25,7 @@ from moto.server import ThreadedMotoServer
 
 from img2img.core.records import STAGING_DIR
 from img2img.core.triggers import REQUESTED_EVENT
+from img2img.tables import PARTITION_KEY, TTL_ATTRIBUTE
 from img2img_local.batch_operations import BatchOperations
 from img2img_local.engine import EngineConfig, EngineServer
 from img2img_local.event_source import FAKE_CREDENTIALS, SqsEventSource
@@ -47,8 +48,6 @@ LOOPBACK = "127.0.0.1"
 DEFAULT_VISIBILITY_TIMEOUT_SECONDS = 20
 JOB_RETENTION_SECONDS = 4 * 24 * 3600  # as infra/ingest.py
 DLQ_RETENTION_SECONDS = 14 * 24 * 3600
-IDEMPOTENCY_PARTITION_KEY = "id"  # as infra/state.py
-IDEMPOTENCY_TTL_ATTRIBUTE = "expiration"
 ENV_FILE_KEYS = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_BEDROCK_RUNTIME", "AWS_ENDPOINT_URL_BEDROCK",
                  "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "IMG2IMG_INPUT_BUCKET",
                  "IMG2IMG_OUTPUT_BUCKET", "IMG2IMG_EVENTS_QUEUE_URL", "IMG2IMG_JOB_QUEUE_URL", "IMG2IMG_DLQ_URL",
@@ -309,10 +308,10 @@ class LocalStack:
         table = f"{prefix}-idempotency"
         dynamodb.create_table(
             TableName=table, BillingMode="PAY_PER_REQUEST",
-            KeySchema=[{"AttributeName": IDEMPOTENCY_PARTITION_KEY, "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": IDEMPOTENCY_PARTITION_KEY, "AttributeType": "S"}])
+            KeySchema=[{"AttributeName": PARTITION_KEY, "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": PARTITION_KEY, "AttributeType": "S"}])
         dynamodb.update_time_to_live(TableName=table, TimeToLiveSpecification={
-            "Enabled": True, "AttributeName": IDEMPOTENCY_TTL_ATTRIBUTE})
+            "Enabled": True, "AttributeName": TTL_ATTRIBUTE})
 
         # The bus, and (local only) a rule copying every event on it to a queue users can read.
         bus = f"{prefix}-bus"

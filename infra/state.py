@@ -12,29 +12,33 @@ from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_kms as kms
 from constructs import Construct
 
+from img2img.tables import PARTITION_KEY, TTL_ATTRIBUTE
 from infra.config import PipelineConfig
 from infra.storage import removal_policy
 
-PARTITION_KEY = "id"
-TTL_ATTRIBUTE = "expiration"
+
+def pipeline_table(scope: Construct, *, key: kms.IKey | None, removal: RemovalPolicy) -> dynamodb.Table:
+    """A table of the pipeline's key schema (img2img/tables.py): on demand, TTL'd, point-in-time recovery
+    (cdk-nag asks for backups; for the quota's counters, which expire within minutes, PITR costs only per
+    GB stored, a few KB), encrypted with the pipeline key when there is one."""
+    return dynamodb.Table(
+        scope, "Table",
+        partition_key=dynamodb.Attribute(name=PARTITION_KEY, type=dynamodb.AttributeType.STRING),
+        billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+        time_to_live_attribute=TTL_ATTRIBUTE,
+        point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+            point_in_time_recovery_enabled=True),
+        encryption=dynamodb.TableEncryption.CUSTOMER_MANAGED if key else dynamodb.TableEncryption.AWS_MANAGED,
+        encryption_key=key,
+        removal_policy=removal,
+    )
 
 
 class IdempotencyTable(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, config: PipelineConfig,
                  key: kms.IKey | None = None) -> None:
         super().__init__(scope, construct_id)
-        self.table = dynamodb.Table(
-            self, "Table",
-            partition_key=dynamodb.Attribute(name=PARTITION_KEY, type=dynamodb.AttributeType.STRING),
-            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
-            time_to_live_attribute=TTL_ATTRIBUTE,
-            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
-                point_in_time_recovery_enabled=True),
-            encryption=(dynamodb.TableEncryption.CUSTOMER_MANAGED if key
-                        else dynamodb.TableEncryption.AWS_MANAGED),
-            encryption_key=key,
-            removal_policy=removal_policy(config),
-        )
+        self.table = pipeline_table(self, key=key, removal=removal_policy(config))
 
 
 class QuotaTable(Construct):
@@ -43,17 +47,4 @@ class QuotaTable(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, config: PipelineConfig,
                  key: kms.IKey | None = None) -> None:
         super().__init__(scope, construct_id)
-        self.table = dynamodb.Table(
-            self, "Table",
-            partition_key=dynamodb.Attribute(name=PARTITION_KEY, type=dynamodb.AttributeType.STRING),
-            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
-            time_to_live_attribute=TTL_ATTRIBUTE,
-            # cdk-nag asks for backups: the counters expire within minutes, a restore would bring back
-            # nothing of use, and PITR costs only per GB stored (a few KB here).
-            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
-                point_in_time_recovery_enabled=True),
-            encryption=(dynamodb.TableEncryption.CUSTOMER_MANAGED if key
-                        else dynamodb.TableEncryption.AWS_MANAGED),
-            encryption_key=key,
-            removal_policy=RemovalPolicy.DESTROY,  # nothing in it outlives a minute
-        )
+        self.table = pipeline_table(self, key=key, removal=RemovalPolicy.DESTROY)  # nothing in it outlives a minute

@@ -16,6 +16,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ..core import bulk
 from ..core.errors import JobError, transient
+from ..tables import PARTITION_KEY, TTL_ATTRIBUTE, key
 from .clients import client
 from .s3 import NOT_FOUND_CODES
 
@@ -40,9 +41,9 @@ class DynamoBulkProgress:
     def create(self, bulk_id: str, definition: dict[str, Any]) -> None:
         try:
             self.dynamodb.put_item(TableName=self.table_name, Item={
-                "id": {"S": ITEM_PREFIX + bulk_id},
+                PARTITION_KEY: {"S": ITEM_PREFIX + bulk_id},
                 "bulk": {"S": json.dumps(definition, separators=(",", ":"), default=str)},
-                "expiration": {"N": str(int(self.clock()) + ITEM_TTL_SECONDS)},
+                TTL_ATTRIBUTE: {"N": str(int(self.clock()) + ITEM_TTL_SECONDS)},
             }, ConditionExpression="attribute_not_exists(id)")
         except (ClientError, BotoCoreError) as exc:
             raise transient("storage_error", f"could not store the bulk job: {exc}") from None
@@ -58,7 +59,7 @@ class DynamoBulkProgress:
 
     def get(self, bulk_id: str) -> bulk.Progress | None:
         try:
-            item = self.dynamodb.get_item(TableName=self.table_name, Key={"id": {"S": ITEM_PREFIX + bulk_id}},
+            item = self.dynamodb.get_item(TableName=self.table_name, Key=key(ITEM_PREFIX + bulk_id),
                                           ConsistentRead=True).get("Item")
         except (ClientError, BotoCoreError) as exc:
             raise transient("storage_error", f"could not read the bulk job: {exc}") from None
@@ -69,7 +70,7 @@ class DynamoBulkProgress:
 
     def _update(self, bulk_id: str, expression: str, values: dict, names: dict) -> None:
         try:
-            self.dynamodb.update_item(TableName=self.table_name, Key={"id": {"S": ITEM_PREFIX + bulk_id}},
+            self.dynamodb.update_item(TableName=self.table_name, Key=key(ITEM_PREFIX + bulk_id),
                                       UpdateExpression=expression, ExpressionAttributeValues=values,
                                       **({"ExpressionAttributeNames": names} if names else {}))
         except (ClientError, BotoCoreError) as exc:

@@ -21,6 +21,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import STATUS_CONSTANTS
 
 from ..core.errors import transient
+from ..tables import PARTITION_KEY, TTL_ATTRIBUTE
 from .clients import client
 
 JOB_KEY_PREFIX = "img2img-job"  # the worker's guard: one item per job (the API reads it for `running`)
@@ -34,7 +35,8 @@ class Idempotency:
         self.key_prefix = key_prefix
         self.config = IdempotencyConfig(expires_after_seconds=ttl_seconds, event_key_jmespath=event_key_jmespath,
                                         raise_on_no_idempotency_key=True)
-        self.persistence = DynamoDBPersistenceLayer(table_name=table_name, boto3_client=client("dynamodb"))
+        self.persistence = DynamoDBPersistenceLayer(table_name=table_name, key_attr=PARTITION_KEY,
+                                                    expiry_attr=TTL_ATTRIBUTE, boto3_client=client("dynamodb"))
 
     def register_lambda_context(self, context: Any) -> None:
         self.config.register_lambda_context(context)

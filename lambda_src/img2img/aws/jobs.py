@@ -18,6 +18,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ..core.errors import transient
+from ..tables import PARTITION_KEY, TTL_ATTRIBUTE, key
 from .clients import client
 from .idempotency import JOB_KEY_PREFIX, Idempotency
 from .s3 import NOT_FOUND_CODES
@@ -37,16 +38,16 @@ class ApiEdge:
         body = json.dumps(item, separators=(",", ":"), default=str)
         try:
             client("dynamodb").put_item(TableName=self.table_name, Item={
-                "id": {"S": JOB_ITEM_PREFIX + job_id},
+                PARTITION_KEY: {"S": JOB_ITEM_PREFIX + job_id},
                 "job": {"S": body},
-                "expiration": {"N": str(int(time.time()) + self.ttl_seconds)},
+                TTL_ATTRIBUTE: {"N": str(int(time.time()) + self.ttl_seconds)},
             })
         except (ClientError, BotoCoreError) as exc:
             raise transient("storage_error", f"could not store the job: {exc}") from None
 
     def get_job(self, job_id: str) -> dict[str, Any] | None:
         try:
-            item = client("dynamodb").get_item(TableName=self.table_name, Key={"id": {"S": JOB_ITEM_PREFIX + job_id}},
+            item = client("dynamodb").get_item(TableName=self.table_name, Key=key(JOB_ITEM_PREFIX + job_id),
                                                ConsistentRead=True).get("Item")
         except (ClientError, BotoCoreError) as exc:
             raise transient("storage_error", f"could not read the job: {exc}") from None

@@ -27,9 +27,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 from ..core import quota as Q
 from ..metric_names import QUOTA_UNAVAILABLE, QUOTA_WAITS
 from ..observability import logger, metrics
+from ..tables import TTL_ATTRIBUTE, key
 from .clients import NETWORK_FAULTS, client
 
-TTL_ATTRIBUTE = "expiration"  # the table's TTL attribute (infra/state.py)
 RATE_CACHE_SECONDS = 1.0
 _FAULTS = (ClientError, BotoCoreError, *NETWORK_FAULTS)
 
@@ -62,7 +62,7 @@ class DynamoDBQuota:
         try:
             rpm = Q.effective_rpm(configured, self._rate(model_id, now), now)
             answer = self.dynamodb.update_item(
-                TableName=self.table_name, Key={"id": {"S": f"{model_id}#{window}"}},
+                TableName=self.table_name, Key=key(f"{model_id}#{window}"),
                 UpdateExpression="ADD #n :one SET #ttl = if_not_exists(#ttl, :ttl)",
                 ExpressionAttributeNames={"#n": "n", "#ttl": TTL_ATTRIBUTE},
                 ExpressionAttributeValues={":one": {"N": "1"},
@@ -88,7 +88,7 @@ class DynamoDBQuota:
             if new is None:
                 return
             self.dynamodb.update_item(
-                TableName=self.table_name, Key={"id": {"S": f"{model_id}#rate"}},
+                TableName=self.table_name, Key=key(f"{model_id}#rate"),
                 UpdateExpression="SET #rpm = :rpm, #since = :now, #ttl = :ttl",
                 ConditionExpression="attribute_not_exists(#since) OR #since < :cutoff",
                 ExpressionAttributeNames={"#rpm": "rpm", "#since": "since", "#ttl": TTL_ATTRIBUTE},
@@ -112,7 +112,7 @@ class DynamoDBQuota:
             cached = self._rates.get(model_id)
         if cached is not None and not fresh and now - cached[0] < RATE_CACHE_SECONDS:
             return cached[1]
-        item = self.dynamodb.get_item(TableName=self.table_name, Key={"id": {"S": f"{model_id}#rate"}},
+        item = self.dynamodb.get_item(TableName=self.table_name, Key=key(f"{model_id}#rate"),
                                       ConsistentRead=fresh).get("Item")
         state = Q.Rate(float(item["rpm"]["N"]), float(item["since"]["N"])) if item else None
         with self._lock:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import posixpath
 
+from ..operations import COMPANIONS
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".heif")
 SIDECAR_SUFFIX = ".json"
 DEFAULTS_NAME = "_defaults.json"
@@ -41,8 +43,6 @@ def stem_of_sidecar(sidecar_key: str) -> str:
 
 def companion_suffixes() -> tuple[str, ...]:
     """`.mask.`, `.style.`: the infixes that make an image key a companion of another image."""
-    from ..operations import COMPANIONS
-
     return tuple(f".{c.suffix}." for c in COMPANIONS)
 
 
