@@ -318,3 +318,13 @@ def test_service_fields_follow_the_usual_precedence():
             given["defaults"] = {**layers["defaults"]}
         params = validate(**given)
         assert params.request["grow_mask"] == expected[name]
+
+
+def test_a_mask_for_an_operation_that_takes_none_is_one_error_alpha_included():
+    model = BY_NAME["remove-background"].default_model_id
+    for mask in ("alpha", "masks/a.png"):
+        merged = P.merge([P.deployment_layer(model, "png", "", {}),
+                          P.request_layer({"operation": "remove-background", "mask": mask})])
+        with pytest.raises(JobError) as info:
+            adapter_for(model).validate(model, merged)
+        assert [e["field"] for e in info.value.details["errors"]] == ["mask"]

@@ -227,7 +227,7 @@ def _orientation(image: Image.Image) -> int:
         value = int(image.getexif().get(ORIENTATION_TAG, 1))
     except MemoryError:
         raise
-    except Exception:
+    except Exception:  # an unreadable EXIF block says nothing about orientation: the stored one (1) stands
         return 1
     return value if value in range(1, 9) else 1
 

@@ -30,7 +30,7 @@ from ..core.params import (
     strict_of,
     typed_effective,
 )
-from ..operations import ALPHA_MASK, BY_MODEL, MASK, Operation
+from ..operations import BY_MODEL, Operation
 from ..operations import Field as ServiceField
 from .sd35 import parse_sd35_shape
 
@@ -170,8 +170,6 @@ class ServiceAdapter:
             errors.append(entry(names, merged.origin(op.one_of_positive[0]),
                                 f"{op.name} needs at least one of {names} above 0 (pixels to add on that side)",
                                 allowed="0-2000 each, at least one above 0"))
-        if fields.mask == ALPHA_MASK and MASK not in op.companions:
-            errors.append(entry("mask", merged.origin("mask"), f"{op.name} takes no mask", value=ALPHA_MASK))
         for name in ("mask", "style_image"):
             if getattr(fields, name) is not None and all(c.name != name for c in op.companions):
                 errors.append(entry(name, merged.origin(name), f"{op.name} takes no {name.replace('_', ' ')}",
