@@ -178,3 +178,72 @@ def test_a_chinese_prompt_through_the_sync_api(api):
     record = answer.json["record"]
     assert record["model_request"]["prompt"] == "a spaceship" and record["translation"]["translated"]
     api.stub.assert_no_pending_responses()
+
+
+class Quota:
+    """A QuotaLimiter (core.ports) that admits the first `slots[model]` calls of each model and refuses the
+    rest with `wait` seconds; it remembers every ticket asked for and every throttle reported."""
+
+    def __init__(self, slots: dict[str, int], wait: int = 7):
+        self.slots, self.wait, self.asked, self.throttles = dict(slots), wait, [], []
+
+    def acquire(self, model_id: str) -> int:
+        self.asked.append(model_id)
+        if self.slots.get(model_id, 1) <= 0:
+            return self.wait
+        self.slots[model_id] = self.slots.get(model_id, 1) - 1
+        return 0
+
+    def throttled(self, model_id: str) -> None:
+        self.throttles.append(model_id)
+
+
+def test_a_translation_refused_by_its_models_quota_waits_its_turn_and_calls_no_model(translating, monkeypatch):
+    world = translating
+    world.pipeline.quota = quota = Quota({TEXT_MODEL: 0}, wait=7)
+    deferred = []
+    monkeypatch.setattr(world.pipeline.scheduler, "defer", lambda message, delay: deferred.append(delay))
+    world.put("ships/q.png", png_bytes(), {"prompt": Header(SPACESHIP, "utf-8").encode(), "seed": "9"})
+
+    assert world.run(s3_body("ships/q.png")) == {"batchItemFailures": []}  # a delayed copy replaces it
+
+    assert deferred == [7]  # back when the translation model's turn comes, like a refused image call
+    assert quota.asked == [TEXT_MODEL]  # its own key; the image model's budget was not touched
+    world.stub.assert_no_pending_responses()  # no Converse call, no image call (none was stubbed)
+    assert "ships/q.png.json" not in world.output_keys()
+    quota.slots[TEXT_MODEL] = 1  # its turn: the job comes back and runs whole
+    world.stub.add_response("converse", converse_answer("a spaceship"), converse_params(SPACESHIP))
+    image_call(world, "a spaceship")
+    world.run(s3_body("ships/q.png"))
+    world.stub.assert_no_pending_responses()
+    assert world.record("ships/q.png")["status"] == "succeeded"
+    assert quota.asked == [TEXT_MODEL, TEXT_MODEL, SD35]
+
+
+def test_a_refusal_after_one_text_is_translated_never_pays_for_that_text_again(translating):
+    world = translating
+    world.pipeline.quota = quota = Quota({TEXT_MODEL: 1})
+    world.put("ships/r.png", png_bytes())
+    world.put("ships/r.png.json", {"prompt": SPACESHIP, "negative_prompt": "模糊", "seed": 9})
+    world.stub.add_response("converse", converse_answer("a spaceship"), converse_params(SPACESHIP))
+
+    world.run(s3_body("ships/r.png.json"))  # the prompt is translated, the negative prompt has no slot
+    world.stub.assert_no_pending_responses()
+    quota.slots[TEXT_MODEL] = 1
+    world.stub.add_response("converse", converse_answer("blurry"), converse_params("模糊"))  # only this one
+    image_call(world, "a spaceship")
+    world.run(s3_body("ships/r.png.json"))
+
+    world.stub.assert_no_pending_responses()
+    body = world.image_calls[0]
+    assert (body["prompt"], body["negative_prompt"]) == ("a spaceship", "blurry")
+    assert world.record("ships/r.png")["translation"]["resumed"] is True
+
+
+def test_a_throttled_translation_lowers_the_translation_models_shared_rate(translating):
+    world = translating
+    world.pipeline.quota = quota = Quota({})
+    world.put("ships/s.png", png_bytes(), {"prompt": Header(SPACESHIP, "utf-8").encode()})
+    world.stub.add_client_error("converse", "ThrottlingException", http_status_code=429)
+    assert world.run(s3_body("ships/s.png"))["batchItemFailures"]  # a throttle keeps its back-off
+    assert quota.throttles == [TEXT_MODEL]

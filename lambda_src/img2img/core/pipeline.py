@@ -588,7 +588,8 @@ class Pipeline:
     def _translated(self, job: Job, params: JobParams, prefix: str) -> tuple[JobParams, dict[str, Any] | None]:
         """The job's parameters with its prompts in English, and what the record says about it (None: every
         prompt was English, nothing to say). A translation is checkpointed like the model's answer, so a
-        redelivery never pays for it twice (docs/parameters.md#prompt-language)."""
+        redelivery never pays for it twice (docs/parameters.md#prompt-language); each call takes a ticket
+        from the translation model's own quota, and a refusal (`quota_wait`) keeps the texts already paid for."""
         todo = translation.needing_translation(translation.texts_of(params.request), params.prompt_language)
         if not todo:
             return params, None
@@ -601,15 +602,19 @@ class Pipeline:
         saved = self.store.get(self.settings.output_bucket, key)
         started = time.perf_counter()
         done: dict[str, str] = json.loads(saved[0]) if saved else {}
-        for text, language in todo:
-            if text.path not in done:
-                done[text.path] = self.translator.translate(text.text, language)
-        if not saved:
-            try:
-                self.store.put(self.settings.output_bucket, key, json.dumps(done, ensure_ascii=False).encode(),
-                               "application/json")
-            except JobError as exc:
-                self.log("could not checkpoint the translation", key=job.trigger.key, error=exc.code)
+        paid = False
+        try:
+            for text, language in todo:
+                if text.path not in done:
+                    done[text.path] = translation.translate(self.translator, self.quota, text.text, language)
+                    paid = True
+        finally:  # also when a later text is refused or fails: the next delivery pays only for the rest
+            if paid:
+                try:
+                    self.store.put(self.settings.output_bucket, key,
+                                   json.dumps(done, ensure_ascii=False).encode(), "application/json")
+                except JobError as exc:
+                    self.log("could not checkpoint the translation", key=job.trigger.key, error=exc.code)
         described = {"translated": True, "model_id": self.translator.model_id, "detected": languages,
                      "original": {t.path: t.text for t, _ in todo},
                      "english": {t.path: done[t.path] for t, _ in todo}, "ms": _ms(started),

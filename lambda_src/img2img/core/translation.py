@@ -4,6 +4,7 @@ and the Converse request that translates one (docs/parameters.md#prompt-language
 A small Bedrock text model translates a prompt that is not English before the image model sees it,
 with a fixed instruction that keeps the `(word:weight)` syntax, style words and proper nouns and
 answers with the translation only. Pure: the call itself is a `Translator` port (aws/translator.py).
+The call is a Bedrock request like the image call, so it takes a ticket from its own model's quota.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Any, Protocol
 
 from .errors import JobError, transient
 from .language import ENGLISH, detect
+from .quota import within_quota
 
 AUTO, AS_IS = "auto", "as-is"
 # The request fields that are prompts (SDXL's text_prompts items too), in the order they are translated.
@@ -84,6 +86,13 @@ def needing_translation(texts: list[Text], setting: str) -> list[tuple[Text, str
     if setting != AUTO:
         return [(item, setting) for item in texts if item.text.strip()]
     return [(item, language) for item in texts if (language := detect(item.text)) != ENGLISH]
+
+
+def translate(translator: Translator, limiter: Any, text: str, source_language: str) -> str:
+    """`text` in English, once `limiter` (core.ports.QuotaLimiter, or None) admits a call to the translation
+    model: the same per-model budget as image calls, keyed by the translation model's id. No slot: the
+    transient `quota_wait` (core/quota.py), and no call."""
+    return within_quota(limiter, translator.model_id, lambda: translator.translate(text, source_language))
 
 
 def converse_request(text: str, source_language: str, model_id: str) -> dict[str, Any]:
