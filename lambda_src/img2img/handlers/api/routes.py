@@ -90,8 +90,7 @@ def _api_error(exc: service.ApiError) -> Response:
 @errors.exception_handler(JobError)
 def _job_error(exc: JobError) -> Response:
     if exc.retryable:
-        return service.error_response(503, "service_unavailable", f"{exc.code}: {exc.message}",
-                                      {"Retry-After": str(service.RETRY_AFTER_SECONDS)})
+        return _api_error(service.transient_error(exc))
     return service.error_response(http_status(exc.code), exc.code, exc.message, **exc.details)
 
 

@@ -113,14 +113,26 @@ class ErrorBody(BaseModel):
     record: dict[str, Any] | None = None
 
 
+# The statuses that say when to come back, and how that is known.
+RETRY_AFTER = {
+    409: "seconds until the first request with this Idempotency-Key has likely been answered (a guess: 2)",
+    429: "quota_wait: the seconds the per-model limiter gave until this model has a slot "
+         "(error.retry_after too); otherwise a fixed guess",
+    503: "a fixed guess: no wait is known for a service error",
+}
+
+
 def error_responses(*, without: tuple[str, ...] = ()) -> dict[int, dict[str, Any]]:
     """Every error status a route may answer, from the error table (core/errors.py), with its codes."""
     by_status: dict[int, list[str]] = {}
     for code, entry in CODES.items():
         if code not in without:
             by_status.setdefault(entry.http_status, []).append(code)
-    return {status: {"description": ", ".join(codes) + (" (Retry-After)" if status in (409, 429, 503) else ""),
-                     "content": {"application/json": {"model": ErrorBody}}}
+    return {status: {"description": ", ".join(codes) + (" (Retry-After)" if status in RETRY_AFTER else ""),
+                     "content": {"application/json": {"model": ErrorBody}},
+                     **({"headers": {"Retry-After": {"description": RETRY_AFTER[status],
+                                                     "schema": {"type": "integer"}}}}
+                        if status in RETRY_AFTER else {})}
             for status, codes in sorted(by_status.items())}
 
 

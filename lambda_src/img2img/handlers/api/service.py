@@ -38,7 +38,7 @@ from .schemas import GenerationRequest
 # POST /v1/uploads (presigned, up to maxInputBytes).
 MAX_REQUEST_IMAGE_BYTES = 4_400_000
 ANSWER_MARGIN_SECONDS = 2  # kept back from the Lambda's remaining time to read the image and answer
-RETRY_AFTER_SECONDS = 10
+RETRY_AFTER_SECONDS = 10  # Retry-After when no wait is known (a service error, the idempotency table)
 POLL_FIRST_SECONDS, POLL_MAX_SECONDS = 0.25, 1.0  # the sync route's back-off between record reads
 REPLAYED_HEADER = "Idempotent-Replayed"  # on an answer that is the first answer to its Idempotency-Key
 
@@ -106,7 +106,7 @@ def once(call: Call, key: str | None, compute: Callable[[], dict[str, Any]]) -> 
                        "retry in a moment", {"Retry-After": "2"}) from None
     except IdempotencyPersistenceLayerError as exc:
         raise ApiError("service_unavailable", f"the idempotency table is unavailable: {exc}",
-                       {"Retry-After": str(RETRY_AFTER_SECONDS)}) from None
+                       {"Retry-After": retry_after(None)}) from None
     return answer if computed else replayed(answer)
 
 
@@ -125,6 +125,24 @@ def remembered(route: str, key: str) -> dict[str, Any] | None:
 
 def replayed(answer: dict[str, Any]) -> dict[str, Any]:
     return {**answer, "headers": {**(answer.get("headers") or {}), REPLAYED_HEADER: "true"}}
+
+
+def retry_after(error: dict[str, Any] | None) -> str:
+    """Retry-After for a transient answer: the wait the per-model limiter gave (`retry_after` of a
+    quota_wait), else the fixed `RETRY_AFTER_SECONDS`, a guess."""
+    wait = (error or {}).get("retry_after")
+    known = isinstance(wait, (int, float)) and not isinstance(wait, bool) and wait >= 1
+    return str(int(wait)) if known else str(RETRY_AFTER_SECONDS)
+
+
+def transient_error(exc: JobError) -> ApiError:
+    """A transient fault while the API handled the request (nothing was queued, nothing is remembered).
+
+    A quota wait is the error table's status for it (429 `quota_wait`) with `Retry-After` = the limiter's
+    `retry_after`; any other cause is 503 `service_unavailable` with the fixed guess."""
+    if exc.code == "quota_wait":
+        return ApiError(exc.code, exc.message, {"Retry-After": retry_after(exc.details)}, **exc.details)
+    return ApiError("service_unavailable", f"{exc.code}: {exc.message}", {"Retry-After": retry_after(None)})
 
 
 # ---- helpers -------------------------------------------------------------------------------------
@@ -451,7 +469,7 @@ def render(call: Call, answer: dict[str, Any]) -> Response:
     if "image" not in answer:
         headers, body = dict(answer.get("headers") or {}), answer["body"]
         if answer["status"] in (429, 503):
-            headers.setdefault("Retry-After", str(RETRY_AFTER_SECONDS))
+            headers.setdefault("Retry-After", retry_after(body.get("error")))
         # Links are remembered from the API's root: a replay through another URL gets links on its own.
         if "Location" in headers:
             headers["Location"] = links.link(call.mount, headers["Location"])
