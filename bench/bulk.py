@@ -178,6 +178,8 @@ def _run_bulk(b: BulkRun) -> dict:
         "progress_first_last": [bars.lines[0][1], bars.lines[-1][1]] if bars.lines else [],
         "progress_timeline": [(round(t, 1), d) for t, d in points],
         "model_calls": calls, "model_calls_per_row": round(calls / max(1, records), 3),
+        # Messages the worker took per row: 1, plus a delayed copy each time the limiter said "not yet".
+        "deliveries_per_row": round((lambda_stats.get("records") or 0) / max(1, records), 2),
         "throttled": outcomes.get("throttled", 0), "engine_outcomes": outcomes, "dlq": dlq,
         "lambda": {k: lambda_stats.get(k) for k in ("invocations", "records", "failed_records", "errors",
                                                     "timeouts", "cold_starts", "max_in_flight")},
@@ -215,6 +217,7 @@ def report(res: dict, checks: dict) -> None:
         ("progress bar lines (distinct)", f"{res['progress_lines']} ({res['progress_updates_distinct']})",
          ">= 10 distinct", verdict(checks["progress_live"]["holds"])),
         ("model calls per row (throttled)", f"{res['model_calls_per_row']} ({res['throttled']})", "", ""),
+        ("worker deliveries per row (quota waits)", res["deliveries_per_row"], "", ""),
         ("DLQ", res["dlq"], "0", verdict(checks["dlq"]["holds"])),
     ]))
 
