@@ -5,14 +5,18 @@ Services first: remove background by folder, inpaint with a mask that arrives af
 a mask that came first, outpaint, fast upscale, search and recolor, style transfer with a style image) and
 of parameter sources (metadata, sidecar before and after the image, a folder `_defaults.json`, SD3.5
 and SDXL image-to-image, one invalid job on purpose), waits for every outcome record, downloads the
-results into demo-out/ and checks each job reached the outcome it was meant to.
+results into demo-out/ and checks each job reached the outcome it was meant to. Then a small bulk job
+(docs/bulk.md): a manifest of the sample photos, submitted and watched as `img2img bulk submit --watch`
+does it, on the stack's emulated S3 Batch Operations, with its completion report.
 """
 from __future__ import annotations
 
+import csv
 import io
 import json
 import logging
 import shutil
+import sys
 import textwrap
 import time
 from dataclasses import dataclass, field
@@ -27,6 +31,11 @@ from img2img_local.project import REPO_ROOT
 SAMPLES = REPO_ROOT / "samples"
 SDXL = "stability.stable-diffusion-xl-v1"
 SD35 = "stability.sd3-5-large-v1:0"
+# The bulk job's photos sit under an excluded prefix: their uploads start no job, the bulk job's rows do.
+BULK_CATALOGUE = "catalogue/"
+BULK_PARAMS = {"operation": "remove-background"}  # a fast operation without a prompt
+BULK_OUTPUT_PREFIX = "bulk/demo/"
+DEMO_CONTEXT = ("sidecarGraceSeconds=30", "logLevel=WARNING", f'excludedPrefixes=["{BULK_CATALOGUE}"]')
 
 
 @dataclass
@@ -86,8 +95,10 @@ JOBS = (
 )
 
 
-def run_demo(stack, out_dir: Path, timeout: float = 90.0, progress=print) -> int:
-    """Upload, wait, download, draw; 0 when every job reached its expected outcome."""
+def run_demo(stack, out_dir: Path, timeout: float = 90.0, progress=print, out=None) -> int:
+    """Upload, wait, download, draw, then the bulk job; 0 when every job reached its expected outcome.
+    The stack must exclude BULK_CATALOGUE (DEMO_CONTEXT)."""
+    out = out or sys.stdout
     s3 = stack.client("s3")
     inb, outb = stack.resources.input_bucket, stack.resources.output_bucket
     started: dict[str, float] = {}
@@ -128,11 +139,70 @@ def run_demo(stack, out_dir: Path, timeout: float = 90.0, progress=print) -> int
     sheet = out_dir / "contact-sheet.png"
     contact_sheet(tiles).save(sheet)
     _save_pairs(tiles, out_dir / "pairs")
-    print(_table(("input", "parameter source", "operation", "model", "seed", "outcome", "seconds"), rows))
-    print(f"\noutputs and records: {out_dir}/   contact sheet: {sheet}")
+    print(_table(("input", "parameter source", "operation", "model", "seed", "outcome", "seconds"), rows), file=out)
+    print(f"\noutputs and records: {out_dir}/   contact sheet: {sheet}", file=out)
     if wrong:
-        print(f"{wrong} job(s) did not reach their expected outcome")
-    return 1 if wrong else 0
+        print(f"{wrong} job(s) did not reach their expected outcome", file=out)
+    bulk_ok = run_bulk(stack, out_dir, timeout, out)
+    return 1 if wrong or not bulk_ok else 0
+
+
+def run_bulk(stack, out_dir: Path, timeout: float, out) -> bool:
+    """A bulk job over the sample photos through the CLI's own functions (img2img_local/bulk.py): submit,
+    the emulated S3 Batch Operations job, the live progress bar, the completion report; True when every
+    row succeeded and the report and the progress item agree."""
+    from img2img.core.bulk import encode_manifest
+    from img2img_local import bulk
+    from img2img_local.batch_operations import read_report
+
+    if not any(BULK_CATALOGUE.startswith(p) for p in stack.effective_config.worker_excluded_prefixes):
+        raise ValueError(f"the demo's stack must exclude {BULK_CATALOGUE} (DEMO_CONTEXT): its photos would "
+                         "start jobs by themselves")
+    s3 = stack.client("s3")
+    inb, outb = stack.resources.input_bucket, stack.resources.output_bucket
+    photos = sorted(p for p in SAMPLES.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+    keys = [BULK_CATALOGUE + p.name for p in photos]
+    for photo, key in zip(photos, keys, strict=True):
+        s3.put_object(Bucket=inb, Key=key, Body=photo.read_bytes())
+    print(f"\nbulk job: {BULK_PARAMS['operation']} over the {len(keys)} photos in s3://{inb}/{BULK_CATALOGUE} "
+          "(as `img2img bulk submit manifest.csv --watch`)", file=out)
+    target = bulk.stack_target(stack)
+    manifest = encode_manifest((inb, key, None) for key in keys)
+    bulk_id, job_id = bulk.submit(target, manifest, dict(BULK_PARAMS), BULK_OUTPUT_PREFIX, out=out)
+    deadline = time.monotonic() + timeout
+    job = stack.batch_operations.wait(job_id, timeout)
+    progress = bulk.watch(target, bulk_id, out=out, interval=0.5, timeout=max(1.0, deadline - time.monotonic()))
+    report_key, *_ = stack.batch_operations.report_keys(job_id) or [""]
+    report = read_report(s3, outb, report_key) if report_key else []
+    tasks: dict[str, int] = {}
+    for row in report:
+        tasks[row["TaskStatus"]] = tasks.get(row["TaskStatus"], 0) + 1
+    (out_dir / "bulk").mkdir(parents=True, exist_ok=True)
+    _write_report(out_dir / "bulk" / "report.csv", report)
+    for key in keys:
+        try:
+            record = json.loads(s3.get_object(Bucket=outb, Key=f"{BULK_OUTPUT_PREFIX}{key}.json")["Body"].read())
+        except s3.exceptions.NoSuchKey:
+            continue
+        _download(s3, record, out_dir)
+    counts = ", ".join(f"{status} {n}" for status, n in sorted(tasks.items())) or "none"
+    print(f"completion report: s3://{outb}/{report_key} (S3 Batch Operations job {job['Status']}): "
+          f"{len(report)} tasks, {counts}; copied to {out_dir}/bulk/report.csv", file=out)
+    print(f"bulk outputs and records: {out_dir}/{BULK_OUTPUT_PREFIX}{BULK_CATALOGUE}", file=out)
+    ok = (progress.finished and progress.counts == {"succeeded": len(keys)} and tasks == {"succeeded": len(keys)})
+    if not ok:
+        print(f"the bulk job did not end as expected: progress {progress.counts} of {progress.total} rows, "
+              f"report {tasks or 'missing'}", file=out)
+    return ok
+
+
+def _write_report(path: Path, rows: list[dict[str, str]]) -> None:
+    from img2img_local.batch_operations import REPORT_SCHEMA
+
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, [name.strip() for name in REPORT_SCHEMA.split(",")], extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def _put_companions(s3, bucket: str, job: DemoJob, when: str) -> None:
@@ -311,7 +381,7 @@ def run(args) -> int:
     print("starting the local stack (moto S3/SQS/DynamoDB/EventBridge, offline Bedrock engine, worker)")
     # Quiet workers (warnings and errors still show): the table and the contact sheet tell the story.
     logging.getLogger("img2img_local.event_source").setLevel(logging.WARNING)
-    with QuietStack(load_pipeline_config(["sidecarGraceSeconds=30", "logLevel=WARNING"])) as stack:
+    with QuietStack(load_pipeline_config(list(DEMO_CONTEXT))) as stack:
         code = run_demo(stack, args.out, args.timeout)
     print(f"demo finished in {time.monotonic() - started:.0f} s")
     return code

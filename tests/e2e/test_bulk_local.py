@@ -1,8 +1,13 @@
 """A bulk job through the local stack as a user runs it: a 50-row manifest submitted, S3 Batch Operations
 (emulated) invoking the enqueue function per row, the worker writing one record per row and counting it,
-the completion report, and the progress bar reading the counter item."""
+the completion report, and the progress bar reading the counter item.
+
+The waits are generous (a loaded machine is slow) and end inside pytest's own timeout, so that a stall
+fails here, naming what is missing: rows without a record (a lost row) or records the progress item did
+not count (a lost count), never as a bare timeout."""
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -20,6 +25,10 @@ pytestmark = pytest.mark.e2e
 
 ROWS, MISSING = 50, 3
 CATALOGUE = "catalogue/"  # an excluded prefix: the photos are there, uploads do not start jobs by themselves
+# The 50 rows take ~7 s on a quiet machine, ~15 s at load average 7: the waits are 15-30x that, and fit in
+# the test's own pytest timeout.
+JOB_WAIT_S, ROWS_WAIT_S = 120, 240
+TEST_TIMEOUT_S = 2 * (JOB_WAIT_S + ROWS_WAIT_S) + 60  # above every wait of the test together (pyproject's is 300)
 
 
 def png(n: int) -> bytes:
@@ -36,6 +45,46 @@ def stack():
         yield running
 
 
+def wait_for_batch_job(stack, job_id: str, timeout: float = JOB_WAIT_S) -> dict:
+    """The emulated S3 Batch Operations job at its end (every row invoked), or a failure saying how far it got."""
+    job = stack.batch_operations.wait(job_id, timeout=timeout)
+    assert job["Status"] in ("Complete", "Failed"), f"the batch job is still {job['Status']} after {timeout} s: {job}"
+    return job
+
+
+def wait_for_rows(stack, target, bulk_id: str, keys: list[str], prefix: str, timeout: float = ROWS_WAIT_S):
+    """Watch the progress item (as `img2img bulk status --watch`) until every row is counted: (progress, bar
+    lines). On timeout, fail with what is missing, from the records themselves and the queues."""
+    bars = io.StringIO()
+    progress = bulk.watch(target, bulk_id, out=bars, interval=0.5, timeout=timeout)
+    if progress.finished:
+        return progress, bars.getvalue().splitlines()
+    s3, r = stack.client("s3"), stack.resources
+    recorded: dict[str, str] = {}
+    for key in keys:
+        with contextlib.suppress(s3.exceptions.ClientError):  # no record
+            recorded[key] = s3.head_object(Bucket=r.output_bucket, Key=f"{prefix}{key}.json")["Metadata"]["status"]
+    by_status: dict[str, int] = {}
+    for status in recorded.values():
+        by_status[status] = by_status.get(status, 0) + 1
+    sqs = stack.client("sqs")
+    depth = {name: sqs.get_queue_attributes(QueueUrl=url, AttributeNames=[
+        "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+        for name, url in (("jobs", r.job_queue_url), ("dlq", r.dlq_url))}
+    lost_rows = [key for key in keys if key not in recorded]
+    lost_counts = {status: n - progress.counts.get(status, 0) for status, n in by_status.items()
+                   if n > progress.counts.get(status, 0)}
+    stats = stack.stats()
+    pytest.fail(
+        f"bulk job {bulk_id}: {progress.done}/{progress.total} rows counted after {timeout} s "
+        f"(counts {progress.counts}, errors {progress.errors}); "
+        f"rows without a record ({len(lost_rows)}): {lost_rows[:10]}; "
+        f"records the progress item did not count: {lost_counts or 'none'} (records {by_status}); "
+        f"queues {depth}; worker errors {stats.get('errors')}, timeouts {stats.get('timeouts')}; "
+        f"last bars {bars.getvalue().splitlines()[-3:]}")
+
+
+@pytest.mark.timeout(TEST_TIMEOUT_S)
 def test_a_50_row_manifest_ends_with_50_records_matching_counts_and_a_report(stack):
     s3, r = stack.client("s3"), stack.resources
     keys = [f"{CATALOGUE}shoe {n:02d}.png" for n in range(ROWS)]
@@ -50,18 +99,15 @@ def test_a_50_row_manifest_ends_with_50_records_matching_counts_and_a_report(sta
     assert f"{ROWS} rows, operation remove-background" in out.getvalue()
     assert "estimated model cost $2.00" in out.getvalue()
 
-    job = stack.batch_operations.wait(job_id, timeout=120)
-    assert job["Status"] == "Complete"
+    job = wait_for_batch_job(stack, job_id)
+    assert job["Status"] == "Complete", job
     assert job["ProgressSummary"] == {"TotalNumberOfTasks": ROWS, "NumberOfTasksSucceeded": ROWS,
                                       "NumberOfTasksFailed": 0}  # every row queued; outcomes are the worker's
 
-    bars = io.StringIO()
-    progress = bulk.watch(target, bulk_id, out=bars, interval=0.5, timeout=240)
-    dlq = stack.client("sqs").get_queue_attributes(QueueUrl=r.dlq_url, AttributeNames=["All"])["Attributes"]
-    assert progress.finished, (progress, dlq, stack.stats().get("errors"), stack.stats().get("timeouts"))
+    progress, bars = wait_for_rows(stack, target, bulk_id, keys, "bulk/shop/")
     assert progress.counts == {"succeeded": ROWS - MISSING, "failed": MISSING}
     assert progress.errors == {"source_not_found": MISSING}
-    assert bars.getvalue().splitlines()[-1].startswith(f"[{'#' * 30}] {ROWS}/{ROWS}")
+    assert bars[-1].startswith(f"[{'#' * 30}] {ROWS}/{ROWS}")
 
     records = [json.loads(s3.get_object(Bucket=r.output_bucket, Key=f"bulk/shop/{key}.json")["Body"].read())
                for key in keys]
@@ -82,8 +128,8 @@ def test_a_50_row_manifest_ends_with_50_records_matching_counts_and_a_report(sta
     retry_id, retry_job = bulk.submit(target, manifest, {"operation": "remove-background"}, "bulk/shop/", out=out,
                                       retry_failed=True)
     assert f"{MISSING} rows, operation remove-background" in out.getvalue()
-    assert stack.batch_operations.wait(retry_job, timeout=60)["ProgressSummary"]["TotalNumberOfTasks"] == MISSING
-    retried = bulk.watch(target, retry_id, out=io.StringIO(), interval=0.5, timeout=120)
+    assert wait_for_batch_job(stack, retry_job, 60)["ProgressSummary"]["TotalNumberOfTasks"] == MISSING
+    retried, _ = wait_for_rows(stack, target, retry_id, keys[:MISSING], "bulk/shop/", ROWS_WAIT_S // 2)
     assert retried.counts == {"succeeded": MISSING}
     records = [json.loads(s3.get_object(Bucket=r.output_bucket, Key=f"bulk/shop/{key}.json")["Body"].read())
                for key in keys]

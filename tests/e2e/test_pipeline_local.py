@@ -13,8 +13,10 @@ import pytest
 from PIL import Image, ImageChops, ImageStat
 
 from img2img.core import c2pa_manifest, xmp
-from img2img_local.demo import run_demo
-from tests.e2e.stack_fixtures import local_stack, wait_for_record
+from img2img_local.demo import BULK_CATALOGUE, BULK_OUTPUT_PREFIX, run_demo
+from img2img_local.project import load_pipeline_config
+from img2img_local.stack import LocalStack
+from tests.e2e.stack_fixtures import wait_for_record
 
 pytestmark = pytest.mark.e2e
 
@@ -27,7 +29,10 @@ GRACE = 4
 
 @pytest.fixture(scope="module")
 def stack():
-    with local_stack(GRACE) as running:
+    # As the demo's own stack: its bulk job's photos under an excluded prefix start no job by themselves.
+    config = load_pipeline_config([f"sidecarGraceSeconds={GRACE}", "logLevel=WARNING",
+                                   f'excludedPrefixes=["{BULK_CATALOGUE}"]'])
+    with LocalStack(config, visibility_timeout_seconds=10) as running:
         yield running
 
 
@@ -78,7 +83,9 @@ def test_an_image_whose_sidecar_never_comes_fails_after_the_grace_period(stack):
 
 
 def test_the_demo_reaches_every_expected_outcome(stack, tmp_path):
-    assert run_demo(stack, tmp_path / "demo-out", timeout=60, progress=lambda *_: None) == 0
+    printed = io.StringIO()
+    assert run_demo(stack, tmp_path / "demo-out", timeout=60, progress=lambda *_: None, out=printed) == 0, \
+        printed.getvalue()
     sheet = Image.open(tmp_path / "demo-out" / "contact-sheet.png")
     assert sheet.width > 900 and sheet.height > 8 * 256
     dlq = stack.client("sqs").get_queue_attributes(QueueUrl=stack.resources.dlq_url,
@@ -100,6 +107,25 @@ def test_the_demo_reaches_every_expected_outcome(stack, tmp_path):
     tampered.write_bytes(bytes(data))
     refused = subprocess.run([str(IMG2IMG), "verify", str(tampered)], capture_output=True, text=True, timeout=60)
     assert refused.returncode != 0, refused.stdout
+
+    # The bulk job over the sample photos: its progress bar, its completion report, one output per photo.
+    photos = sorted(p.name for p in SAMPLES.iterdir() if p.suffix in (".png", ".jpg"))
+    lines = printed.getvalue().splitlines()
+    assert f"{len(photos)} rows, operation remove-background" in printed.getvalue()
+    bars = [line for line in lines if line.startswith("[") and f"/{len(photos)}" in line]
+    assert bars and bars[-1].startswith(f"[{'#' * 30}] {len(photos)}/{len(photos)}  succeeded {len(photos)}")
+    report_line = next(line for line in lines if line.startswith("completion report: s3://"))
+    assert "/report/job-" in report_line and f"{len(photos)} tasks, succeeded {len(photos)}" in report_line
+    report = (tmp_path / "demo-out" / "bulk" / "report.csv").read_text().splitlines()
+    assert report[0].startswith("Bucket,Key,VersionId,TaskStatus") and len(report) == 1 + len(photos)
+    for name in photos:
+        folder = tmp_path / "demo-out" / BULK_OUTPUT_PREFIX / BULK_CATALOGUE
+        record = json.loads((folder / f"{name}.json").read_text())
+        assert record["status"] == "succeeded" and record["operation"] == "remove-background"
+        assert Image.open(folder / f"{name}.png").mode == "RGBA"  # the background is transparent
+    # The catalogue's uploads started nothing: the bulk job's rows are its only records.
+    listed = stack.client("s3").list_objects_v2(Bucket=stack.resources.output_bucket, Prefix=BULK_CATALOGUE)
+    assert listed.get("KeyCount", 0) == 0
 
 
 def test_generate_offline_writes_the_image_and_its_record(tmp_path):
