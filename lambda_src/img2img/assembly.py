@@ -23,6 +23,13 @@ def _correlate(job_id: str) -> None:
 
 @lru_cache(maxsize=1)
 def get_pipeline() -> Pipeline:
+    from .aws.clients import collector_paused
+
+    with collector_paused():  # boto3's import and the idempotency table's client: built once per process
+        return _build()
+
+
+def _build() -> Pipeline:
     from .aws.bedrock import BedrockInvoker
     from .aws.bulk import DynamoBulkProgress
     from .aws.events import EventBridgePublisher
