@@ -14,6 +14,9 @@ fake credentials, the region, Lambda's reserved variables):
   lazily built boto3 client a first job uses (S3, bedrock-runtime, DynamoDB for idempotency, EventBridge);
 - floor: import boto3 and PIL.Image and create one boto3 client, which no Python worker can avoid.
 
+Target (issue 14, benchmark 5): worker / floor <= 1.2, wall time. Each process also reports its CPU time:
+on a machine shared with other work the CPU ratio moves less than the wall-clock one.
+
 The worker is measured twice: with tracing off (the local stack, and deployments that turn X-Ray off) and
 with tracing on, as the CDK stack deploys it (X-Ray active: the X-Ray SDK must be imported).
 
@@ -31,30 +34,32 @@ from pathlib import Path
 
 from bench.common import median, run_as_script, table, verdict, write_results
 
+TARGET = 1.2  # worker / floor (issue 14, benchmark 5)
+
 WORKER = """
 import time, sys
-t0 = time.perf_counter()
+c0, t0 = time.process_time(), time.perf_counter()
 import img2img.handlers.sqs_worker
 t1 = time.perf_counter()
 from img2img.assembly import get_pipeline
 p = get_pipeline()
 t2 = time.perf_counter()
 p.store.s3; p.model.runtime; p.events.events
-t3 = time.perf_counter()
+t3, c3 = time.perf_counter(), time.process_time()
 import json
 print(json.dumps({"total_ms": (t3 - t0) * 1000, "import_ms": (t1 - t0) * 1000, "pipeline_ms": (t2 - t1) * 1000,
-                  "clients_ms": (t3 - t2) * 1000, "modules": len(sys.modules)}))
+                  "clients_ms": (t3 - t2) * 1000, "cpu_ms": (c3 - c0) * 1000, "modules": len(sys.modules)}))
 """
 
 FLOOR = """
 import time, sys
-t0 = time.perf_counter()
+c0, t0 = time.process_time(), time.perf_counter()
 import boto3
 import PIL.Image
 boto3.client("s3")
-t1 = time.perf_counter()
+t1, c1 = time.perf_counter(), time.process_time()
 import json
-print(json.dumps({"total_ms": (t1 - t0) * 1000, "modules": len(sys.modules)}))
+print(json.dumps({"total_ms": (t1 - t0) * 1000, "cpu_ms": (c1 - c0) * 1000, "modules": len(sys.modules)}))
 """
 
 
@@ -164,19 +169,20 @@ def measure(python: str, sandbox: dict[str, str], asset: Path, bare: Path, built
     n = {k: median([r[k] for r in no_bytecode]) for k in no_bytecode[0]}
     ratio = w["total_ms"] / f["total_ms"]
     traced_ratio = t["total_ms"] / f["total_ms"]
+    cpu_ratio = w["cpu_ms"] / f["cpu_ms"]
     print(f"bundle: {built['architecture']}, Python {built['python_version']} ({built['interpreter']}), "
           f"{built['pyc_files']} .pyc files, {built['asset_mb']} MB unzipped")
-    print(table(["what", "median ms", "import ms", "get_pipeline ms", "clients ms", "modules"], [
+    print(table(["what", "median ms", "import ms", "get_pipeline ms", "clients ms", "CPU ms", "modules"], [
         ("worker: import handler + get_pipeline() + 4 clients", w["total_ms"], w["import_ms"], w["pipeline_ms"],
-         w["clients_ms"], int(w["modules"])),
+         w["clients_ms"], w["cpu_ms"], int(w["modules"])),
         ("worker, tracing on (as deployed)", t["total_ms"], t["import_ms"], t["pipeline_ms"], t["clients_ms"],
-         int(t["modules"])),
+         t["cpu_ms"], int(t["modules"])),
         ("worker, bundle without bytecode (read-only)", n["total_ms"], n["import_ms"], n["pipeline_ms"],
-         n["clients_ms"], int(n["modules"])),
-        ("floor: import boto3 + PIL.Image + 1 client", f["total_ms"], "", "", "", int(f["modules"])),
+         n["clients_ms"], n["cpu_ms"], int(n["modules"])),
+        ("floor: import boto3 + PIL.Image + 1 client", f["total_ms"], "", "", "", f["cpu_ms"], int(f["modules"])),
     ]))
-    print(f"\nworker / floor = {ratio:.2f} (target <= 1.5: {verdict(ratio <= 1.5)}); with tracing on "
-          f"{traced_ratio:.2f} ({verdict(traced_ratio <= 1.5)}); bytecode saves "
+    print(f"\nworker / floor = {ratio:.2f} (target <= {TARGET}: {verdict(ratio <= TARGET)}); with tracing on "
+          f"{traced_ratio:.2f} ({verdict(traced_ratio <= TARGET)}); CPU time {cpu_ratio:.2f}; bytecode saves "
           f"{n['total_ms'] - w['total_ms']:.0f} ms; {reps} runs each")
     heavy = top_imports(python, env)
     print(table(["heaviest imports (worker)", "cumulative ms", "self ms"],
@@ -186,9 +192,11 @@ def measure(python: str, sandbox: dict[str, str], asset: Path, bare: Path, built
                "worker_without_bytecode": {"median": n, "runs": no_bytecode},
                "floor": {"median": f, "runs": floor}, "heaviest_imports": heavy,
                "environment": sorted(k for k in env if k != "PATH"),
-               "targets": {"worker_over_floor": {"value": round(ratio, 3), "target": "<= 1.5", "holds": ratio <= 1.5},
-                           "worker_traced_over_floor": {"value": round(traced_ratio, 3), "target": "<= 1.5",
-                                                        "holds": traced_ratio <= 1.5}}}
+               "cpu_worker_over_floor": round(cpu_ratio, 3),
+               "targets": {"worker_over_floor": {"value": round(ratio, 3), "target": f"<= {TARGET}",
+                                                 "holds": ratio <= TARGET},
+                           "worker_traced_over_floor": {"value": round(traced_ratio, 3), "target": f"<= {TARGET}",
+                                                        "holds": traced_ratio <= TARGET}}}
     write_results("cold_start", payload)
     return payload
 

@@ -6,7 +6,9 @@ Endpoints come only from the standard AWS_ENDPOINT_URL* variables, so the same c
 """
 from __future__ import annotations
 
+import gc
 import threading
+from contextlib import contextmanager
 from functools import cache
 
 from botocore.exceptions import (
@@ -22,6 +24,23 @@ NETWORK_FAULTS = (ConnectionError, ConnectTimeoutError, EndpointConnectionError,
                   ReadTimeoutError)
 
 _lock = threading.Lock()
+
+
+@contextmanager
+def collector_paused():
+    """Python's cyclic GC paused while boto3 loads (its import, service models, client classes), then
+    what was made frozen. Those objects live as long as the process, yet the collector walked them
+    again and again while they were being made: ~30 ms of a cold start (docs/performance.md §2).
+    Frozen, later collections skip them. Nested or already paused: left as it is."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        gc.enable()
 
 
 @cache
@@ -44,5 +63,5 @@ def client(service: str, read_timeout: int = 30, max_attempts: int = 5, mode: st
         tcp_keepalive=True,
         max_pool_connections=32,
     )
-    with _lock:
+    with _lock, collector_paused():
         return _session().client(service, config=config, region_name=region or None)

@@ -16,6 +16,7 @@ import struct
 import xml.etree.ElementTree as ET
 import zlib
 from dataclasses import dataclass
+from functools import cache
 
 from .. import TOOL_NAME, __version__
 
@@ -40,7 +41,7 @@ _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _JPEG_MAX_PAYLOAD = 65_533 - len(JPEG_XMP_ID)
 _WEBP_XMP_FLAG, _WEBP_ALPHA_FLAG = 0x04, 0x10
 # XML 1.0 cannot carry these at all (not even as character references): they become U+FFFD.
-_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+_NOT_XML = "[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
 _ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&apos;",
             "\t": "&#9;", "\n": "&#10;", "\r": "&#13;"}  # whitespace too: attribute values are normalized
 _ESCAPE = re.compile("[&<>\"'\t\n\r]")
@@ -60,8 +61,15 @@ class Marking:
         return DIGITAL_SOURCE_TYPE_BASE + self.source_type
 
 
+@cache
+def _not_xml() -> re.Pattern:
+    """Compiled on the first marking, not at import: the class spans all of Unicode and takes ~4 ms
+    to compile, which every cold start would pay (docs/performance.md §2)."""
+    return re.compile(_NOT_XML)
+
+
 def _escape(value: str) -> str:
-    return _ESCAPE.sub(lambda m: _ESCAPES[m.group()], _NOT_XML.sub("\ufffd", value))
+    return _ESCAPE.sub(lambda m: _ESCAPES[m.group()], _not_xml().sub("\ufffd", value))
 
 
 def build_packet(marking: Marking) -> bytes:
