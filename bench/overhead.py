@@ -117,9 +117,9 @@ def _wait_quiet(log: RequestLog, since: int, record_key: str, timeout: float, qu
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         seen = log.worker_since(since)
-        if any(r.kind == "PUT" and r.key == record_key for r in seen):
-            if time.monotonic() - max(r.end for r in seen) > quiet_s:
-                return True
+        if (any(r.kind == "PUT" and r.key == record_key for r in seen)
+                and time.monotonic() - max(r.end for r in seen) > quiet_s):
+            return True
         time.sleep(0.05)
     return False
 
