@@ -138,6 +138,8 @@ def _job_numbers(requests: list[Request], uploaded: float, record_key: str, stag
             "model_window_s": round(model_window, 4) if model_window is not None else None,
             "overhead_vs_observed_model_s": round(total - model_window, 4) if model_window is not None else None,
             "first_worker_request_after_upload_s": round(min(r.start for r in requests) - uploaded, 4),
+            "timeline": [(round(r.start - uploaded, 4), round(r.end - r.start, 4), r.service, r.kind,
+                          r.key.rpartition("/")[2][:24]) for r in requests],
             "s3": dict(sorted(s3.items())), "s3_total": sum(s3.values()),
             "dynamodb": dict(sorted(ddb.items())), "dynamodb_total": sum(ddb.values())}
 
