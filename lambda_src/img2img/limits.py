@@ -12,6 +12,11 @@ KIB = 1024
 MIB = 1024 * KIB
 DAY = 24 * 3600
 
+# A change to a folder's `_defaults.json` reaches every job within this many seconds: each sandbox keeps
+# the chain of defaults it read (found or absent) this long instead of one GET per folder level per job
+# (docs/parameters.md). The sandbox that receives the change's own S3 event forgets it at once.
+FOLDER_DEFAULTS_CACHE_SECONDS = 30
+
 
 @dataclass(frozen=True)
 class Limit:

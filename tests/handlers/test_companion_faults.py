@@ -17,6 +17,7 @@ from img2img.core.errors import JobError, transient
 
 KEY = "faults/room.png"
 MASK = KEY + ".mask.png"
+SIBLINGS = "faults/room."  # the one LIST beside the image that finds its sidecar and its mask
 STEPS = ("list", "head", "get")
 MAX_DELIVERIES = 3  # IMG2IMG_MAX_RECEIVE_COUNT in the handler tests' settings
 
@@ -50,7 +51,7 @@ class FaultyStore:
         return self.inner.get(bucket, key, version_id)
 
     def list_keys(self, bucket, prefix, *args, **kwargs):
-        if bucket == INPUT and prefix == KEY + ".mask.":
+        if bucket == INPUT and prefix in (KEY + ".mask.", SIBLINGS):
             self.plan.at("list")
         return self.inner.list_keys(bucket, prefix, *args, **kwargs)
 

@@ -585,3 +585,47 @@ def _summary(errors: list[dict[str, Any]]) -> str:
         allowed = f" (allowed: {e['allowed']})" if e.get("allowed") else ""
         parts.append(f"{e['field']}{value} from {e['source']}: {e['message']}{allowed}")
     return "invalid parameters: " + "; ".join(parts)
+
+
+# (key, raw bytes, what was read) of each folder `_defaults.json` found, root first.
+DefaultsChain = tuple[tuple[str, bytes, Any], ...]
+
+
+class FolderDefaultsCache:
+    """Folder defaults as one sandbox last read them: one snapshot of the whole chain per folder, kept
+    `ttl` seconds, so a change takes effect within `ttl` and a job never mixes levels read at different
+    times. Absence is cached too (the common case: no `_defaults.json` at most levels). Each entry keeps
+    the objects as read (`ObjectInfo`, with its version), never a re-read under the same name."""
+
+    MAX_FOLDERS = 1024  # a bound on memory: the oldest snapshot goes first
+
+    def __init__(self, ttl: float, clock: Callable[[], float]):
+        self.ttl = ttl
+        self.clock = clock
+        self._chains: dict[tuple[str, tuple[str, ...]], tuple[float, DefaultsChain]] = {}
+
+    def chain(self, bucket: str, chain: list[str],
+              read: Callable[[str, str], tuple[bytes, Any] | None]) -> DefaultsChain:
+        """The `_defaults.json` objects found along `chain`: cached, or all read now by `read(bucket, key)`
+        (a read that raises caches nothing)."""
+        entry = (bucket, tuple(chain))
+        now = self.clock()
+        cached = self._chains.get(entry)
+        if cached is not None and 0 <= now - cached[0] < self.ttl:
+            return cached[1]
+        found = []
+        for key in chain:
+            got = read(bucket, key)
+            if got is not None:
+                found.append((key, got[0], got[1]))
+        snapshot = tuple(found)
+        self._chains.pop(entry, None)
+        self._chains[entry] = (now, snapshot)
+        while len(self._chains) > self.MAX_FOLDERS:
+            self._chains.pop(next(iter(self._chains)))
+        return snapshot
+
+    def forget(self, bucket: str, defaults_key: str) -> None:
+        """A `_defaults.json` changed: every snapshot whose chain includes it is read again next time."""
+        for entry in [e for e in self._chains if e[0] == bucket and defaults_key in e[1]]:
+            del self._chains[entry]

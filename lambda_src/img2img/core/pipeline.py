@@ -16,13 +16,25 @@ import base64
 import hashlib
 import json
 import math
+import posixpath
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any
 
-from ..operations import ALPHA_MASK, BY_MODEL, BY_NAME, IMAGE_TO_IMAGE, NAMES, Companion, normal_name, source_type_of
+from ..limits import FOLDER_DEFAULTS_CACHE_SECONDS
+from ..operations import (
+    ALPHA_MASK,
+    BY_MODEL,
+    BY_NAME,
+    COMPANIONS,
+    IMAGE_TO_IMAGE,
+    NAMES,
+    Companion,
+    normal_name,
+    source_type_of,
+)
 from ..settings import Settings
 from . import c2pa_manifest, images, keys, masks, records, translation, xmp
 from . import params as P
@@ -73,6 +85,41 @@ class Resolution(Enum):
         return self in (Resolution.READY, Resolution.FAILED)
 
 
+SIBLINGS_LIMIT = 50  # keys per sibling listing; a fuller listing is trusted only below its last key
+
+
+@dataclass(frozen=True)
+class Listing:
+    """One LIST under `prefix`: which keys exist, and where that answer is complete. S3 lists in key
+    order (strongly consistent), so a listing cut off at `limit` keys still proves absence below its
+    last key."""
+
+    prefix: str
+    keys: tuple[str, ...]
+    limit: int
+
+    @property
+    def complete(self) -> bool:
+        return len(self.keys) < self.limit
+
+    def has(self, key: str) -> bool | None:
+        """True / False when the listing knows, None when it cannot tell (read the key itself)."""
+        if key in self.keys:
+            return True
+        if not key.startswith(self.prefix):
+            return None
+        if self.complete or (self.keys and key.encode("utf-8", "surrogatepass") <
+                             self.keys[-1].encode("utf-8", "surrogatepass")):
+            return False
+        return None
+
+    def under(self, prefix: str) -> list[str] | None:
+        """The listed keys under `prefix` (a narrower prefix than the listing's), None when not all are known."""
+        if not (prefix.startswith(self.prefix) and self.complete):
+            return None
+        return [k for k in self.keys if k.startswith(prefix)]
+
+
 @dataclass
 class Job:
     """A resolved job: the exact versions it saw, its merged parameters, or why it cannot run."""
@@ -91,6 +138,7 @@ class Job:
     recorded: bool = False  # its one record is written: no other path may write another
     layers_read: bool = False  # every parameter source (sidecar included) was read
     companions_read: bool = False  # every companion was looked up (found, or known to be absent)
+    siblings: Listing | None = None  # the keys beside the image when its parameters were resolved
 
     @property
     def idempotency_key(self) -> dict[str, Any]:
@@ -154,6 +202,9 @@ class Pipeline:
         self.time_left: Callable[[], float] | None = None
         # This deployment's AWS account (from the invocation's ARN): model ARNs must be of it.
         self.account_id: str | None = None
+        # Reads self.clock at each call: tests and the API swap the pipeline's clock after construction.
+        self.folder_defaults = P.FolderDefaultsCache(FOLDER_DEFAULTS_CACHE_SECONDS,
+                                                     lambda: self.clock())  # noqa: PLW0108
 
     # ---- routing -------------------------------------------------------------------------------
     def handle(self, trigger: Trigger, attempt: int = 1, last_attempt: bool = False) -> list[dict[str, Any]]:
@@ -162,7 +213,9 @@ class Pipeline:
             return []
         if trigger.kind == "object" and keys.is_json(trigger.key):
             if keys.is_folder_defaults(trigger.key):
-                self.log("folder defaults changed; they apply to uploads from now on", key=trigger.key)
+                self.folder_defaults.forget(trigger.bucket, trigger.key)
+                self.log("folder defaults changed; they apply to uploads from now on", key=trigger.key,
+                         other_sandboxes_within_seconds=FOLDER_DEFAULTS_CACHE_SECONDS)
                 return []
             return [record for image_key in self._images_for_sidecar(trigger)
                     for record in self._run(Trigger("object", trigger.bucket, image_key, origin=trigger.origin),
@@ -296,14 +349,16 @@ class Pipeline:
     def _layers(self, job: Job) -> list[P.Layer]:
         t, s = job.trigger, self.settings
         layers = [P.deployment_layer(s.model_id, s.output_format, s.default_prompt, s.default_params)]
-        for defaults_key in keys.defaults_chain(t.key):
-            found = self.store.get(t.bucket, defaults_key)
-            if found:
-                uri = f"s3://{t.bucket}/{defaults_key}"
-                layers.append(P.folder_defaults_layer(P.parse_json_document(found[0], f"folder defaults {uri}"), uri))
+        for defaults_key, data, _info in self.folder_defaults.chain(t.bucket, keys.defaults_chain(t.key),
+                                                                    self.store.get):
+            uri = f"s3://{t.bucket}/{defaults_key}"
+            layers.append(P.folder_defaults_layer(P.parse_json_document(data, f"folder defaults {uri}"), uri))
         metadata_layers, job.ignored_metadata = P.metadata_layers(job.source.metadata)
         layers.extend(metadata_layers)
+        job.siblings = self._siblings(t.bucket, t.key)
         for sidecar_key in keys.sidecar_candidates(t.key):
+            if job.siblings.has(sidecar_key) is False:
+                continue  # the listing shows it absent: no GET needed to learn that
             found = self.store.get(t.bucket, sidecar_key)
             if found:
                 data, job.sidecar = found
@@ -314,6 +369,12 @@ class Pipeline:
         if t.params is not None:
             layers.append(P.request_layer(t.params, f"{t.origin} request"))
         return layers
+
+    def _siblings(self, bucket: str, image_key: str) -> Listing:
+        """One LIST of the keys beside the image that may be its sidecars or companions (`cat.` for
+        `cat.png`): what would otherwise be one GET or LIST per candidate."""
+        prefix = _siblings_prefix(image_key)
+        return Listing(prefix, tuple(self.store.list_keys(bucket, prefix, limit=SIBLINGS_LIMIT)), SIBLINGS_LIMIT)
 
     def _wait(self, job: Job, what: str) -> bool:
         """An upload that lacks a sidecar or companion waits (once) for the grace period: True when a
@@ -336,7 +397,7 @@ class Pipeline:
         named = job.params.effective.get(companion.name)
         if named == ALPHA_MASK and companion.alpha_fallback:
             return Resolution.READY
-        found = self._companion_info(job, companion)
+        found = self._companion_info(job, companion, job.siblings)
         if found is not None:
             job.companions[companion.name] = found
             return Resolution.READY
@@ -359,8 +420,9 @@ class Pipeline:
             where = job.merged.origin(companion.name)
             raise P.invalid([P.entry(companion.name, where, str(exc), value=named)]) from None
 
-    def _companion_info(self, job: Job, companion: Companion) -> ObjectInfo | None:
-        """The companion object that applies now: the named key, else the first found by convention."""
+    def _companion_info(self, job: Job, companion: Companion, siblings: Listing | None = None) -> ObjectInfo | None:
+        """The companion object that applies now: the named key, else the first found by convention
+        (from `siblings`, the listing beside the image, where it covers the convention's prefix)."""
         t = job.trigger
         named = job.params.effective.get(companion.name)
         if named == ALPHA_MASK and companion.alpha_fallback:
@@ -369,7 +431,8 @@ class Pipeline:
         if named is not None:
             return self.store.head(t.bucket, self._companion_key(job, companion))
         for prefix in keys.companion_prefixes(t.key, companion.suffix):
-            for key in self.store.list_keys(t.bucket, prefix, limit=20):
+            listed = siblings.under(prefix) if siblings is not None else None
+            for key in listed if listed is not None else self.store.list_keys(t.bucket, prefix, limit=20):
                 rest = key[len(prefix):]
                 if keys.is_image(key) and "/" not in rest and "." not in rest:
                     return self.store.head(t.bucket, key)
@@ -520,7 +583,8 @@ class Pipeline:
             return None  # explicit requests are about the version they named
         if current.version != job.source.version:
             return "superseded"
-        heads = (self.store.head(t.bucket, k) for k in keys.sidecar_candidates(t.key))
+        siblings = self._siblings(t.bucket, t.key)
+        heads = (self.store.head(t.bucket, k) for k in keys.sidecar_candidates(t.key) if siblings.has(k) is not False)
         applies = next((info for info in heads if info is not None), None)
         now = (applies.key, applies.version) if applies else None
         if now != ((job.sidecar.key, job.sidecar.version) if job.sidecar else None):
@@ -528,7 +592,7 @@ class Pipeline:
         # Only a job that looked its companions up can have seen them change: one that failed while looking
         # (a permanent fault on the mask's LIST or HEAD) otherwise read as superseded and left no record.
         for companion in job.params.companions if job.params and job.companions_read else ():
-            before, current = job.companions.get(companion.name), self._companion_info(job, companion)
+            before, current = job.companions.get(companion.name), self._companion_info(job, companion, siblings)
             if (before and (before.key, before.version)) != (current and (current.key, current.version)):
                 return "superseded"  # a new (or first) mask or style image: its upload runs the job again
         return None
@@ -815,6 +879,13 @@ def _requested_operation(merged: P.MergedParams | None) -> str | None:
         return None
     value = merged.values.get("operation")
     return normal_name(value) if isinstance(value, str) else IMAGE_TO_IMAGE
+
+
+def _siblings_prefix(image_key: str) -> str:
+    """The longest prefix shared by every sidecar and companion key of `image_key` (keys.py's conventions)."""
+    names = keys.sidecar_candidates(image_key) + [p for c in COMPANIONS for p in keys.companion_prefixes(
+        image_key, c.suffix)]
+    return posixpath.commonprefix(names)
 
 
 def _superseded(trigger: Trigger, current: ObjectInfo) -> bool:
