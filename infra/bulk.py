@@ -10,19 +10,22 @@ Batch Operations role, trusted by `batchoperations.s3.amazonaws.com` only, may:
 * `s3:PutObject` for completion reports only (`<outputPrefix>_bulk/*/report/*`);
 * with `encryption=kms`, use the storage key for those objects.
 
-The worker reads the rows' images as it reads any job's. Creating a job (`s3control:CreateJob` plus
-`iam:PassRole` on this role) is the submitter's permission, not the stack's.
+The worker reads the rows' images as it reads any job's. Creating a job (`s3:CreateJob` plus
+`iam:PassRole` on this role) is the submitter's permission: `grant_submit` gives it to the functions that
+submit for callers (the API, the `SubmitBulkJob` event), with the manifest writes and progress item.
 """
 from __future__ import annotations
 
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from img2img.core import bulk
+from img2img.settings import ENV
 from infra.config import PipelineConfig
 from infra.functions import environment, function_role, pipeline_function
 
@@ -38,6 +41,11 @@ def manifest_pattern(config: PipelineConfig) -> str:
 
 def overrides_pattern(config: PipelineConfig) -> str:
     return f"{config.output_prefix}{bulk.BULK_DIR}/*/{bulk.OVERRIDES_NAME}"
+
+
+def bulk_pattern(config: PipelineConfig) -> str:
+    """Every bulk job's own objects: its CSV manifest and per-row overrides, written at submit."""
+    return f"{config.output_prefix}{bulk.BULK_DIR}/*"
 
 
 def report_pattern(config: PipelineConfig) -> str:
@@ -83,3 +91,22 @@ class BulkJobs(Construct):
                 resources=[key.key_arn]))
             self.batch_role.add_to_policy(iam.PolicyStatement(
                 sid="UsePipelineKey", actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=[key.key_arn]))
+
+    def grant_submit(self, function: lambda_.Function, role: iam.IRole, *, config: PipelineConfig,
+                     output_bucket: s3.IBucket, table: dynamodb.ITable) -> None:
+        """Let `function` submit bulk jobs (img2img/bulk_submit.py): create the Batch Operations job that runs
+        as this construct's role and invokes its enqueue function, store the manifest under `_bulk/`,
+        write the progress item. Manifests are read where the function already reads (input, output)."""
+        function.add_environment(ENV["bulk_function_arn"], self.function.function_arn)
+        function.add_environment(ENV["bulk_role_arn"], self.batch_role.role_arn)
+        for statement in (
+            # CreateJob has no resource type: it is granted on "*", and the job can only run as the role below.
+            iam.PolicyStatement(sid="CreateBulkJobs", actions=["s3:CreateJob"], resources=["*"]),
+            iam.PolicyStatement(sid="PassBulkRole", actions=["iam:PassRole"], resources=[self.batch_role.role_arn],
+                                conditions={"StringEquals": {"iam:PassedToService": PRINCIPAL}}),
+            iam.PolicyStatement(sid="WriteBulkManifests", actions=["s3:PutObject"],
+                                resources=[output_bucket.arn_for_objects(bulk_pattern(config))]),
+            iam.PolicyStatement(sid="BulkProgressItems", actions=["dynamodb:PutItem", "dynamodb:GetItem",
+                                                                  "dynamodb:UpdateItem"], resources=[table.table_arn]),
+        ):
+            role.add_to_principal_policy(statement)

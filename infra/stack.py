@@ -55,6 +55,8 @@ class Img2ImgStack(Stack):
         self.bulk = BulkJobs(self, "Bulk", config=config, input_bucket=self.storage.input_bucket,
                              output_bucket=self.storage.output_bucket, table=self.state.table,
                              job_queue=self.ingest.job_queue, key=self.storage.key)
+        self.bulk.grant_submit(self.api.function, self.api.role, config=config,
+                               output_bucket=self.storage.output_bucket, table=self.state.table)
         self.lifecycle = LifecycleCheck(self, "LifecycleCheck", config=config, bus=self.events.bus)
         self.monitoring = Monitoring(
             self, "Monitoring", config=config,

@@ -22,8 +22,11 @@ from .core import bulk, records
 from .core import params as P
 from .core.errors import JobError, transient
 from .core.pipeline import Pipeline
+from .core.triggers import prefix_problem
 from .models.registry import adapter_for
 from .settings import Settings
+
+ALLOWED_PREFIX = "a relative key prefix: no leading '/', no '.' or '..' segments, no control characters"
 
 
 class BulkRefused(Exception):
@@ -206,6 +209,26 @@ def read_manifest(target: Target, uri: Any) -> tuple[str, bool]:
     except UnicodeDecodeError:
         raise BulkRefused("the manifest is not UTF-8 text", "invalid_manifest") from None
     return text, key.lower().endswith(".jsonl")
+
+
+def submit_request(target: Target, manifest_uri: Any, params: Any, output_prefix: Any, *, namespace: str,
+                   acknowledge_cost: bool = False, operation: str | None = None, bulk_id: str | None = None,
+                   source: dict[str, Any] | None = None) -> Submitted:
+    """A bulk job asked for by the API or an event: the manifest by its S3 location, the outputs under
+    `namespace` (`api/`, `events/`: whoever may call cannot overwrite upload outputs), the ceiling
+    lifted only by `acknowledgeCost`."""
+    if not isinstance(params, dict):
+        raise BulkRefused("invalid_parameters: params must be a JSON object (docs/parameters.md)")
+    if operation is not None:
+        if params.get("operation", operation) != operation:
+            raise BulkRefused("invalid_parameters: operation is given twice, as a field and in params, with "
+                              "different values: set one of them")
+        params = {**params, "operation": operation}
+    if not isinstance(output_prefix, str) or not output_prefix or prefix_problem(output_prefix):
+        raise BulkRefused(f"invalid_parameters: output_prefix must be {ALLOWED_PREFIX}")
+    text, jsonl = read_manifest(target, manifest_uri)
+    return submit(target, text, params, namespace + output_prefix, confirmed=acknowledge_cost, bulk_id=bulk_id,
+                  jsonl=jsonl, source=source)
 
 
 def aws_target(settings: Settings, function_arn: str = "", role_arn: str = "", s3=None, dynamodb=None,
