@@ -243,10 +243,23 @@ def aws_target(settings: Settings, function_arn: str = "", role_arn: str = "", s
         if not function_arn or not role_arn:
             raise BulkRefused("the enqueue function and the Batch Operations role are needed on AWS (the stack's "
                               "BulkFunctionArn and BulkRoleArn outputs)", "internal_error")
-        return create_batch_job(account_id=function_arn.split(":")[4], function_arn=function_arn,
-                                role_arn=role_arn, manifest_bucket=settings.output_bucket, manifest_key=key,
-                                manifest_etag=etag, manifest_fields=fields, report_bucket=settings.output_bucket,
-                                report_prefix=report_prefix, arguments=arguments, s3control=s3control)
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return create_batch_job(account_id=function_arn.split(":")[4], function_arn=function_arn,
+                                    role_arn=role_arn, manifest_bucket=settings.output_bucket, manifest_key=key,
+                                    manifest_etag=etag, manifest_fields=fields, report_bucket=settings.output_bucket,
+                                    report_prefix=report_prefix, arguments=arguments, s3control=s3control)
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 500) >= 500 or \
+                    error.get("Code") in ("TooManyRequestsException", "Throttling", "ThrottlingException"):
+                raise transient("storage_error", f"S3 Batch Operations did not create the job: {exc}") from None
+            raise BulkRefused(f"S3 Batch Operations refused the job: {error.get('Code')}: {error.get('Message')}",
+                              "access_denied" if "AccessDenied" in str(error.get("Code")) else "internal_error") \
+                from None
+        except BotoCoreError as exc:
+            raise transient("storage_error", f"S3 Batch Operations could not be reached: {exc}") from None
 
     return Target(settings, s3 or client("s3"),
                   DynamoBulkProgress(settings.idempotency_table, dynamodb=dynamodb or client("dynamodb")), start)
