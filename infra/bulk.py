@@ -16,7 +16,10 @@ submit for callers (the API, the `SubmitBulkJob` event), with the manifest write
 """
 from __future__ import annotations
 
+from aws_cdk import Duration
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
@@ -30,6 +33,10 @@ from infra.config import PipelineConfig
 from infra.functions import environment, function_role, pipeline_function
 
 HANDLER = "img2img.handlers.bulk_enqueue.handler"
+SUBMIT_HANDLER = "img2img.handlers.bulk_events.handler"
+SUBMIT_TIMEOUT_SECONDS = 60      # read a manifest (up to 64 MB), validate its rows, one CreateJob
+SUBMIT_MEMORY_MB = 512
+SUBMIT_RESERVED_CONCURRENCY = 2  # submits are rare; each may read a large manifest
 MEMORY_MB = 256
 TIMEOUT_SECONDS = 30  # one SendMessage per task
 PRINCIPAL = "batchoperations.s3.amazonaws.com"
@@ -110,3 +117,20 @@ class BulkJobs(Construct):
                                                                   "dynamodb:UpdateItem"], resources=[table.table_arn]),
         ):
             role.add_to_principal_policy(statement)
+
+    def add_event_submitter(self, *, config: PipelineConfig, role: iam.IRole, environment: dict[str, str],
+                            bus: events.IEventBus) -> None:
+        """`SubmitBulkJob` on the pipeline's bus -> its own function (handlers/bulk_events.py), on the API's role
+        and settings (the same submit grants, `grant_submit`; it publishes the answer on the bus)."""
+        self.submit_function, self.submit_log_group = pipeline_function(
+            self, "SubmitFunction", config=config, role=role, log_group_id="SubmitLogGroup",
+            environment={**environment, ENV["bulk_function_arn"]: self.function.function_arn,
+                         ENV["bulk_role_arn"]: self.batch_role.role_arn},
+            handler=SUBMIT_HANDLER, description="SubmitBulkJob events -> bulk jobs (S3 Batch Operations)",
+            memory_mb=SUBMIT_MEMORY_MB, timeout_seconds=SUBMIT_TIMEOUT_SECONDS,
+            reserved_concurrency=SUBMIT_RESERVED_CONCURRENCY)
+        self.submit_rule = events.Rule(
+            self, "SubmitRule", description=f"{config.service_name}: {bulk.SUBMIT_EVENT} events become bulk jobs",
+            event_bus=bus, event_pattern=events.EventPattern(detail_type=[bulk.SUBMIT_EVENT]),
+            targets=[targets.LambdaFunction(self.submit_function, retry_attempts=2,
+                                            max_event_age=Duration.hours(1))])

@@ -108,8 +108,9 @@ def _acknowledge_bulk(stack: Img2ImgStack) -> None:
                                                   "its own bulk id's report folder only")):
         _ack(batch_policy, f"AwsSolutions-IAM5[Resource::{output_arn}/{pattern}]",
              f"Bulk-id wildcard on the pipeline's own output bucket: S3 Batch Operations must {why}.")
-    _ack(jobs.function, "AwsSolutions-L1",
-         "Same deliberate runtime as the worker (pythonVersion context, 3.12 or 3.13): it runs the worker bundle.")
+    for function in (jobs.function, jobs.submit_function):
+        _ack(function, "AwsSolutions-L1",
+             "Same deliberate runtime as the worker (pythonVersion context, 3.12 or 3.13): it runs the worker bundle.")
 
 
 def _acknowledge_api(stack: Img2ImgStack) -> None:

@@ -57,6 +57,8 @@ class Img2ImgStack(Stack):
                              job_queue=self.ingest.job_queue, key=self.storage.key)
         self.bulk.grant_submit(self.api.function, self.api.role, config=config,
                                output_bucket=self.storage.output_bucket, table=self.state.table)
+        self.bulk.add_event_submitter(config=config, role=self.api.role, environment=self.api.environment,
+                                      bus=self.events.bus)
         self.lifecycle = LifecycleCheck(self, "LifecycleCheck", config=config, bus=self.events.bus)
         self.monitoring = Monitoring(
             self, "Monitoring", config=config,

@@ -46,7 +46,7 @@ def test_acknowledgements_are_the_documented_ones(tmp_path):
                             "AwsSolutions-IAM5[...]", "AwsSolutions-IAM5[...]", "AwsSolutions-L1", "AwsSolutions-L1",
                             *api_rules,
                             "AwsSolutions-IAM5[...]", "AwsSolutions-L1",  # _acknowledge_lifecycle
-                            *["AwsSolutions-IAM5[...]"] * 4, "AwsSolutions-L1"])  # _acknowledge_bulk
+                            *["AwsSolutions-IAM5[...]"] * 4, "AwsSolutions-L1", "AwsSolutions-L1"])  # _acknowledge_bulk
 
 
 def test_a_new_wildcard_fails_synth(tmp_path):
