@@ -195,8 +195,10 @@ def read_manifest(target: Target, uri: Any) -> tuple[str, bool]:
         body = target.s3.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{bulk.MAX_MANIFEST_BYTES}")["Body"].read()
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "")
-        if code in ("NoSuchKey", "404", "NotFound", "InvalidRange"):
+        if code in ("NoSuchKey", "404", "NotFound"):
             raise BulkRefused(f"no manifest at {uri}", "invalid_manifest") from None
+        if code == "InvalidRange":  # a range of an empty object
+            raise BulkRefused(f"the manifest at {uri} is empty", "invalid_manifest") from None
         if code in ("AccessDenied", "403"):
             raise BulkRefused(f"this deployment may not read {uri}", "access_denied") from None
         raise transient("storage_error", f"could not read the manifest: {exc}") from None

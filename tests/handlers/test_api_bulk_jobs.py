@@ -38,7 +38,7 @@ def bulk_api(api, monkeypatch):
 
     bulk.target.cache_clear()
     monkeypatch.setattr(bulk, "target", lambda: bulk_submit.aws_target(settings.get_settings(), s3control=s3control))
-    api.expect_job, api.created = expect_job, created
+    api.expect_job, api.created, api.s3control = expect_job, created, stub
     with stub:
         yield api
         stub.assert_no_pending_responses()  # every CreateJob expected was made, and no other
@@ -130,3 +130,21 @@ def test_an_idempotency_key_submits_once(bulk_api):
 def test_an_unknown_bulk_job_is_404(bulk_api):
     answer = get("/v1/bulk-jobs/bulk-20260101-000000-abcdef")
     assert answer.status == 404 and answer.json["error"]["code"] == "bulk_job_not_found"
+
+
+def test_batch_operations_refusing_the_job_is_an_error_of_the_table(bulk_api):
+    uri = manifest(bulk_api)
+    bulk_api.s3control.add_client_error("create_job", "AccessDenied", "not authorized to pass the role", 403)
+    answer = post("/v1/bulk-jobs", {"manifest": uri, "operation": "remove-background", "output_prefix": "shop/"})
+    assert answer.status == 403 and answer.json["error"]["code"] == "access_denied"
+    assert "S3 Batch Operations refused the job" in answer.json["error"]["message"]
+    bulk_api.s3control.add_client_error("create_job", "InternalError", "try again", 500)
+    answer = post("/v1/bulk-jobs", {"manifest": uri, "operation": "remove-background", "output_prefix": "shop/"})
+    assert answer.status == 503 and answer.headers["retry-after"]
+
+
+def test_an_empty_manifest_is_invalid(bulk_api):
+    bulk_api.s3.put_object(Bucket=INPUT, Key="empty.csv", Body=b"")
+    answer = post("/v1/bulk-jobs", {"manifest": f"s3://{INPUT}/empty.csv", "operation": "remove-background",
+                                    "output_prefix": "x/"})
+    assert answer.status == 422 and answer.json["error"]["code"] == "invalid_manifest", answer.raw
