@@ -29,6 +29,8 @@ RESOURCES = (
     ("/v1/jobs", re.compile(r"^/v1/jobs$")),
     ("/v1/jobs/{job_id}", re.compile(r"^/v1/jobs/(?P<job_id>[^/]+)$")),
     ("/v1/uploads", re.compile(r"^/v1/uploads$")),
+    ("/v1/bulk-jobs", re.compile(r"^/v1/bulk-jobs$")),
+    ("/v1/bulk-jobs/{bulk_id}", re.compile(r"^/v1/bulk-jobs/(?P<bulk_id>[^/]+)$")),
 )
 MAX_REQUEST_BYTES = 10 * 1024 * 1024  # API Gateway's REST payload limit
 STAGE = "local"

@@ -13,46 +13,28 @@ it, on AWS (`--function-arn`, `--role-arn`: the stack's bulk outputs).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
-import secrets
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import boto3
 
-from img2img.aws.bulk import DynamoBulkProgress, create_batch_job
-from img2img.core import bulk, records
-from img2img.core import params as P
-from img2img.core.errors import JobError
-from img2img.core.pipeline import Pipeline
-from img2img.models.registry import adapter_for
+from img2img import bulk_submit
+from img2img.aws.bulk import DynamoBulkProgress
+from img2img.bulk_submit import BulkRefused, Target, new_bulk_id  # noqa: F401  (new_bulk_id: re-exported)
+from img2img.core import bulk
 from img2img.settings import Settings
 from img2img_local.event_source import FAKE_CREDENTIALS
 from img2img_local.project import load_pipeline_config
 
-DEFAULT_MAX_COST_USD = 100.0
+DEFAULT_MAX_COST_USD = bulk.DEFAULT_MAX_COST_USD
 
 
-class BulkError(Exception):
-    """A bulk job refused before anything was created (printed as one line, exit status 1)."""
-
-
-@dataclass
-class Target:
-    """Where a bulk job runs: the deployment's settings, its S3 and progress items, its Batch Operations."""
-
-    settings: Settings
-    s3: Any
-    progress: DynamoBulkProgress
-    # (arguments, manifest key, manifest ETag, manifest fields, report prefix) -> the Batch Operations job id
-    start_job: Callable[[bulk.BulkArguments, str, str, list[str], str], str]
-    operations: Any = None  # the emulated S3 Batch Operations (local), None on AWS
+BulkError = BulkRefused  # a bulk job refused before anything was created (one line, exit status 1)
 
 
 def stack_target(stack) -> Target:
@@ -70,114 +52,34 @@ def _local_target(settings: Settings, s3, dynamodb, operations) -> Target:
     return Target(settings, s3, DynamoBulkProgress(settings.idempotency_table, dynamodb=dynamodb), start, operations)
 
 
-# ---- submit ---------------------------------------------------------------------------------------------
+# ---- submit (img2img/bulk_submit.py: the path the API and the event share) ------------------------------
 
-def new_bulk_id(clock: Callable[[], float] = time.time) -> str:
-    return time.strftime("bulk-%Y%m%d-%H%M%S", time.gmtime(clock())) + "-" + secrets.token_hex(3)
-
-
-def plan(target: Target, manifest_text: str, params: dict[str, Any], output_prefix: str,
-         bulk_id: str | None = None, jsonl: bool = False,
-         ) -> tuple[bulk.BulkArguments, list[bulk.ManifestRow], str, float]:
-    """Everything checked, nothing created: (arguments, rows, operation, estimated cost in USD).
-
-    A JSONL manifest's rows may override the parameters: each row's are validated too."""
-    s = target.settings
-    try:
-        rows = (bulk.parse_jsonl_manifest if jsonl else bulk.parse_manifest)(manifest_text, s.bulk_readable)
-    except bulk.ManifestError as exc:
-        raise BulkError(str(exc)) from None
-    deployment = P.deployment_layer(s.model_id, s.output_format, s.default_prompt, s.default_params)
-    validator = Pipeline(s, store=None, model=None, registry=adapter_for)
-    try:
-        operation = bulk.check_params(params, deployment, validator.validate)
-        checked = bulk.parse_arguments({bulk.ARG_BULK_ID: bulk_id or new_bulk_id(),
-                                        bulk.ARG_OUTPUT_PREFIX: s.output_prefix + output_prefix})
-        arguments = bulk.BulkArguments(checked.bulk_id, checked.output_prefix, params)
-        arguments.user_arguments()  # within S3 Batch Operations' limits
-    except JobError as exc:
-        raise BulkError(f"{exc.code}: {exc.message}") from None
-    operations: dict[str, int] = {}
-    problems = []
-    for row in rows:
-        try:
-            op = bulk.check_params({**params, **row.params}, deployment, validator.validate) if row.params \
-                else operation
-        except JobError as exc:
-            problems.append(f"line {row.line}: {exc.code}: {exc.message}")
-            continue
-        operations[op] = operations.get(op, 0) + 1
-    if problems:
-        raise BulkError(str(bulk.ManifestError(problems, len(problems))))
-    cost = round(sum(bulk.estimated_cost(n, op) for op, n in operations.items()), 2)
-    return arguments, rows, operation, cost
-
-
-def failed_rows(target: Target, rows: list[bulk.ManifestRow], output_prefix: str) -> list[bulk.ManifestRow]:
-    """The rows whose record (under the bulk job's output prefix) says `failed`: what --retry-failed re-runs.
-    One GET per row; rows that succeeded, or have no record yet, are left alone."""
-    def failed(row: bulk.ManifestRow) -> bool:
-        try:
-            body = target.s3.get_object(Bucket=target.settings.output_bucket,
-                                        Key=records.record_key(output_prefix, row.key))["Body"].read()
-        except target.s3.exceptions.NoSuchKey:
-            return False
-        return json.loads(body).get("status") == "failed"
-
-    return [row for row in rows if failed(row)]
+plan = bulk_submit.plan
+failed_rows = bulk_submit.failed_rows
 
 
 def submit(target: Target, manifest_text: str, params: dict[str, Any], output_prefix: str, *,
            max_cost: float = DEFAULT_MAX_COST_USD, confirmed: bool = False, out=None,
            bulk_id: str | None = None, retry_failed: bool = False, jsonl: bool = False) -> tuple[str, str]:
-    """Plan, refuse above the cost ceiling unless confirmed, then create: (bulk id, Batch Operations job id).
-
-    The same manifest and parameters again regenerate nothing that succeeded (the worker's idempotency);
-    `retry_failed` submits only the rows whose records say `failed`, as a new bulk job."""
+    """bulk_submit.submit, printing the plan and the job: (bulk id, Batch Operations job id)."""
     out = out or sys.stdout
-    arguments, rows, operation, cost = plan(target, manifest_text, params, output_prefix, bulk_id, jsonl)
-    if retry_failed:
-        kept = failed_rows(target, rows, arguments.output_prefix)
-        if not kept:
-            raise BulkError("no failed rows to retry")
-        cost = round(cost * len(kept) / len(rows), 2)
-        rows = kept
-    if retry_failed or jsonl:  # S3 Batch Operations reads CSV: the rows it is to run, keys encoded
-        manifest_text = bulk.encode_manifest((row.bucket, row.key, row.version_id) for row in rows)
-    print(f"{len(rows):,} rows, operation {operation}, outputs under s3://{target.settings.output_bucket}/"
-          f"{arguments.output_prefix}; estimated model cost ${cost:,.2f}", file=out)
-    if cost > max_cost and not confirmed:
-        raise BulkError(f"the estimated cost ${cost:,.2f} is above the ceiling ${max_cost:,.2f} "
-                        "(--max-cost): pass --yes to run it anyway")
-    s = target.settings
-    key, report = bulk.manifest_key(s.output_prefix, arguments.bulk_id), bulk.report_prefix(s.output_prefix,
-                                                                                           arguments.bulk_id)
-    etag = target.s3.put_object(Bucket=s.output_bucket, Key=key, Body=manifest_text.encode("utf-8"),
-                                ContentType="text/csv")["ETag"].strip('"')
-    document = bulk.overrides_document(rows)
-    if document:
-        arguments = dataclasses.replace(arguments, overrides=bulk.overrides_key(s.output_prefix, arguments.bulk_id))
-        target.s3.put_object(Bucket=s.output_bucket, Key=arguments.overrides, ContentType="application/json",
-                             Body=json.dumps(document, ensure_ascii=False).encode("utf-8"))
-    target.progress.create(arguments.bulk_id, {
-        "rows": len(rows), "operation": operation, "params": params, "output_prefix": arguments.output_prefix,
-        "manifest": {"bucket": s.output_bucket, "key": key}, "report_prefix": report,
-        "estimated_cost_usd": cost, "created_at": time.time()})
-    job_id = target.start_job(arguments, key, etag, bulk.manifest_fields(rows), report)
-    target.progress.set_batch_job(arguments.bulk_id, job_id)
-    print(f"bulk job {arguments.bulk_id} (S3 Batch Operations job {job_id})", file=out)
-    return arguments.bulk_id, job_id
+    done = bulk_submit.submit(target, manifest_text, params, output_prefix, max_cost=max_cost, confirmed=confirmed,
+                              announce=lambda line: print(line, file=out), confirm_hint=" (--max-cost): pass --yes",
+                              bulk_id=bulk_id, retry_failed=retry_failed, jsonl=jsonl)
+    print(f"bulk job {done.bulk_id} (S3 Batch Operations job {done.batch_job_id})", file=out)
+    return done.bulk_id, done.batch_job_id
 
 
 # ---- status ---------------------------------------------------------------------------------------------
 
-def status_line(progress: bulk.Progress, now: float) -> str:
+def status_line(progress: bulk.Progress, now: float, quota_rpm: float | None = None) -> str:
+    """The bar, the rate so far and the ETA (at the model's configured quota if it has one: docs/bulk.md)."""
     started = float(progress.definition.get("created_at") or now)
-    elapsed = max(now - started, 1e-6)
-    rate = progress.done / elapsed * 60
-    left = progress.total - progress.done
-    eta = f", ETA {left / (rate / 60):.0f} s" if rate > 0 and left > 0 else ""
-    return f"{bulk.progress_bar(progress)}  {rate:,.0f} rows/min{eta}"
+    rate = bulk.observed_rate(progress.done, now - started)
+    eta = bulk.eta_seconds(progress.total - progress.done, quota_rpm, rate)
+    shown = f", ETA {eta:,} s" if eta else ""
+    paced = f" (quota {quota_rpm:g}/min)" if quota_rpm and eta else ""
+    return f"{bulk.progress_bar(progress)}  {rate:,.0f} rows/min{shown}{paced}"
 
 
 def watch(target: Target, bulk_id: str, *, out=None, interval: float = 1.0, timeout: float | None = None,
@@ -190,7 +92,8 @@ def watch(target: Target, bulk_id: str, *, out=None, interval: float = 1.0, time
         progress = target.progress.get(bulk_id)
         if progress is None:
             raise BulkError(f"no bulk job {bulk_id}")
-        print(("\r" if live else "") + status_line(progress, clock()), end="" if live else "\n", file=out,
+        quota = target.settings.budgets.rpm_for(progress.definition.get("model_id") or target.settings.model_id)
+        print(("\r" if live else "") + status_line(progress, clock(), quota), end="" if live else "\n", file=out,
               flush=True)
         if progress.finished or (deadline is not None and clock() >= deadline):
             if live:
@@ -297,17 +200,18 @@ def _target(args: argparse.Namespace) -> Target:
 
 
 def _aws_target(settings: Settings, args: argparse.Namespace) -> Target:
-    def start(arguments, key, etag, fields, report_prefix):
-        if not getattr(args, "function_arn", "") or not getattr(args, "role_arn", ""):
-            raise BulkError("--function-arn and --role-arn are needed on AWS (the stack's bulk outputs)")
-        account = boto3.client("sts").get_caller_identity()["Account"]
-        return create_batch_job(account_id=account, function_arn=args.function_arn, role_arn=args.role_arn,
-                                manifest_bucket=settings.output_bucket, manifest_key=key, manifest_etag=etag,
-                                manifest_fields=fields, report_bucket=settings.output_bucket,
-                                report_prefix=report_prefix, arguments=arguments)
+    function_arn, role_arn = getattr(args, "function_arn", ""), getattr(args, "role_arn", "")
+    target = bulk_submit.aws_target(settings, function_arn, role_arn, s3=boto3.client("s3"),
+                                    dynamodb=boto3.client("dynamodb"))
+    start = target.start_job
 
-    return Target(settings, boto3.client("s3"), DynamoBulkProgress(settings.idempotency_table,
-                                                                   dynamodb=boto3.client("dynamodb")), start)
+    def checked_start(*job):
+        if not function_arn or not role_arn:
+            raise BulkError("--function-arn and --role-arn are needed on AWS (the stack's bulk outputs)")
+        return start(*job)
+
+    target.start_job = checked_start
+    return target
 
 
 def _env_file(path: Path) -> dict[str, str]:

@@ -137,12 +137,18 @@ class HttpApi(Construct):
         jobs = v1.add_resource("jobs")
         job = jobs.add_resource("{job_id}")
         uploads_resource = v1.add_resource("uploads")
+        bulk_jobs = v1.add_resource("bulk-jobs")
+        bulk_job = bulk_jobs.add_resource("{bulk_id}")
         self.methods = {
             "POST /generations": generations.add_method("POST", integration, request_validator=self.validator),
             "POST /jobs": jobs.add_method("POST", integration, request_validator=self.validator),
             "GET /jobs/{job_id}": job.add_method("GET", integration, request_validator=self.validator,
                                                  request_parameters={"method.request.path.job_id": True}),
             "POST /uploads": uploads_resource.add_method("POST", integration, request_validator=self.validator),
+            # Bulk jobs (docs/bulk.md): the grants are infra/bulk.py's grant_submit.
+            "POST /bulk-jobs": bulk_jobs.add_method("POST", integration, request_validator=self.validator),
+            "GET /bulk-jobs/{bulk_id}": bulk_job.add_method("GET", integration, request_validator=self.validator,
+                                                            request_parameters={"method.request.path.bulk_id": True}),
         }
 
         self.api_key: apigw.IApiKey | None = None

@@ -10,23 +10,33 @@ Batch Operations role, trusted by `batchoperations.s3.amazonaws.com` only, may:
 * `s3:PutObject` for completion reports only (`<outputPrefix>_bulk/*/report/*`);
 * with `encryption=kms`, use the storage key for those objects.
 
-The worker reads the rows' images as it reads any job's. Creating a job (`s3control:CreateJob` plus
-`iam:PassRole` on this role) is the submitter's permission, not the stack's.
+The worker reads the rows' images as it reads any job's. Creating a job (`s3:CreateJob` plus
+`iam:PassRole` on this role) is the submitter's permission: `grant_submit` gives it to the functions that
+submit for callers (the API, the `SubmitBulkJob` event), with the manifest writes and progress item.
 """
 from __future__ import annotations
 
+from aws_cdk import Duration
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from img2img.core import bulk
+from img2img.settings import ENV
 from infra.config import PipelineConfig
 from infra.functions import environment, function_role, pipeline_function
 
 HANDLER = "img2img.handlers.bulk_enqueue.handler"
+SUBMIT_HANDLER = "img2img.handlers.bulk_events.handler"
+SUBMIT_TIMEOUT_SECONDS = 60      # read a manifest (up to 64 MB), validate its rows, one CreateJob
+SUBMIT_MEMORY_MB = 512
+SUBMIT_RESERVED_CONCURRENCY = 2  # submits are rare; each may read a large manifest
 MEMORY_MB = 256
 TIMEOUT_SECONDS = 30  # one SendMessage per task
 PRINCIPAL = "batchoperations.s3.amazonaws.com"
@@ -38,6 +48,11 @@ def manifest_pattern(config: PipelineConfig) -> str:
 
 def overrides_pattern(config: PipelineConfig) -> str:
     return f"{config.output_prefix}{bulk.BULK_DIR}/*/{bulk.OVERRIDES_NAME}"
+
+
+def bulk_pattern(config: PipelineConfig) -> str:
+    """Every bulk job's own objects: its CSV manifest and per-row overrides, written at submit."""
+    return f"{config.output_prefix}{bulk.BULK_DIR}/*"
 
 
 def report_pattern(config: PipelineConfig) -> str:
@@ -83,3 +98,39 @@ class BulkJobs(Construct):
                 resources=[key.key_arn]))
             self.batch_role.add_to_policy(iam.PolicyStatement(
                 sid="UsePipelineKey", actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=[key.key_arn]))
+
+    def grant_submit(self, function: lambda_.Function, role: iam.IRole, *, config: PipelineConfig,
+                     output_bucket: s3.IBucket, table: dynamodb.ITable) -> None:
+        """Let `function` submit bulk jobs (img2img/bulk_submit.py): create the Batch Operations job that runs
+        as this construct's role and invokes its enqueue function, store the manifest under `_bulk/`,
+        write the progress item. Manifests are read where the function already reads (input, output)."""
+        function.add_environment(ENV["bulk_function_arn"], self.function.function_arn)
+        function.add_environment(ENV["bulk_role_arn"], self.batch_role.role_arn)
+        for statement in (
+            # CreateJob has no resource type: it is granted on "*", and the job can only run as the role below.
+            iam.PolicyStatement(sid="CreateBulkJobs", actions=["s3:CreateJob"], resources=["*"]),
+            iam.PolicyStatement(sid="PassBulkRole", actions=["iam:PassRole"], resources=[self.batch_role.role_arn],
+                                conditions={"StringEquals": {"iam:PassedToService": PRINCIPAL}}),
+            iam.PolicyStatement(sid="WriteBulkManifests", actions=["s3:PutObject"],
+                                resources=[output_bucket.arn_for_objects(bulk_pattern(config))]),
+            iam.PolicyStatement(sid="BulkProgressItems", actions=["dynamodb:PutItem", "dynamodb:GetItem",
+                                                                  "dynamodb:UpdateItem"], resources=[table.table_arn]),
+        ):
+            role.add_to_principal_policy(statement)
+
+    def add_event_submitter(self, *, config: PipelineConfig, role: iam.IRole, environment: dict[str, str],
+                            bus: events.IEventBus) -> None:
+        """`SubmitBulkJob` on the pipeline's bus -> its own function (handlers/bulk_events.py), on the API's role
+        and settings (the same submit grants, `grant_submit`; it publishes the answer on the bus)."""
+        self.submit_function, self.submit_log_group = pipeline_function(
+            self, "SubmitFunction", config=config, role=role, log_group_id="SubmitLogGroup",
+            environment={**environment, ENV["bulk_function_arn"]: self.function.function_arn,
+                         ENV["bulk_role_arn"]: self.batch_role.role_arn},
+            handler=SUBMIT_HANDLER, description="SubmitBulkJob events -> bulk jobs (S3 Batch Operations)",
+            memory_mb=SUBMIT_MEMORY_MB, timeout_seconds=SUBMIT_TIMEOUT_SECONDS,
+            reserved_concurrency=SUBMIT_RESERVED_CONCURRENCY)
+        self.submit_rule = events.Rule(
+            self, "SubmitRule", description=f"{config.service_name}: {bulk.SUBMIT_EVENT} events become bulk jobs",
+            event_bus=bus, event_pattern=events.EventPattern(detail_type=[bulk.SUBMIT_EVENT]),
+            targets=[targets.LambdaFunction(self.submit_function, retry_attempts=2,
+                                            max_event_age=Duration.hours(1))])

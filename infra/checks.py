@@ -29,8 +29,9 @@ CHECKOV_BY_TYPE: dict[str, dict[str, str]] = {
         "CKV_AWS_117": NO_VPC,
         "CKV_AWS_116": "A Lambda dead-letter queue applies to asynchronous invokes only; these are invoked by the "
                        "SQS event source (whose queue has a DLQ), synchronously (API, direct invoke, Step "
-                       "Functions), by CloudFormation (custom resource), or daily by the lifecycle schedule, "
-                       "whose rule retries and whose next run repeats the whole check.",
+                       "Functions), by CloudFormation (custom resource), daily by the lifecycle schedule, "
+                       "whose rule retries and whose next run repeats the whole check, or by the SubmitBulkJob "
+                       "rule, whose target retries and whose answer (BulkJobSubmitted/Refused) is an event.",
         "CKV_AWS_173": "The environment holds resource names and limits, no secrets; Lambda encrypts it at rest "
                        "with its service key.",
     },

@@ -12,7 +12,7 @@ from aws_cdk import aws_s3 as s3
 from cdk_nag import AwsSolutionsChecks
 from constructs import IConstruct
 
-from infra.bulk import manifest_pattern, overrides_pattern, report_pattern
+from infra.bulk import bulk_pattern, manifest_pattern, overrides_pattern, report_pattern
 from infra.stack import Img2ImgStack
 from infra.worker import checkpoint_pattern
 
@@ -108,8 +108,9 @@ def _acknowledge_bulk(stack: Img2ImgStack) -> None:
                                                   "its own bulk id's report folder only")):
         _ack(batch_policy, f"AwsSolutions-IAM5[Resource::{output_arn}/{pattern}]",
              f"Bulk-id wildcard on the pipeline's own output bucket: S3 Batch Operations must {why}.")
-    _ack(jobs.function, "AwsSolutions-L1",
-         "Same deliberate runtime as the worker (pythonVersion context, 3.12 or 3.13): it runs the worker bundle.")
+    for function in (jobs.function, jobs.submit_function):
+        _ack(function, "AwsSolutions-L1",
+             "Same deliberate runtime as the worker (pythonVersion context, 3.12 or 3.13): it runs the worker bundle.")
 
 
 def _acknowledge_api(stack: Img2ImgStack) -> None:
@@ -118,7 +119,13 @@ def _acknowledge_api(stack: Img2ImgStack) -> None:
     policy = api.role.node.find_child("DefaultPolicy")
     _ack(policy, "AwsSolutions-IAM5[Resource::*]",
          "X-Ray active tracing of the API function: xray:PutTraceSegments and xray:PutTelemetryRecords do not "
-         "support resource-level permissions, AWS requires Resource '*'.")
+         "support resource-level permissions, AWS requires Resource '*'; nor does s3:CreateJob (POST "
+         "/v1/bulk-jobs), whose jobs can only run as the bulk Batch Operations role (iam:PassRole on that role "
+         "alone, to batchoperations.s3.amazonaws.com alone).")
+    _ack(policy, f"AwsSolutions-IAM5[Resource::{_bucket_arn(stack, stack.storage.output_bucket)}/"
+                 f"{bulk_pattern(config)}]",
+         "Bulk-id wildcard on the pipeline's own output bucket: POST /v1/bulk-jobs stores each bulk job's CSV "
+         "manifest and per-row overrides (PutObject only) under _bulk/<bulk_id>/, for S3 Batch Operations.")
     input_arn = _bucket_arn(stack, stack.storage.input_bucket)
     output_arn = _bucket_arn(stack, stack.storage.output_bucket)
     for resource, why in (

@@ -55,6 +55,10 @@ class Img2ImgStack(Stack):
         self.bulk = BulkJobs(self, "Bulk", config=config, input_bucket=self.storage.input_bucket,
                              output_bucket=self.storage.output_bucket, table=self.state.table,
                              job_queue=self.ingest.job_queue, key=self.storage.key)
+        self.bulk.grant_submit(self.api.function, self.api.role, config=config,
+                               output_bucket=self.storage.output_bucket, table=self.state.table)
+        self.bulk.add_event_submitter(config=config, role=self.api.role, environment=self.api.environment,
+                                      bus=self.events.bus)
         self.lifecycle = LifecycleCheck(self, "LifecycleCheck", config=config, bus=self.events.bus)
         self.monitoring = Monitoring(
             self, "Monitoring", config=config,

@@ -63,6 +63,9 @@ ENV = {
     "c2pa_timestamp_url": "IMG2IMG_C2PA_TIMESTAMP_URL",    # optional RFC 3161 timestamp authority
     # Bulk jobs (docs/bulk.md): buckets besides the input bucket whose objects a manifest may name.
     "bulk_source_buckets": "IMG2IMG_BULK_SOURCE_BUCKETS",
+    # Where bulk jobs submitted by the API or an event run: the enqueue function and the Batch Operations role.
+    "bulk_function_arn": "IMG2IMG_BULK_FUNCTION_ARN",
+    "bulk_role_arn": "IMG2IMG_BULK_ROLE_ARN",
 }
 
 
@@ -145,6 +148,8 @@ class Settings:
     c2pa_certificate_chain: str = ""  # SSM parameter (name or ARN) or Secrets Manager secret ARN: PEM, leaf first
     c2pa_timestamp_url: str = ""
     bulk_source_buckets: tuple[str, ...] = ()
+    bulk_function_arn: str = ""
+    bulk_role_arn: str = ""
 
     def bulk_readable(self, bucket: str) -> bool:
         """May a bulk job's manifest name objects of this bucket?"""

@@ -24,7 +24,8 @@ def test_committed_document_is_valid_openapi_3_1():
 def test_document_describes_every_route_status_and_the_error_format():
     doc = json.loads(openapi.render())
     paths = doc["paths"]
-    assert set(paths) == {"/v1/generations", "/v1/jobs", "/v1/jobs/{job_id}", "/v1/uploads"}
+    assert set(paths) == {"/v1/generations", "/v1/jobs", "/v1/jobs/{job_id}", "/v1/uploads", "/v1/bulk-jobs",
+                          "/v1/bulk-jobs/{bulk_id}"}
     generations = paths["/v1/generations"]["post"]
     assert {"200", "202", "303", "413", "422", "429", "503"} <= set(generations["responses"])
     assert set(generations["requestBody"]["content"]) == {"application/json", "image/*"}

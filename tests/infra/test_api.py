@@ -33,7 +33,8 @@ def test_routes_use_iam_auth_and_the_api_function_by_default(default):
     # The same paths as the handler's routes (API Gateway passes the resource path without the stage).
     from img2img.handlers.api import app
 
-    assert set(found) == {"POST /v1/generations", "POST /v1/jobs", "GET /v1/jobs/{job_id}", "POST /v1/uploads"}
+    assert set(found) == {"POST /v1/generations", "POST /v1/jobs", "GET /v1/jobs/{job_id}", "POST /v1/uploads",
+                          "POST /v1/bulk-jobs", "GET /v1/bulk-jobs/{bulk_id}"}
     assert {f"{r.method} {r.openapi_path}" for r in app._static_routes + app._dynamic_routes} == set(found)
     function_id, _ = one(default, "AWS::Lambda::Function", "ApiFunction")
     for p in found.values():
@@ -89,7 +90,11 @@ def test_api_function_environment_timeout_and_tracing(default):
     assert p["TracingConfig"] == {"Mode": "Active"}
     env = p["Environment"]["Variables"]
     _, worker = one(default, "AWS::Lambda::Function", "WorkerFunction")
+    bulk = {name: env.pop(name) for name in ("IMG2IMG_BULK_FUNCTION_ARN", "IMG2IMG_BULK_ROLE_ARN")}
     assert env == worker["Properties"]["Environment"]["Variables"]  # one Settings for both functions
+    # ...and where the bulk jobs it submits run (infra/bulk.py)
+    assert "BulkFunction" in json.dumps(bulk["IMG2IMG_BULK_FUNCTION_ARN"])
+    assert "BulkBatchOperationsRole" in json.dumps(bulk["IMG2IMG_BULK_ROLE_ARN"])
     assert env["IMG2IMG_API_PREFIX"] == "api/" and env["IMG2IMG_API_SYNC_BUDGET_SECONDS"] == "25"
     assert env["IMG2IMG_EXCLUDED_PREFIXES"] == "api/"  # uploads under api/ never run by themselves
 

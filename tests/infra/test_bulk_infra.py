@@ -88,3 +88,39 @@ def test_with_kms_the_role_may_use_the_storage_key(tmp_path):
                   and {"Ref": rid} in p["Properties"]["Roles"] for s in p["Properties"]["PolicyDocument"]["Statement"]]
     kms = {a for s in statements for a in as_list(s["Action"]) if a.startswith("kms:")}
     assert kms == {"kms:Decrypt", "kms:GenerateDataKey"}
+
+
+def test_the_api_may_submit_bulk_jobs_that_run_as_the_batch_operations_role_only(default):
+    """POST /v1/bulk-jobs: CreateJob (no resource type: "*"), PassRole of exactly that role to exactly
+    S3 Batch Operations, the manifest and overrides under _bulk/, the progress item."""
+    from infra_synth import one
+
+    role_id, _ = one(default, "AWS::IAM::Role", "ApiRole")
+    granted = grants(default, role_id)
+    rid, _ = batch_role(default)
+    output = default.logical_id(default.stack.storage.output_bucket)
+    assert granted["s3:CreateJob"] == {"*"}
+    assert granted["iam:PassRole"] == {f"${{{rid}.Arn}}"}
+    assert f"${{{output}.Arn}}/_bulk/*" in granted["s3:PutObject"]
+    assert {"dynamodb:PutItem", "dynamodb:GetItem"} <= set(granted)
+    [passing] = [s for doc in role_policies(default, role_id) for s in doc["Statement"]
+                 if "iam:PassRole" in as_list(s["Action"])]
+    assert passing["Condition"] == {"StringEquals": {"iam:PassedToService": "batchoperations.s3.amazonaws.com"}}
+    assert not any(a.startswith("s3:") and a != "s3:CreateJob" and "*" in granted[a] for a in granted)
+
+
+def test_submit_bulk_job_events_go_to_their_function_on_the_api_role(default):
+    """`SubmitBulkJob` on the pipeline's bus -> the bulk events function: the API's role (its submit grants)
+    and settings, plus where bulk jobs run; the rule retries a failed invocation."""
+    from infra_synth import one
+
+    [(fid, fn)] = [(k, v) for k, v in of_type(default, "AWS::Lambda::Function").items()
+                   if v["Properties"].get("Handler") == "img2img.handlers.bulk_events.handler"]
+    api_id, api = one(default, "AWS::Lambda::Function", "ApiFunction")
+    assert fn["Properties"]["Role"] == api["Properties"]["Role"]
+    assert fn["Properties"]["Environment"] == api["Properties"]["Environment"]
+    [rule] = [r for r in of_type(default, "AWS::Events::Rule").values()
+              if r["Properties"].get("EventPattern", {}).get("detail-type") == ["SubmitBulkJob"]]
+    assert rule["Properties"]["EventBusName"] == {"Ref": default.logical_id(default.stack.events.bus)}
+    [target] = rule["Properties"]["Targets"]
+    assert target["Arn"] == {"Fn::GetAtt": [fid, "Arn"]} and target["RetryPolicy"]["MaximumRetryAttempts"] == 2

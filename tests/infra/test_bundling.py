@@ -22,7 +22,7 @@ def bundle(tmp_path_factory) -> Path:
     functions = [r for r in template["Resources"].values()
                  if r["Type"] == "AWS::Lambda::Function" and r["Properties"].get("Handler", "").startswith("img2img.")]
     assert {fn["Properties"]["Handler"].split(".")[2] for fn in functions} == {  # one bundle (one asset) for all
-        "sqs_worker", "direct", "api", "lifecycle_check", "bulk_enqueue"}
+        "sqs_worker", "direct", "api", "lifecycle_check", "bulk_enqueue", "bulk_events"}
     (asset_hash,) = {fn["Properties"]["Code"]["S3Key"].removesuffix(".zip") for fn in functions}
     asset_dir = outdir / f"asset.{asset_hash}"
     assert asset_dir.is_dir()

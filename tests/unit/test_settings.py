@@ -63,11 +63,14 @@ def test_every_variable_is_parsed():
         "IMG2IMG_C2PA_TIMESTAMP_URL": "http://timestamp.example.com",
         "IMG2IMG_TRANSLATION_MODEL_ID": "us.amazon.nova-2-lite-v1:0",
         "IMG2IMG_BULK_SOURCE_BUCKETS": "catalogue,archive",
+        "IMG2IMG_BULK_FUNCTION_ARN": "arn:aws:lambda:us-west-2:123456789012:function:bulk",
+        "IMG2IMG_BULK_ROLE_ARN": "arn:aws:iam::123456789012:role/bulk",
         "IMG2IMG_QUOTA_TABLE": "quota-table",
         "IMG2IMG_MODEL_QUOTAS": '{"default": 30, "us.stability.sd3-5-large-v1:0": 12}',
     }
     s = Settings.from_env(env)
     assert s.bulk_source_buckets == ("catalogue", "archive")
+    assert s.bulk_function_arn.endswith(":function:bulk") and s.bulk_role_arn.endswith(":role/bulk")
     assert s.quota_table == "quota-table" and s.budgets.rpm_for("us.stability.sd3-5-large-v1:0") == 12
     assert s.budgets.rpm_for("stability.stable-diffusion-xl-v1") == 30
     assert s.signs_c2pa and s.c2pa_certificate_chain == "/img2img/c2pa-chain"

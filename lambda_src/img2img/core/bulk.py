@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
@@ -34,6 +35,12 @@ ARGUMENTS = (ARG_BULK_ID, ARG_OUTPUT_PREFIX, ARG_PARAMS, ARG_OVERRIDES)
 MAX_ARGUMENT_CHARS = 1024
 MAX_RESULT_STRING_CHARS = 1024
 MAX_MANIFEST_ROWS = 100_000   # one submit's guard; S3 Batch Operations itself takes billions
+MAX_MANIFEST_BYTES = 64 * 1024 * 1024  # a manifest named by its S3 location (API, event): read whole, so bounded
+DEFAULT_MAX_COST_USD = 100.0  # the cost ceiling a submit refuses above unless acknowledged
+# EventBridge (docs/events.md): a bulk job asked for on the pipeline's bus, and its answer there.
+SUBMIT_EVENT, SUBMITTED_EVENT, REFUSED_EVENT = "SubmitBulkJob", "BulkJobSubmitted", "BulkJobRefused"
+SUBMIT_FIELDS = ("manifest", "params", "operation", "output_prefix", "acknowledgeCost", "request_id")
+EVENTS_NAMESPACE = "events/"  # an event's bulk outputs, as ImageGenerationRequested's (core/triggers.py)
 MAX_REPORTED_PROBLEMS = 20
 # Under the output prefix, in the output bucket: each bulk job's manifest and its completion report (the
 # Batch Operations role may read only the manifests and write only there: infra/bulk.py).
@@ -373,3 +380,49 @@ def progress_bar(progress: Progress, width: int = 30) -> str:
     errors = ", ".join(f"{code} {n}" for code, n in sorted(progress.errors.items()))
     return (f"[{'#' * filled}{'.' * (width - filled)}] {progress.done}/{progress.total}"
             + (f"  {counts}" if counts else "") + (f"  ({errors})" if errors else ""))
+
+
+def observed_rate(done: int, elapsed_seconds: float) -> float:
+    """Rows per minute so far."""
+    return done / max(elapsed_seconds, 1e-6) * 60 if done > 0 else 0.0
+
+
+def eta_seconds(remaining: int, quota_rpm: float | None, observed_rpm: float) -> int | None:
+    """Seconds until every row has its record: the rows left at the model's configured requests per minute
+    (`modelQuotas`: the limiter paces the worker to it, so it is the rate the rows will run at), else at the
+    rate observed so far; None before there is any rate (nothing done yet, no quota), 0 when done."""
+    if remaining <= 0:
+        return 0
+    rate = quota_rpm if quota_rpm and quota_rpm > 0 else observed_rpm
+    if not rate or rate <= 0:
+        return None
+    return math.ceil(remaining / rate * 60)
+
+
+def event_bulk_id(event_id: str) -> str:
+    """The bulk id of a SubmitBulkJob event: from its EventBridge id, so a redelivered event is the same
+    bulk job (and the same S3 Batch Operations ClientRequestToken), never a second one."""
+    import hashlib
+
+    return "bulk-ev-" + hashlib.sha256(event_id.encode("utf-8")).hexdigest()[:24]
+
+
+def submit_detail_problems(detail: Any) -> list[str]:
+    """What is wrong with a SubmitBulkJob detail's shape (its values are checked by the submit itself)."""
+    if not isinstance(detail, dict):
+        return ["the detail must be an object"]
+    problems = [f"{name} is not a field of {SUBMIT_EVENT} (allowed: {', '.join(SUBMIT_FIELDS)})"
+                for name in detail if name not in SUBMIT_FIELDS]
+    for name in ("manifest", "output_prefix"):
+        if not isinstance(detail.get(name), str) or not detail.get(name):
+            problems.append(f"{name} is required (a string)")
+    if detail.get("params") is not None and not isinstance(detail["params"], dict):
+        problems.append("params must be an object")
+    if detail.get("operation") is not None and not isinstance(detail["operation"], str):
+        problems.append("operation must be a string")
+    if not isinstance(detail.get("acknowledgeCost", False), bool):
+        problems.append("acknowledgeCost must be true or false")
+    request_id = detail.get("request_id")
+    if request_id is not None and not (isinstance(request_id, str) and JOB_ID.fullmatch(request_id)):
+        problems.append("request_id must be 1 to 128 letters, digits, '_', '.', '-', starting with a letter or digit")
+    return problems

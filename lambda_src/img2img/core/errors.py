@@ -74,6 +74,12 @@ CODES: dict[str, ErrorCode] = {
                                http_status=404),
     "unsupported_media_type": ErrorCode("The request body is neither JSON (application/json) nor an image "
                                         "(image/*).", kind="api", http_status=415),
+    "bulk_job_not_found": ErrorCode("No bulk job with this id (or its progress item expired, 90 days on).",
+                                    kind="api", http_status=404),
+    "invalid_manifest": ErrorCode("A bulk job's manifest is malformed, too large, missing, or names no rows "
+                                  "(every problem with its line).", kind="api", http_status=422),
+    "cost_not_acknowledged": ErrorCode("A bulk job's estimated model cost is above the ceiling; submit again "
+                                       "with acknowledgeCost.", kind="api", http_status=422),
     "service_unavailable": ErrorCode("A transient fault (service error, idempotency table unavailable); retry "
                                      "after Retry-After.", kind="api", http_status=503),
 }

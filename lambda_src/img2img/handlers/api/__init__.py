@@ -1,9 +1,10 @@
-"""HTTP API (API Gateway REST, Powertools APIGatewayRestResolver): the S3 pipeline behind four routes.
+"""HTTP API (API Gateway REST, Powertools APIGatewayRestResolver): the S3 pipeline behind six routes.
 
     POST /v1/generations   synchronous image-to-image (202 for the same job when it does not finish in time)
     POST /v1/jobs          asynchronous: 202 + job id; the job goes through the job queue like an upload
     GET  /v1/jobs/{id}     queued | running | succeeded | failed, the record, presigned output URLs
     POST /v1/uploads       a presigned PUT into the input bucket (parameters as x-amz-meta-params)
+    POST /v1/bulk-jobs     a bulk job over a manifest's objects (S3 Batch Operations); GET .../{id} its progress
 
 Modules: routes.py (one Router per group, thin), service.py (jobs, waiting, answers), schemas.py
 (pydantic models). Every job runs in the worker, through the same `Pipeline` as S3 uploads.
@@ -21,7 +22,7 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConf
 from ...assembly import pipeline_for
 from ...observability import logger, metrics, tracer
 from ...settings import get_settings
-from . import links, routes, service
+from . import bulk, links, routes, service
 
 API_TITLE = "bedrock-img2img API"
 API_VERSION = "1.0.0"
@@ -38,7 +39,7 @@ def resolver(cors_origins: tuple[str, ...] = ()) -> APIGatewayRestResolver:
         first, *extra = ("*",) if "*" in cors_origins else cors_origins
         cors = CORSConfig(allow_origin=first, extra_origins=extra or None, expose_headers=EXPOSE_HEADERS)
     app = APIGatewayRestResolver(enable_validation=True, cors=cors)
-    for router in routes.ROUTERS:
+    for router in (*routes.ROUTERS, bulk.router):
         app.include_router(router)
     return app
 

@@ -11,6 +11,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Path
 from ...core.errors import JobError, http_status
 from . import service
 from .schemas import (
+    BULK_CODES,
     ERRORS,
     IDEMPOTENCY_KEY,
     JOB_ID,
@@ -23,7 +24,7 @@ from .schemas import (
     error_responses,
 )
 
-ERRORS_ALL = error_responses()
+ERRORS_ALL = error_responses(without=BULK_CODES)
 generations = Router()
 jobs = Router()
 uploads = Router()

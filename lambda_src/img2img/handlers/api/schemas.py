@@ -136,6 +136,8 @@ def error_responses(*, without: tuple[str, ...] = ()) -> dict[int, dict[str, Any
             for status, codes in sorted(by_status.items())}
 
 
-ERRORS = error_responses(without=("job_not_found",))  # the POST routes: any job outcome, any transient cause
+BULK_CODES = ("bulk_job_not_found", "invalid_manifest", "cost_not_acknowledged")  # the bulk-jobs routes' (bulk.py)
+# The POST routes: any job outcome, any transient cause.
+ERRORS = error_responses(without=("job_not_found", *BULK_CODES))
 IDEMPOTENCY_KEY = Annotated[str | None, Header(alias="idempotency-key", description=(
     "a retried POST with the same key returns the first answer (kept idempotencyTtlSeconds)"))]
