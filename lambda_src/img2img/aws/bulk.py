@@ -102,8 +102,11 @@ def enqueue(queue_url: str, message: dict[str, Any]) -> None:
 
 def create_batch_job(*, account_id: str, function_arn: str, role_arn: str, manifest_bucket: str,
                      manifest_key: str, manifest_etag: str, manifest_fields: list[str], report_bucket: str,
-                     report_prefix: str, arguments: bulk.BulkArguments, priority: int = 10, s3control=None) -> str:
-    """The S3 Batch Operations job that invokes the enqueue function once per manifest row; its id."""
+                     report_prefix: str, arguments: bulk.BulkArguments, priority: int = 10, s3control=None,
+                     manifest_spec: dict[str, Any] | None = None) -> str:
+    """The S3 Batch Operations job that invokes the enqueue function once per manifest row; its id.
+    `manifest_spec` (core/bulk.manifest_spec) for an S3 Inventory report's manifest.json; else a CSV
+    manifest with `manifest_fields`."""
     s3control = s3control or client("s3control")
     response = s3control.create_job(
         AccountId=account_id, ConfirmationRequired=False, Priority=priority, RoleArn=role_arn,
@@ -111,8 +114,7 @@ def create_batch_job(*, account_id: str, function_arn: str, role_arn: str, manif
         Operation={"LambdaInvoke": {"FunctionArn": function_arn,
                                     "InvocationSchemaVersion": bulk.SCHEMA_VERSION,
                                     "UserArguments": arguments.user_arguments()}},
-        Manifest={"Spec": {"Format": "S3BatchOperations_CSV_20180820",
-                           "Fields": manifest_fields},
+        Manifest={"Spec": manifest_spec or {"Format": bulk.CSV_FORMAT, "Fields": manifest_fields},
                   "Location": {"ObjectArn": f"arn:aws:s3:::{manifest_bucket}/{manifest_key}",
                                "ETag": manifest_etag}},
         Report={"Enabled": True, "Bucket": f"arn:aws:s3:::{report_bucket}", "Prefix": report_prefix.rstrip("/"),

@@ -10,6 +10,7 @@ and the worker counts it on the bulk job's progress item. No boto3 here.
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import json
 import re
@@ -373,3 +374,99 @@ def progress_bar(progress: Progress, width: int = 30) -> str:
     errors = ", ".join(f"{code} {n}" for code, n in sorted(progress.errors.items()))
     return (f"[{'#' * filled}{'.' * (width - filled)}] {progress.done}/{progress.total}"
             + (f"  {counts}" if counts else "") + (f"  ({errors})" if errors else ""))
+
+
+# ---- S3 Inventory reports as manifests ----------------------------------------------------------------
+
+INVENTORY_FORMAT = "S3InventoryReport_CSV_20161130"   # the Manifest Spec S3 Batch Operations reads
+CSV_FORMAT = "S3BatchOperations_CSV_20180820"
+INVENTORY_MANIFEST_NAME = "manifest.json"
+INVENTORY_FILE_FORMATS = ("CSV", "ORC", "Parquet")   # what S3 Inventory writes; Batch Operations reads CSV
+_NULL_VERSION = "null"                                # what Batch Operations reads as a null version id
+
+
+def is_inventory_manifest(key: str) -> bool:
+    """An S3 Inventory report is named by its `manifest.json` (the data files are listed inside)."""
+    return key.rsplit("/", 1)[-1] == INVENTORY_MANIFEST_NAME
+
+
+@dataclass(frozen=True)
+class InventoryManifest:
+    """An S3 Inventory report's manifest.json: where its gzipped CSV data files are and their columns."""
+    source_bucket: str
+    destination_bucket: str     # the bucket the data files are in (from the manifest's ARN)
+    columns: tuple[str, ...]    # fileSchema, in order
+    files: tuple[str, ...]      # data file keys, in the destination bucket
+
+
+def parse_inventory_manifest(text: str) -> InventoryManifest:
+    """manifest.json -> InventoryManifest, or ManifestError saying what S3 Batch Operations would refuse:
+    a format other than CSV (ORC and Parquet inventories are named as such), a fileSchema without Bucket
+    and Key, no data files."""
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        raise ManifestError(["manifest.json is not JSON"], 1) from None
+    if not isinstance(doc, dict):
+        raise ManifestError(["manifest.json is not an S3 Inventory manifest (a JSON object)"], 1)
+    problems: list[str] = []
+    file_format = doc.get("fileFormat")
+    if file_format != "CSV":
+        known = file_format if file_format in INVENTORY_FILE_FORMATS else repr(file_format)
+        problems.append(f"the inventory is {known}; S3 Batch Operations reads CSV inventory reports only "
+                        f"({INVENTORY_FORMAT}): configure a CSV inventory")
+    schema = doc.get("fileSchema")
+    columns = tuple(c.strip() for c in schema.split(",")) if isinstance(schema, str) else ()
+    if file_format == "CSV" and not {"Bucket", "Key"} <= set(columns):
+        problems.append(f"the fileSchema {schema!r} has no Bucket and Key columns")
+    files = doc.get("files")
+    keys = tuple(f.get("key") for f in files if isinstance(f, dict)) if isinstance(files, list) else ()
+    if not keys or not all(isinstance(k, str) and k for k in keys):
+        problems.append("the manifest lists no data files (files[].key)")
+    destination = doc.get("destinationBucket")
+    destination = destination.rsplit(":", 1)[-1] if isinstance(destination, str) else ""
+    if problems:
+        raise ManifestError(problems, len(problems))
+    return InventoryManifest(str(doc.get("sourceBucket") or ""), destination, columns, keys)
+
+
+def parse_inventory(manifest: InventoryManifest, data: Callable[[str], bytes],
+                    readable: Callable[[str], bool] = lambda bucket: True,
+                    max_rows: int = MAX_MANIFEST_ROWS) -> list[ManifestRow]:
+    """An inventory's rows from its data files (`data(key)` -> the gzipped CSV's bytes), in file order:
+    the same ManifestRows a CSV manifest gives (keys URL-encoded in the files, as in a CSV manifest).
+    A versioned inventory gives every row its VersionId; an empty one (a null-versioned object in an
+    all-versions report) is written `null`, which is what Batch Operations reads."""
+    at = {name: manifest.columns.index(name) for name in ("Bucket", "Key", "VersionId") if name in manifest.columns}
+    rows: list[ManifestRow] = []
+    problems: list[str] = []
+    line = 0
+    for file_key in manifest.files:
+        try:
+            text = gzip.decompress(data(file_key)).decode("utf-8")
+        except (OSError, EOFError, UnicodeDecodeError) as exc:
+            problems.append(f"{file_key}: not a gzipped UTF-8 CSV ({type(exc).__name__})")
+            continue
+        for n, fields in enumerate(csv.reader(io.StringIO(text)), start=1):
+            if not fields or fields == [""]:
+                continue
+            line += 1
+            if len(fields) != len(manifest.columns):
+                problems.append(f"{file_key} line {n}: {len(fields)} fields; the fileSchema has "
+                                f"{len(manifest.columns)}")
+                continue
+            version = [fields[at["VersionId"]] or _NULL_VERSION] if "VersionId" in at else []
+            problem, row = _row(line, [fields[at["Bucket"]], fields[at["Key"]], *version])
+            if row is not None and not readable(row.bucket):
+                problem = f"line {line}: bucket {row.bucket!r} is not one this deployment may read"
+            if problem:
+                problems.append(f"{file_key} {problem}")
+            elif row is not None:
+                rows.append(row)
+    return _checked_rows(rows, problems, max_rows)
+
+
+def manifest_spec(rows: list[ManifestRow], inventory: bool) -> dict[str, Any]:
+    """The CreateJob `Manifest.Spec` for the manifest object: an inventory's manifest.json carries its
+    own columns; a CSV manifest names them."""
+    return {"Format": INVENTORY_FORMAT} if inventory else {"Format": CSV_FORMAT, "Fields": manifest_fields(rows)}
