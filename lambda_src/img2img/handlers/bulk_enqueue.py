@@ -5,9 +5,10 @@ tasks: [{taskId, s3Key (URL-encoded), s3VersionId, s3Bucket}]}`. Answer: `{invoc
 treatMissingKeysAs, invocationId, results: [{taskId, resultCode, resultString}]}`.
 
 The function does not read the object: the worker does, and a row whose object is missing or unreadable
-ends as the worker's failure record (`source_not_found`), like any other job; a row refused here for good is
-counted `rejected` with its error code (and, if it was the last row, the report is asked for). A JSONL manifest's per-row
-params (the `overrides` argument names their object) override the bulk job's, field by field. Refused here, and counted
+ends as the worker's failure record (`source_not_found`), like any other job; a row refused here for good
+is counted `rejected` with its error code (and, if it was the last row, the report is asked for). A JSONL
+manifest's per-row params (the `overrides` argument names their object) override the bulk job's, field by
+field. Refused here, and counted
 as `rejected` on the bulk job: a bucket this deployment may not read, arguments that are not a bulk
 job's (PermanentFailure). A queue that cannot be written is a TemporaryFailure: S3 Batch Operations
 retries the task.
