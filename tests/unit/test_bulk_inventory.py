@@ -114,3 +114,61 @@ def test_the_destination_bucket_and_the_manifest_name():
     rows = bulk.parse_manifest("shop,a.jpg\n")
     assert bulk.manifest_spec(rows, inventory=False) == {"Format": "S3BatchOperations_CSV_20180820",
                                                          "Fields": ["Bucket", "Key"]}
+
+
+def test_the_batch_operations_job_for_an_inventory_names_its_manifest_json():
+    import boto3
+    from botocore.stub import ANY, Stubber
+
+    from img2img.aws.bulk import create_batch_job
+
+    s3control = boto3.client("s3control", region_name="us-east-1", aws_access_key_id="t", aws_secret_access_key="t")
+    args = bulk.BulkArguments("bulk-1", "bulk/shop/", {"operation": "remove-background"})
+    rows = bulk.parse_manifest("shop,a.jpg\n")
+    expected = {"AccountId": "123456789012", "ConfirmationRequired": False, "Priority": 10, "RoleArn": ANY,
+                "ClientRequestToken": "bulk-1", "Description": ANY, "Operation": ANY, "Report": ANY,
+                "Manifest": {"Spec": {"Format": "S3InventoryReport_CSV_20161130"},
+                             "Location": {"ObjectArn": "arn:aws:s3:::inventories/inv/shop/daily/manifest.json",
+                                          "ETag": "abc"}}}
+    with Stubber(s3control) as stub:  # checked against the service model: Fields is CSV-only
+        stub.add_response("create_job", {"JobId": "job-1"}, expected)
+        assert create_batch_job(
+            account_id="123456789012", function_arn="arn:aws:lambda:us-east-1:123456789012:function:enq",
+            role_arn="arn:aws:iam::123456789012:role/bops", manifest_bucket="inventories",
+            manifest_key="inv/shop/daily/manifest.json", manifest_etag="abc", manifest_fields=[],
+            report_bucket="out", report_prefix=bulk.report_prefix("", "bulk-1"), arguments=args, s3control=s3control,
+            manifest_spec=bulk.manifest_spec(rows, inventory=True)) == "job-1"
+
+
+def test_the_emulated_service_reads_an_inventory_as_s3_batch_operations_does():
+    import boto3
+    from moto import mock_aws
+
+    from img2img_local.batch_operations import _inventory_rows
+
+    text, data = inventory(["Size", "Key", "VersionId", "Bucket"],
+                           [{"Bucket": "shop", "Key": "a b/é.jpg", "VersionId": ""},
+                            {"Bucket": "shop", "Key": "c+d.jpg", "VersionId": "v2"}])
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1", aws_access_key_id="t", aws_secret_access_key="t")
+        s3.create_bucket(Bucket="inventories")
+        for key, body in data.items():
+            s3.put_object(Bucket="inventories", Key=key, Body=body)
+        rows = _inventory_rows(s3, text)
+    # As tasks carry them: keys as written (URL-encoded), an empty version as "null"
+    assert rows == [["shop", "a%20b/%C3%A9.jpg", "null"], ["shop", "c%2Bd.jpg", "v2"]]
+    assert [bulk.decode_key(r[1]) for r in rows] == ["a b/é.jpg", "c+d.jpg"]
+    with pytest.raises(ValueError, match="ORC, not CSV"):
+        _inventory_rows(None, json.dumps({**json.loads(text), "fileFormat": "ORC"}))
+
+
+def test_only_the_input_bucket_and_the_bulk_source_buckets_are_readable():
+    from img2img.settings import Settings
+
+    s = Settings(input_bucket="in-bucket", output_bucket="out", bulk_source_buckets=("shop",))
+    text, data = inventory(["Bucket", "Key"], [{"Bucket": "shop", "Key": "a.jpg"},
+                                               {"Bucket": "in-bucket", "Key": "b.jpg"},
+                                               {"Bucket": "else", "Key": "c.jpg"}])
+    with pytest.raises(bulk.ManifestError) as refused:
+        parsed(text, data, readable=s.bulk_readable)
+    assert len(refused.value.problems) == 1 and "'else'" in refused.value.problems[0]
