@@ -2,9 +2,11 @@
 Operations), the way event_source.py emulates Lambda's SQS event source.
 
 It does what the service does for a `CreateJob` with a `LambdaInvoke` operation (schema 2.0) and a CSV
-manifest (`S3BatchOperations_CSV_20180820`):
+manifest (`S3BatchOperations_CSV_20180820`) or an S3 Inventory report (`S3InventoryReport_CSV_20161130`:
+the manifest object is the report's manifest.json, whose gzipped CSV data files, in its destination
+bucket, have the columns its fileSchema names):
 - reads the manifest object (checking its ETag when one is given) and makes one task per row, the key
-  passed on as written in the manifest (URL-encoded);
+  passed on as written in the manifest (URL-encoded), an inventory's empty VersionId as `null`;
 - invokes the function once per task, in a warm isolated sandbox (lambda_runtime), with the documented
   event: `{invocationSchemaVersion: "2.0", invocationId, job: {id, userArguments}, tasks: [{taskId,
   s3Key, s3VersionId, s3Bucket}]}`;
@@ -17,6 +19,7 @@ manifest (`S3BatchOperations_CSV_20180820`):
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import json
 import logging
@@ -34,6 +37,8 @@ log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = "2.0"
 REPORT_FORMAT = "Report_CSV_20180820"
+CSV_MANIFEST = "S3BatchOperations_CSV_20180820"
+INVENTORY_MANIFEST = "S3InventoryReport_CSV_20161130"
 REPORT_SCHEMA = "Bucket, Key, VersionId, TaskStatus, ErrorCode, HTTPStatusCode, ResultMessage"
 MAX_ATTEMPTS = 3
 RESULT_CODES = ("Succeeded", "TemporaryFailure", "PermanentFailure")
@@ -71,12 +76,15 @@ class BatchOperations:
         self._environment = ExecutionEnvironment(function, instance_id=0)
 
     def create_job(self, *, manifest_bucket: str, manifest_key: str, user_arguments: dict[str, str],
-                   report_bucket: str, report_prefix: str, manifest_etag: str | None = None) -> str:
+                   report_bucket: str, report_prefix: str, manifest_etag: str | None = None,
+                   manifest_format: str = CSV_MANIFEST) -> str:
+        if manifest_format not in (CSV_MANIFEST, INVENTORY_MANIFEST):
+            raise ValueError(f"unsupported manifest format {manifest_format!r}")  # CreateJob's validation
         job = BatchJob(str(uuid.uuid4()))
         self._jobs[job.job_id] = job
         threading.Thread(target=self._run, name=f"batch-job-{job.job_id[:8]}", daemon=True, args=(
             job, manifest_bucket, manifest_key, manifest_etag, user_arguments, report_bucket,
-            report_prefix.rstrip("/"))).start()
+            report_prefix.rstrip("/"), manifest_format)).start()
         return job.job_id
 
     def describe_job(self, job_id: str) -> dict:
@@ -98,13 +106,15 @@ class BatchOperations:
                             **FAKE_CREDENTIALS)
 
     def _run(self, job: BatchJob, bucket: str, key: str, etag: str | None, user_arguments: dict[str, str],
-             report_bucket: str, report_prefix: str) -> None:
+             report_bucket: str, report_prefix: str, manifest_format: str = CSV_MANIFEST) -> None:
         try:
             s3 = self._s3()
             obj = s3.get_object(Bucket=bucket, Key=key)
             if etag and obj["ETag"].strip('"') != etag.strip('"'):
                 raise ValueError(f"the manifest's ETag is {obj['ETag']}, not {etag}")
-            rows = [r for r in csv.reader(io.StringIO(obj["Body"].read().decode("utf-8"))) if r and r != [""]]
+            body = obj["Body"].read().decode("utf-8")
+            rows = (_inventory_rows(s3, body) if manifest_format == INVENTORY_MANIFEST else
+                    [r for r in csv.reader(io.StringIO(body)) if r and r != [""]])
             job.total, job.status = len(rows), "Active"
             outcomes = []
             for n, row in enumerate(rows):
@@ -163,6 +173,27 @@ class BatchOperations:
         s3.put_object(Bucket=bucket, Key=f"{base}/manifest.json", Body=json.dumps(manifest).encode(),
                       ContentType="application/json")
         job.report_keys = [f"{base}/manifest.json", *(r["Key"] for r in results)]
+
+
+def _inventory_rows(s3, manifest_text: str) -> list[list[str]]:
+    """`[bucket, key, version?]` per row of an inventory report's CSV data files, as the service reads
+    them (the job fails on a report that is not CSV or whose schema has no Bucket and Key)."""
+    manifest = json.loads(manifest_text)
+    if manifest.get("fileFormat") != "CSV":
+        raise ValueError(f"the inventory report is {manifest.get('fileFormat')}, not CSV")
+    columns = [c.strip() for c in str(manifest.get("fileSchema") or "").split(",")]
+    if "Bucket" not in columns or "Key" not in columns:
+        raise ValueError(f"the inventory's fileSchema {manifest.get('fileSchema')!r} has no Bucket and Key")
+    wanted = [columns.index(c) for c in ("Bucket", "Key", "VersionId") if c in columns]
+    bucket = str(manifest.get("destinationBucket") or "").rsplit(":", 1)[-1]
+    rows = []
+    for data_file in manifest.get("files") or []:
+        text = gzip.decompress(s3.get_object(Bucket=bucket, Key=data_file["key"])["Body"].read()).decode("utf-8")
+        for row in csv.reader(io.StringIO(text)):
+            if row and row != [""]:
+                picked = [row[i] for i in wanted]
+                rows.append(picked[:2] + [v or "null" for v in picked[2:]])
+    return rows
 
 
 def _answer_for(response, task_id: str) -> tuple[str, str]:

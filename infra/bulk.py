@@ -2,21 +2,24 @@
 
 The enqueue function (handlers/bulk_enqueue.py) turns one manifest row into one job message; its role
 may only send to the job queue, read JSONL bulk jobs' per-row overrides (`<outputPrefix>_bulk/*/
-overrides.json`) and ADD to the bulk jobs' counter items in the idempotency table. The
-Batch Operations role, trusted by `batchoperations.s3.amazonaws.com` only, may:
+overrides.json`) and count refused rows (their outcome item and the counters' ADD, once per row) in the
+idempotency table. The Batch Operations role, trusted by `batchoperations.s3.amazonaws.com` only, may:
 
 * `lambda:InvokeFunction` on the enqueue function;
 * `s3:GetObject`/`s3:GetObjectVersion` on bulk manifests only (`<outputPrefix>_bulk/*/manifest.csv`);
 * `s3:PutObject` for completion reports only (`<outputPrefix>_bulk/*/report/*`);
+* with `bulkSourceBuckets`, `s3:GetObject`/`s3:GetObjectVersion` on S3 Inventory reports in those buckets
+  (`*/manifest.json`, `*/data/*.csv.gz`): an inventory as a manifest;
 * with `encryption=kms`, use the storage key for those objects.
 
-The worker reads the rows' images as it reads any job's. Creating a job (`s3:CreateJob` plus
-`iam:PassRole` on this role) is the submitter's permission: `grant_submit` gives it to the functions that
-submit for callers (the API, the `SubmitBulkJob` event), with the manifest writes and progress item.
+The worker reads the rows' images as it reads any job's (and the `bulkSourceBuckets`: infra/worker.py).
+Creating a job (`s3:CreateJob` plus `iam:PassRole` on this role) is the submitter's permission:
+`grant_submit` gives it to the functions that submit for callers (the API, the `SubmitBulkJob` event), with
+the manifest writes and progress item.
 """
 from __future__ import annotations
 
-from aws_cdk import Duration
+from aws_cdk import Duration, Stack
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
@@ -40,6 +43,9 @@ SUBMIT_RESERVED_CONCURRENCY = 2  # submits are rare; each may read a large manif
 MEMORY_MB = 256
 TIMEOUT_SECONDS = 30  # one SendMessage per task
 PRINCIPAL = "batchoperations.s3.amazonaws.com"
+# Where S3 Inventory writes in its destination bucket: `<prefix>/<source>/<config>/<date>/manifest.json`
+# and `<prefix>/<source>/<config>/data/<uuid>.csv.gz`.
+INVENTORY_PATTERNS = (f"*/{bulk.INVENTORY_MANIFEST_NAME}", "*/data/*.csv.gz")
 
 
 def manifest_pattern(config: PipelineConfig) -> str:
@@ -77,8 +83,9 @@ class BulkJobs(Construct):
         self.role.add_to_policy(iam.PolicyStatement(
             sid="ReadBulkRowOverrides", actions=["s3:GetObject"],
             resources=[output_bucket.arn_for_objects(overrides_pattern(config))]))
-        self.role.add_to_policy(iam.PolicyStatement(
-            sid="CountRejectedBulkRows", actions=["dynamodb:UpdateItem"], resources=[table.table_arn]))
+        self.role.add_to_policy(iam.PolicyStatement(  # once per row: TransactWriteItems (Put + Update), then GetItem
+            sid="CountRejectedBulkRows", actions=["dynamodb:UpdateItem", "dynamodb:PutItem", "dynamodb:GetItem"],
+            resources=[table.table_arn]))
 
         self.batch_role = iam.Role(
             self, "BatchOperationsRole", assumed_by=iam.ServicePrincipal(PRINCIPAL),
@@ -89,6 +96,11 @@ class BulkJobs(Construct):
         self.batch_role.add_to_policy(iam.PolicyStatement(
             sid="ReadBulkManifests", actions=["s3:GetObject", "s3:GetObjectVersion"],
             resources=[output_bucket.arn_for_objects(manifest_pattern(config))]))
+        if config.bulk_source_buckets:  # S3 Inventory reports as manifests: their manifest.json and data files
+            self.batch_role.add_to_policy(iam.PolicyStatement(
+                sid="ReadInventoryManifests", actions=["s3:GetObject", "s3:GetObjectVersion"],
+                resources=[f"arn:{Stack.of(self).partition}:s3:::{b}/{pattern}"
+                           for b in config.bulk_source_buckets for pattern in INVENTORY_PATTERNS]))
         self.batch_role.add_to_policy(iam.PolicyStatement(
             sid="WriteBulkReports", actions=["s3:PutObject"],
             resources=[output_bucket.arn_for_objects(report_pattern(config))]))

@@ -141,6 +141,9 @@ class PipelineConfig:
     # its own (docs/deploy.md "Existing buckets"). Empty: the stack creates the bucket.
     input_bucket_name: str = ""
     output_bucket_name: str = ""
+    # Bulk jobs (docs/bulk.md): other buckets a manifest may name (the worker may read them, S3 Batch
+    # Operations may read inventory reports in them); the worker's IMG2IMG_BULK_SOURCE_BUCKETS.
+    bulk_source_buckets: tuple[str, ...] = ()
     # Entry points (docs/api.md, docs/events.md).
     ingest_mode: str = "s3-notifications"  # or "eventbridge": input bucket -> EventBridge rule -> job queue
     api_auth: str = "iam"  # "iam" (SigV4) or "api-key" (API keys + usage plan)
@@ -258,6 +261,7 @@ class PipelineConfig:
             api_presign_seconds=self.api_presign_seconds,
             api_cors_origins=self.api_cors_origins,
             translation_model_id=self.translation_model_id,
+            bulk_source_buckets=self.bulk_source_buckets,
             c2pa_kms_key_id=c2pa_kms_key_id if self.signs_c2pa else "",
             c2pa_certificate_chain=self.c2pa_certificate_chain if self.signs_c2pa and c2pa_kms_key_id else "",
             c2pa_timestamp_url=self.c2pa_timestamp_url if self.signs_c2pa and c2pa_kms_key_id else "",
@@ -369,6 +373,10 @@ class PipelineConfig:
             value = getattr(self, key)
             need(not value or (bool(_BUCKET.match(value)) and ".." not in value), key,
                  "empty (the stack creates the bucket) or an existing bucket's name (3-63 characters of a-z 0-9 . -)")
+        need(all(bool(_BUCKET.match(b)) and ".." not in b for b in self.bulk_source_buckets), "bulk_source_buckets",
+             "bucket names (3-63 characters of a-z 0-9 . -) that bulk manifests may name")
+        need(not self.output_bucket_name or self.output_bucket_name not in self.bulk_source_buckets,
+             "bulk_source_buckets", "buckets other than outputBucketName")
         need(not self.input_bucket_name or self.output_bucket_name != self.input_bucket_name, "output_bucket_name",
              "a bucket other than inputBucketName: outputs written to the input bucket would start new jobs")
         need(self.api_auth in ("iam", "api-key"), "api_auth", "iam or api-key")

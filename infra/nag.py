@@ -12,7 +12,7 @@ from aws_cdk import aws_s3 as s3
 from cdk_nag import AwsSolutionsChecks
 from constructs import IConstruct
 
-from infra.bulk import bulk_pattern, manifest_pattern, overrides_pattern, report_pattern
+from infra.bulk import INVENTORY_PATTERNS, bulk_pattern, manifest_pattern, overrides_pattern, report_pattern
 from infra.stack import Img2ImgStack
 from infra.worker import checkpoint_pattern
 
@@ -108,6 +108,15 @@ def _acknowledge_bulk(stack: Img2ImgStack) -> None:
                                                   "its own bulk id's report folder only")):
         _ack(batch_policy, f"AwsSolutions-IAM5[Resource::{output_arn}/{pattern}]",
              f"Bulk-id wildcard on the pipeline's own output bucket: S3 Batch Operations must {why}.")
+    worker_policy = stack.worker.role.node.find_child("DefaultPolicy")
+    for bucket in config.bulk_source_buckets:  # bulkSourceBuckets: named by the deployer, one by one
+        _ack(worker_policy, f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::{bucket}/*]",
+             "Object ARN wildcard on a bucket the deployer listed in bulkSourceBuckets: the worker reads the "
+             "images bulk manifests name there (GetObject/GetObjectVersion only), under any key.")
+        for pattern in INVENTORY_PATTERNS:
+            _ack(batch_policy, f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::{bucket}/{pattern}]",
+                 "S3 Inventory reports in a bucket the deployer listed in bulkSourceBuckets: S3 Batch Operations "
+                 "reads an inventory's manifest.json and its CSV data files (GetObject/GetObjectVersion only).")
     for function in (jobs.function, jobs.submit_function):
         _ack(function, "AwsSolutions-L1",
              "Same deliberate runtime as the worker (pythonVersion context, 3.12 or 3.13): it runs the worker bundle.")

@@ -121,6 +121,17 @@ class Worker(Construct):
             actions=["s3:ListBucket"],
             resources=[input_bucket.bucket_arn],
         ))
+        if config.bulk_source_buckets:  # bulk jobs' other source buckets (docs/bulk.md): read like the input
+            self.role.add_to_policy(iam.PolicyStatement(
+                sid="ReadBulkSourceObjects",
+                actions=["s3:GetObject", "s3:GetObjectVersion"],
+                resources=[f"arn:{stack.partition}:s3:::{b}/*" for b in config.bulk_source_buckets],
+            ))
+            self.role.add_to_policy(iam.PolicyStatement(
+                sid="ListBulkSources",  # without it a missing object is 403, not source_not_found
+                actions=["s3:ListBucket"],
+                resources=[f"arn:{stack.partition}:s3:::{b}" for b in config.bulk_source_buckets],
+            ))
         self.role.add_to_policy(iam.PolicyStatement(
             sid="WriteAndReadOutputs",
             actions=["s3:PutObject", "s3:GetObject"],
@@ -132,8 +143,13 @@ class Worker(Construct):
             resources=[output_bucket.arn_for_objects(checkpoint_pattern(config))],
         ))
         self.role.add_to_policy(iam.PolicyStatement(
-            sid="IdempotencyRecords",
+            sid="IdempotencyRecords",  # and bulk jobs' counters and rows' outcomes (TransactWriteItems: Put+Update)
             actions=["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"],
+            resources=[table.table_arn],
+        ))
+        self.role.add_to_policy(iam.PolicyStatement(
+            sid="ReadBulkRowOutcomes",  # a finished bulk job's report (core/bulk.py): 100 rows a call
+            actions=["dynamodb:BatchGetItem"],
             resources=[table.table_arn],
         ))
         if self.quota is not None:

@@ -121,6 +121,13 @@ def test_a_50_row_manifest_ends_with_50_records_matching_counts_and_a_report(sta
     assert len(report) == ROWS and {row["TaskStatus"] for row in report} == {"succeeded"}
     assert report[0]["Key"] == "catalogue/shoe%2000.png" and report[0]["HTTPStatusCode"] == "200"
 
+    # Our own final report, written by the worker once every row had its record: counts match.
+    ours = final_report(stack, bulk_id)
+    assert [row["key"] for row in ours] == keys
+    assert [row["status"] for row in ours] == ["failed"] * MISSING + ["succeeded"] * (ROWS - MISSING)
+    assert {row["error_code"] for row in ours[:MISSING]} == {"source_not_found"}
+    assert ours[-1]["output_key"] == f"bulk/shop/{keys[-1]}.png"
+
     # The missing photos arrive: --retry-failed runs those rows only, as a new bulk job.
     for n, key in enumerate(keys[:MISSING]):
         s3.put_object(Bucket=r.input_bucket, Key=key, Body=png(n))
@@ -131,11 +138,28 @@ def test_a_50_row_manifest_ends_with_50_records_matching_counts_and_a_report(sta
     assert wait_for_batch_job(stack, retry_job, 60)["ProgressSummary"]["TotalNumberOfTasks"] == MISSING
     retried, _ = wait_for_rows(stack, target, retry_id, keys[:MISSING], "bulk/shop/", ROWS_WAIT_S // 2)
     assert retried.counts == {"succeeded": MISSING}
+    assert [row["status"] for row in final_report(stack, retry_id)] == ["succeeded"] * MISSING
     records = [json.loads(s3.get_object(Bucket=r.output_bucket, Key=f"bulk/shop/{key}.json")["Body"].read())
                for key in keys]
     assert {rec["status"] for rec in records} == {"succeeded"}
     with pytest.raises(bulk.BulkError, match="no failed rows"):
         bulk.submit(target, manifest, {"operation": "remove-background"}, "bulk/shop/", retry_failed=True)
+
+
+def final_report(stack, bulk_id: str, wait_seconds: float = 60) -> list[dict]:
+    """The bulk job's report.csv (docs/bulk.md), once the worker has written it (its own queue message)."""
+    import csv
+    import time
+
+    s3, key = stack.client("s3"), core_bulk.report_key("bulk/shop/", bulk_id)
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            body = s3.get_object(Bucket=stack.resources.output_bucket, Key=key)["Body"].read().decode()
+            return list(csv.DictReader(io.StringIO(body)))
+        except s3.exceptions.NoSuchKey:
+            assert time.monotonic() < deadline, f"no report at {key}"
+            time.sleep(0.5)
 
 
 def test_refusals_come_before_anything_is_created(stack):

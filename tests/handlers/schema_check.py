@@ -1,5 +1,5 @@
 """A tiny JSON Schema checker for the subset docs/events/*.schema.json use (jsonschema is not a dependency):
-type, const, enum, required, properties, additionalProperties: false, items, min/maxItems, minLength,
+type, const, enum, required, properties, additionalProperties (false or a schema), items, min/maxItems, minLength,
 minimum, pattern, oneOf and local $ref. Returns a list of problems (empty = valid)."""
 from __future__ import annotations
 
@@ -65,4 +65,6 @@ def check(value: Any, schema: dict, root: dict | None = None, path: str = "$") -
                 problems += check(item, props[name], root, f"{path}.{name}")
             elif schema.get("additionalProperties") is False:
                 problems.append(f"{path}: unexpected {name}")
+            elif isinstance(schema.get("additionalProperties"), dict):
+                problems += check(item, schema["additionalProperties"], root, f"{path}.{name}")
     return problems

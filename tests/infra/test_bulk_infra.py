@@ -124,3 +124,47 @@ def test_submit_bulk_job_events_go_to_their_function_on_the_api_role(default):
     assert rule["Properties"]["EventBusName"] == {"Ref": default.logical_id(default.stack.events.bus)}
     [target] = rule["Properties"]["Targets"]
     assert target["Arn"] == {"Fn::GetAtt": [fid, "Arn"]} and target["RetryPolicy"]["MaximumRetryAttempts"] == 2
+
+
+SOURCES = {"bulkSourceBuckets": ["shop-catalogue", "shop-inventories"]}
+
+
+def test_bulk_source_buckets_are_readable_by_the_worker_and_their_inventories_by_batch_operations(tmp_path):
+    from infra_synth import synth, worker_statements
+
+    s = synth(SOURCES, tmp_path)
+    rid, _ = batch_role(s)
+    granted = grants(s, rid)
+    inventories = {f"arn:${{AWS::Partition}}:s3:::{b}/{p}" for b in SOURCES["bulkSourceBuckets"]
+                   for p in ("*/manifest.json", "*/data/*.csv.gz")}
+    assert granted["s3:GetObject"] - {f"${{{s.logical_id(s.stack.storage.output_bucket)}.Arn}}/_bulk/*/manifest.csv"} \
+        == inventories
+    assert "s3:PutObject" in granted and not any("shop-" in r for r in granted["s3:PutObject"])
+    worker = [st for st in worker_statements(s) if st.get("Sid") in ("ReadBulkSourceObjects", "ListBulkSources")]
+    assert {(st["Sid"], r) for st in worker for r in as_list(st["Resource"])} == {
+        *(("ReadBulkSourceObjects", f"arn:${{AWS::Partition}}:s3:::{b}/*") for b in SOURCES["bulkSourceBuckets"]),
+        *(("ListBulkSources", f"arn:${{AWS::Partition}}:s3:::{b}") for b in SOURCES["bulkSourceBuckets"])}
+    env = enqueue_function(s)[1]["Properties"]["Environment"]["Variables"]
+    assert env["IMG2IMG_BULK_SOURCE_BUCKETS"] == "shop-catalogue,shop-inventories"
+    _, enqueue_role = enqueue_function(s)
+    assert {"dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem"} <= set(
+        grants(s, enqueue_role["Properties"]["Role"]["Fn::GetAtt"][0]))
+
+
+def test_without_bulk_source_buckets_nothing_outside_the_pipeline_is_readable(default):
+    statements = [st for doc in role_policies(default, batch_role(default)[0]) for st in doc["Statement"]]
+    assert statements and not [st for st in statements if st.get("Sid") == "ReadInventoryManifests"]
+
+
+def test_bulk_source_buckets_are_nag_clean(tmp_path):
+    app, _, _ = build({**SOURCES, "encryption": "kms"}, outdir=tmp_path, with_nag=True)
+    app.synth()  # raises on any unacknowledged finding
+
+
+def test_bulk_source_buckets_must_be_bucket_names():
+    from infra.config import ConfigError, PipelineConfig
+
+    with pytest.raises(ConfigError, match="bulkSourceBuckets"):
+        PipelineConfig.from_context({"bulkSourceBuckets": ["Not_A_Bucket"]})
+    with pytest.raises(ConfigError, match="bulkSourceBuckets"):
+        PipelineConfig.from_context({"outputBucketName": "out-bucket", "bulkSourceBuckets": ["out-bucket"]})

@@ -3,8 +3,9 @@
 moto does not enforce IAM, so a missing grant (say, deleting the checkpoint under `_staging/`) passes
 every offline test and fails every job in AWS. This test runs the real worker handler over jobs that
 reach each step (a companion mask, a sidecar, the checkpoint, the record, the outcome event, C2PA
-signing through KMS and SSM, a deferred sidecar check, a throttled retry), records every API call boto3
-makes, and checks each one against the synthesized worker policy: action and resource."""
+signing through KMS and SSM, a deferred sidecar check, a throttled retry, bulk rows from a
+`bulkSourceBuckets` bucket and their report), records every API call boto3 makes, and checks each one
+against the synthesized worker policy: action and resource."""
 from __future__ import annotations
 
 import base64
@@ -22,6 +23,8 @@ from botocore.stub import Stubber
 from moto import mock_aws
 from PIL import Image
 
+from img2img.aws.bulk import DynamoBulkProgress
+from img2img.core import bulk
 from infra_synth import actions, render, synth, worker_statements
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "handlers"))
@@ -31,6 +34,7 @@ pytestmark = pytest.mark.infra
 
 REGION = "us-east-1"
 INPUT, OUTPUT, TABLE, BUS, CHAIN = "grants-in", "grants-out", "grants-idem", "grants-bus", "/img2img/c2pa-chain"
+SOURCE = "grants-catalogue"  # a bulk source bucket (bulkSourceBuckets): not the stack's, granted by name
 # Which template resource each test resource stands for (its logical id's prefix).
 LOGICAL = {INPUT: "StorageInputBucket", OUTPUT: "StorageOutputBucket", TABLE: "IdempotencyTable",
            BUS: "EventsBus", "queue": "IngestJobQueue", "key": "ProvenanceSigningKey"}
@@ -48,6 +52,15 @@ def answer() -> dict:
     return {"body": StreamingBody(io.BytesIO(raw), len(raw)), "contentType": "application/json"}
 
 
+def iam_actions(service: str, operation: str, params: dict) -> list[str]:
+    """The IAM actions an API call needs: a transaction needs each of its items' own actions."""
+    if service == "dynamodb" and operation == "TransactWriteItems":
+        verbs = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem",
+                 "ConditionCheck": "ConditionCheckItem"}
+        return [f"dynamodb:{verbs[kind]}" for item in params["TransactItems"] for kind in item]
+    return [iam_action(service, operation, params)]
+
+
 def iam_action(service: str, operation: str, params: dict) -> str:
     """The IAM action an API call needs (S3's read calls by the version they name)."""
     if service == "s3":
@@ -63,9 +76,12 @@ def touched(service: str, params: dict, queue_url: str, key_arn: str) -> tuple[s
     """(logical id prefix, the part of the ARN after it) of what a call touches."""
     if service == "s3":
         bucket, key = params["Bucket"], params.get("Key")
+        if bucket == SOURCE:  # granted by its name
+            return "", f"arn:${{AWS::Partition}}:s3:::{bucket}" + (f"/{key}" if key is not None else "")
         return LOGICAL[bucket], f"/{key}" if key is not None else ""
     if service == "dynamodb":
-        return LOGICAL[params["TableName"]], ""
+        tables = params.get("RequestItems") or {i[k]["TableName"] for i in params.get("TransactItems", []) for k in i}
+        return LOGICAL[params.get("TableName") or next(iter(tables))], ""
     if service == "events":
         return LOGICAL[params["Entries"][0]["EventBusName"]], ""
     if service == "sqs":
@@ -90,6 +106,9 @@ def granted(statements: list[dict], action: str, logical: str, rest: str) -> boo
             if logical and resource.startswith(f"${{{logical}"):
                 if fnmatch.fnmatchcase(rest, resource.split(".Arn}", 1)[1]):
                     return True
+            elif not logical and rest.startswith("arn:"):
+                if fnmatch.fnmatchcase(rest, resource):
+                    return True
             elif not logical and (resource == "*" or resource.endswith(rest) or rest.split(".", 1)[-1] in resource):
                 return True
     return False
@@ -110,7 +129,7 @@ def calls(monkeypatch):
                             "POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_METRICS_NAMESPACE": "Grants"}.items():
             monkeypatch.setenv(name, value)
         s3 = boto3.client("s3", region_name=REGION)
-        for bucket in (INPUT, OUTPUT):
+        for bucket in (INPUT, OUTPUT, SOURCE):
             s3.create_bucket(Bucket=bucket)
         s3.put_bucket_versioning(Bucket=INPUT, VersioningConfiguration={"Status": "Enabled"})
         boto3.client("dynamodb", region_name=REGION).create_table(
@@ -125,7 +144,7 @@ def calls(monkeypatch):
         for name, value in {"INPUT_BUCKET": INPUT, "OUTPUT_BUCKET": OUTPUT, "IDEMPOTENCY_TABLE": TABLE,
                             "JOB_QUEUE_URL": queue_url, "EVENT_BUS_NAME": BUS, "SIDECAR_GRACE_SECONDS": "60",
                             "C2PA_KMS_KEY_ID": key_arn, "C2PA_CERTIFICATE_CHAIN": CHAIN,
-                            "BATCH_CONCURRENCY": "1"}.items():
+                            "BATCH_CONCURRENCY": "1", "BULK_SOURCE_BUCKETS": SOURCE}.items():
             monkeypatch.setenv(f"IMG2IMG_{name}", value)
         for cache in (settings.get_settings, assembly.get_pipeline, clients.client, clients._session):
             cache.cache_clear()
@@ -162,7 +181,19 @@ def calls(monkeypatch):
             run(s3_body("rooms/a.png", INPUT), receive_count=2)
             s3.put_object(Bucket=INPUT, Key="waiting/b.png", Body=png())  # no prompt yet: a deferred check
             run(s3_body("waiting/b.png", INPUT))
+            # A bulk job's two rows from the source bucket (one missing), then its report.
+            arguments = bulk.BulkArguments("bulk-g", "bulk/", {"prompt": "a watercolor"})
+            rows = [(SOURCE, "shop/a.png", None), (SOURCE, "shop/gone.png", None)]
+            s3.put_object(Bucket=OUTPUT, Key=bulk.manifest_key("bulk/", "bulk-g"),
+                          Body=bulk.encode_manifest(rows).encode())
+            DynamoBulkProgress(TABLE).create("bulk-g", {"rows": 2, "output_prefix": "bulk/"})
+            s3.put_object(Bucket=SOURCE, Key="shop/a.png", Body=png())
+            stub.add_response("invoke_model", answer())
+            run(*(json.dumps(arguments.job_message(b, k, v)) for b, k, v in rows))
+            run(json.dumps(bulk.report_request("bulk-g")))
             stub.assert_no_pending_responses()
+        report = s3.get_object(Bucket=OUTPUT, Key=bulk.report_key("bulk/", "bulk-g"))["Body"].read().decode()
+        assert ",succeeded," in report and ",source_not_found," in report, report
         record_ = json.loads(s3.get_object(Bucket=OUTPUT, Key="rooms/a.png.json")["Body"].read())
         assert record_["status"] == "succeeded" and "c2pa" in record_["provenance"], record_.get("error")
         for cache in (settings.get_settings, assembly.get_pipeline, clients.client, clients._session):
@@ -172,16 +203,18 @@ def calls(monkeypatch):
 
 def test_every_call_the_worker_makes_is_granted(calls, tmp_path):
     made, queue_url, key_arn = calls
-    statements = [render(s) for s in worker_statements(synth({"c2paCertificateChain": CHAIN}, tmp_path))]
+    context = {"c2paCertificateChain": CHAIN, "bulkSourceBuckets": [SOURCE]}
+    statements = [render(s) for s in worker_statements(synth(context, tmp_path))]
     seen, missing = set(), []
     for service, operation, params in made:
-        action = iam_action(service, operation, params)
         logical, rest = touched(service, params, queue_url, key_arn)
-        seen.add(action)
-        if not granted(statements, action, logical, rest):
-            missing.append(f"{action} on {logical or ''}{rest}")
+        for action in iam_actions(service, operation, params):
+            seen.add(action)
+            if not granted(statements, action, logical, rest):
+                missing.append(f"{action} on {logical or ''}{rest}")
     assert not missing, f"the worker role lacks: {sorted(set(missing))}"
     # the run reached every step whose grant matters (else this test would prove little)
     assert {"s3:GetObject", "s3:GetObjectVersion", "s3:PutObject", "s3:DeleteObject", "s3:ListBucket",
-            "dynamodb:PutItem", "events:PutEvents", "sqs:SendMessage", "sqs:ChangeMessageVisibility",
+            "dynamodb:PutItem", "dynamodb:BatchGetItem", "events:PutEvents", "sqs:SendMessage",
+            "sqs:ChangeMessageVisibility",
             "kms:Sign", "ssm:GetParameter", "bedrock:InvokeModel"} <= seen, sorted(seen)

@@ -10,6 +10,8 @@ and the worker counts it on the bulk job's progress item. No boto3 here.
 from __future__ import annotations
 
 import csv
+import gzip
+import hashlib
 import io
 import json
 import math
@@ -22,7 +24,7 @@ from urllib.parse import quote, unquote_plus
 from ..operations import BY_NAME, IMAGE_TO_IMAGE, normal_name
 from . import params as P
 from .errors import JobError
-from .triggers import JOB_ID, JOB_MESSAGE, prefix_problem, valid_bucket_name
+from .triggers import BULK_REPORT, JOB_ID, JOB_MESSAGE, prefix_problem, valid_bucket_name
 
 SCHEMA_VERSION = "2.0"
 SUCCEEDED, TEMPORARY_FAILURE, PERMANENT_FAILURE = "Succeeded", "TemporaryFailure", "PermanentFailure"
@@ -356,6 +358,8 @@ class Progress:
     counts: dict[str, int]          # status -> rows
     errors: dict[str, int]          # error code -> rows
     definition: dict[str, Any]
+    completed_at: str | None = None  # set once, when the final report is written (BulkJobCompleted)
+    report_requested: bool = False
 
     @property
     def done(self) -> int:
@@ -366,10 +370,12 @@ class Progress:
         return self.total > 0 and self.done >= self.total
 
 
-def progress_of(bulk_id: str, counters: dict[str, int], definition: dict[str, Any]) -> Progress:
+def progress_of(bulk_id: str, counters: dict[str, int], definition: dict[str, Any],
+                completed_at: str | None = None, report_requested: bool = False) -> Progress:
     counts = {name[2:]: n for name, n in counters.items() if name.startswith("n_")}
     errors = {name[2:]: n for name, n in counters.items() if name.startswith("e_")}
-    return Progress(bulk_id, int(definition.get("rows") or 0), counts, errors, definition)
+    return Progress(bulk_id, int(definition.get("rows") or 0), counts, errors, definition, completed_at,
+                    report_requested)
 
 
 def progress_bar(progress: Progress, width: int = 30) -> str:
@@ -402,8 +408,6 @@ def eta_seconds(remaining: int, quota_rpm: float | None, observed_rpm: float) ->
 def event_bulk_id(event_id: str) -> str:
     """The bulk id of a SubmitBulkJob event: from its EventBridge id, so a redelivered event is the same
     bulk job (and the same S3 Batch Operations ClientRequestToken), never a second one."""
-    import hashlib
-
     return "bulk-ev-" + hashlib.sha256(event_id.encode("utf-8")).hexdigest()[:24]
 
 
@@ -426,3 +430,231 @@ def submit_detail_problems(detail: Any) -> list[str]:
     if request_id is not None and not (isinstance(request_id, str) and JOB_ID.fullmatch(request_id)):
         problems.append("request_id must be 1 to 128 letters, digits, '_', '.', '-', starting with a letter or digit")
     return problems
+
+
+# ---- S3 Inventory reports as manifests ----------------------------------------------------------------
+
+INVENTORY_FORMAT = "S3InventoryReport_CSV_20161130"   # the Manifest Spec S3 Batch Operations reads
+CSV_FORMAT = "S3BatchOperations_CSV_20180820"
+INVENTORY_MANIFEST_NAME = "manifest.json"
+INVENTORY_FILE_FORMATS = ("CSV", "ORC", "Parquet")   # what S3 Inventory writes; Batch Operations reads CSV
+_NULL_VERSION = "null"                                # what Batch Operations reads as a null version id
+
+
+def is_inventory_manifest(key: str) -> bool:
+    """An S3 Inventory report is named by its `manifest.json` (the data files are listed inside)."""
+    return key.rsplit("/", 1)[-1] == INVENTORY_MANIFEST_NAME
+
+
+@dataclass(frozen=True)
+class InventoryManifest:
+    """An S3 Inventory report's manifest.json: where its gzipped CSV data files are and their columns."""
+    source_bucket: str
+    destination_bucket: str     # the bucket the data files are in (from the manifest's ARN)
+    columns: tuple[str, ...]    # fileSchema, in order
+    files: tuple[str, ...]      # data file keys, in the destination bucket
+
+
+def parse_inventory_manifest(text: str) -> InventoryManifest:
+    """manifest.json -> InventoryManifest, or ManifestError saying what S3 Batch Operations would refuse:
+    a format other than CSV (ORC and Parquet inventories are named as such), a fileSchema without Bucket
+    and Key, no data files."""
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        raise ManifestError(["manifest.json is not JSON"], 1) from None
+    if not isinstance(doc, dict):
+        raise ManifestError(["manifest.json is not an S3 Inventory manifest (a JSON object)"], 1)
+    problems: list[str] = []
+    file_format = doc.get("fileFormat")
+    if file_format != "CSV":
+        known = file_format if file_format in INVENTORY_FILE_FORMATS else repr(file_format)
+        problems.append(f"the inventory is {known}; S3 Batch Operations reads CSV inventory reports only "
+                        f"({INVENTORY_FORMAT}): configure a CSV inventory")
+    schema = doc.get("fileSchema")
+    columns = tuple(c.strip() for c in schema.split(",")) if isinstance(schema, str) else ()
+    if file_format == "CSV" and not {"Bucket", "Key"} <= set(columns):
+        problems.append(f"the fileSchema {schema!r} has no Bucket and Key columns")
+    files = doc.get("files")
+    keys = tuple(f.get("key") for f in files if isinstance(f, dict)) if isinstance(files, list) else ()
+    if not keys or not all(isinstance(k, str) and k for k in keys):
+        problems.append("the manifest lists no data files (files[].key)")
+    destination = doc.get("destinationBucket")
+    destination = destination.rsplit(":", 1)[-1] if isinstance(destination, str) else ""
+    if problems:
+        raise ManifestError(problems, len(problems))
+    return InventoryManifest(str(doc.get("sourceBucket") or ""), destination, columns, keys)
+
+
+def parse_inventory(manifest: InventoryManifest, data: Callable[[str], bytes],
+                    readable: Callable[[str], bool] = lambda bucket: True,
+                    max_rows: int = MAX_MANIFEST_ROWS) -> list[ManifestRow]:
+    """An inventory's rows from its data files (`data(key)` -> the gzipped CSV's bytes), in file order:
+    the same ManifestRows a CSV manifest gives (keys URL-encoded in the files, as in a CSV manifest).
+    A versioned inventory gives every row its VersionId; an empty one (a null-versioned object in an
+    all-versions report) is written `null`, which is what Batch Operations reads."""
+    at = {name: manifest.columns.index(name) for name in ("Bucket", "Key", "VersionId") if name in manifest.columns}
+    rows: list[ManifestRow] = []
+    problems: list[str] = []
+    line = 0
+    for file_key in manifest.files:
+        try:
+            text = gzip.decompress(data(file_key)).decode("utf-8")
+        except (OSError, EOFError, UnicodeDecodeError) as exc:
+            problems.append(f"{file_key}: not a gzipped UTF-8 CSV ({type(exc).__name__})")
+            continue
+        for n, fields in enumerate(csv.reader(io.StringIO(text)), start=1):
+            if not fields or fields == [""]:
+                continue
+            line += 1
+            if len(fields) != len(manifest.columns):
+                problems.append(f"{file_key} line {n}: {len(fields)} fields; the fileSchema has "
+                                f"{len(manifest.columns)}")
+                continue
+            version = [fields[at["VersionId"]] or _NULL_VERSION] if "VersionId" in at else []
+            problem, row = _row(line, [fields[at["Bucket"]], fields[at["Key"]], *version])
+            if row is not None and not readable(row.bucket):
+                problem = f"line {line}: bucket {row.bucket!r} is not one this deployment may read"
+            if problem:
+                problems.append(f"{file_key} {problem}")
+            elif row is not None:
+                rows.append(row)
+    return _checked_rows(rows, problems, max_rows)
+
+
+def manifest_spec(rows: list[ManifestRow], inventory: bool) -> dict[str, Any]:
+    """The CreateJob `Manifest.Spec` for the manifest object: an inventory's manifest.json carries its
+    own columns; a CSV manifest names them."""
+    return {"Format": INVENTORY_FORMAT} if inventory else {"Format": CSV_FORMAT, "Fields": manifest_fields(rows)}
+
+
+# ---- the final report and BulkJobCompleted -----------------------------------------------------------
+# Each row's outcome is stored, when its record is written (or the enqueue function refuses it), as one
+# item `bulk#<bulk_id>#<row digest>` beside the counter item, in the same transaction as the counters'
+# ADD and only if that item does not exist yet: a row is counted once however often its message comes
+# back. When the counters reach the manifest's rows, the report is built from the manifest (its rows, in
+# order) and those items (BatchGetItem, 100 a call): no listing of the output bucket, no scan.
+
+REPORT_REQUEST = BULK_REPORT   # the job-queue message that makes the worker write the report
+COMPLETED_EVENT = "BulkJobCompleted"
+REPORT_NAME = "report.csv"
+REPORT_COLUMNS = ("bucket", "key", "version_id", "status", "error_code", "output_key", "record_key")
+NO_OUTCOME = "missing"   # a manifest row without an outcome item (only if an item was lost)
+
+
+def report_key(output_prefix: str, bulk_id: str) -> str:
+    """Our final report: beside the manifest, outside `report/` (S3 Batch Operations' own report)."""
+    return f"{output_prefix}{BULK_DIR}/{bulk_id}/{REPORT_NAME}"
+
+
+def row_digest(bucket: str, key: str, version_id: str | None) -> str:
+    """A row's outcome item's name (bucket, decoded key, version: what a task names and a manifest lists)."""
+    return hashlib.sha256(row_id(bucket, key, version_id).encode("utf-8", "surrogatepass")).hexdigest()[:40]
+
+
+def outcome_line(bucket: str, key: str, version_id: str | None, status: str, error_code: str | None,
+                 output_key: str | None = None, record_key: str | None = None) -> dict[str, Any]:
+    """One row's line of the report, as its outcome item stores it."""
+    return {"bucket": bucket, "key": key, "version_id": version_id, "status": status,
+            "error_code": error_code, "output_key": output_key, "record_key": record_key}
+
+
+def line_of_record(record: dict[str, Any], bucket: str, key: str, version_id: str | None) -> dict[str, Any]:
+    """A worker record's report line: its status, error code, first output and the record's own key."""
+    outputs = record.get("outputs") or []
+    return outcome_line(bucket, key, version_id, str(record.get("status")), (record.get("error") or {}).get("code"),
+                        outputs[0].get("key") if outputs else None, (record.get("record") or {}).get("key"))
+
+
+def report_csv(rows: Iterable[ManifestRow], lines: dict[str, dict[str, Any]]) -> bytes:
+    """The report (CSV with a header, keys as they are, manifest order): every manifest row once."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(REPORT_COLUMNS)
+    seen: set[str] = set()
+    for row in rows:
+        digest = row_digest(row.bucket, row.key, row.version_id)
+        if digest in seen:
+            continue
+        seen.add(digest)
+        line = lines.get(digest) or outcome_line(row.bucket, row.key, row.version_id, NO_OUTCOME, None)
+        writer.writerow(["" if line.get(c) is None else line[c] for c in REPORT_COLUMNS])
+    return out.getvalue().encode("utf-8")
+
+
+def manifest_location(definition: dict[str, Any], output_bucket: str, bulk_id: str) -> tuple[str, str, str]:
+    """(bucket, key, format) of the manifest a bulk job ran: `definition.manifest` when submit wrote one
+    (an inventory's manifest.json), else the CSV manifest submit writes beside the report."""
+    named = definition.get("manifest")
+    if isinstance(named, dict) and named.get("bucket") and named.get("key"):
+        return str(named["bucket"]), str(named["key"]), str(named.get("format") or CSV_FORMAT)
+    return output_bucket, manifest_key(str(definition.get("output_prefix") or ""), bulk_id), CSV_FORMAT
+
+
+def completed_detail(progress: Progress, report_bucket: str, report_key_: str, completed_at: str) -> dict[str, Any]:
+    """The BulkJobCompleted detail (docs/events/BulkJobCompleted.schema.json)."""
+    return {"bulk_id": progress.bulk_id, "rows": progress.total,
+            "counts": {status: progress.counts.get(status, 0) for status in (*RECORD_STATUSES, REJECTED)},
+            "errors": dict(sorted(progress.errors.items())),
+            "report": {"bucket": report_bucket, "key": report_key_},
+            "output_prefix": progress.definition.get("output_prefix"), "completed_at": completed_at}
+
+
+def report_request(bulk_id: str) -> dict[str, str]:
+    return {"type": REPORT_REQUEST, "bulk_id": bulk_id}
+
+
+def manifest_rows(store: Any, definition: dict[str, Any], output_bucket: str, bulk_id: str) -> list[ManifestRow]:
+    """The rows of the manifest a bulk job ran, read again for its report (`store`: the ObjectStore port).
+    JobError if it is gone (permanent: the report cannot be written without it)."""
+    bucket, key, spec = manifest_location(definition, output_bucket, bulk_id)
+
+    def read(bucket_: str, key_: str) -> bytes:
+        found = store.get(bucket_, key_)
+        if found is None:
+            raise JobError("source_not_found", f"the bulk job's manifest s3://{bucket_}/{key_} is gone")
+        return found[0]
+
+    text = read(bucket, key).decode("utf-8")
+    unbounded = 10 ** 9  # submit bounded it; the report lists what ran
+    if spec == INVENTORY_FORMAT:
+        inventory = parse_inventory_manifest(text)
+        return parse_inventory(inventory, lambda k: read(inventory.destination_bucket, k), max_rows=unbounded)
+    return parse_manifest(text, max_rows=unbounded)
+
+
+def write_report(progress: Any, store: Any, bulk_id: str, output_bucket: str, publish: Callable[[dict], None],
+                 log_exception: Callable[..., None], now: str) -> bool:
+    """The report of a finished bulk job, then (exactly once: a conditional write) BulkJobCompleted. A
+    fault writing it raises (transient: the report message comes back); a failed publish is logged.
+    False when there is nothing to do (not finished, or completed already)."""
+    state = progress.get(bulk_id)
+    if state is None or not state.finished or state.completed_at:
+        return False
+    rows = manifest_rows(store, state.definition, output_bucket, bulk_id)
+    lines = progress.lines(bulk_id, [row_digest(r.bucket, r.key, r.version_id) for r in rows])
+    key = report_key(str(state.definition.get("output_prefix") or ""), bulk_id)
+    store.put(output_bucket, key, report_csv(rows, lines), "text/csv", {"bulk-id": bulk_id})
+    if not progress.complete(bulk_id, key, now):
+        return False  # another delivery of the report message completed it first
+    try:
+        publish(completed_detail(state, output_bucket, key, now))
+    except Exception:  # the report is the outcome; the event is a notification about it
+        log_exception("could not publish BulkJobCompleted", bulk_id=bulk_id)
+    return True
+
+
+def request_report_if_finished(progress: Any, state: Progress | None, send: Callable[[dict], None]) -> bool:
+    """After a row is counted: the one caller that sees the bulk job finished and wins the claim sends the
+    report message (the job queue's retries and DLQ then stand behind the report). A send that fails
+    gives the claim back and raises, so the row's own retry claims it again (its count is not repeated)."""
+    if state is None or not state.finished or state.completed_at or state.report_requested:
+        return False
+    if not progress.request_report(state.bulk_id):
+        return False
+    try:
+        send(report_request(state.bulk_id))
+    except Exception:
+        progress.release_report(state.bulk_id)
+        raise
+    return True

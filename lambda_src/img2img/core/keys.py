@@ -94,3 +94,15 @@ def defaults_chain(image_key: str) -> list[str]:
     """`_defaults.json` keys from the bucket root down to the image's own folder (nearest last)."""
     folders = image_key.split("/")[:-1]
     return ["/".join(folders[:depth] + [DEFAULTS_NAME]) for depth in range(len(folders) + 1)]
+
+
+# ---- bulk jobs ----------------------------------------------------------------------------------------
+# A bulk job may name objects of several buckets (docs/bulk.md). Its rows from the deployment's input
+# bucket keep the key scheme every job has (`<prefix><key>`); a row from another source bucket goes under
+# `<prefix>_buckets/<bucket>/<key>`, so that the same key in two buckets gives two outputs and two records.
+BULK_BUCKETS_DIR = "_buckets/"
+
+
+def bulk_source_dir(bucket: str, input_bucket: str) -> str:
+    """The folder, under a bulk job's output prefix, of its rows from `bucket` ("" for the input bucket)."""
+    return "" if bucket == input_bucket else f"{BULK_BUCKETS_DIR}{bucket}/"

@@ -20,6 +20,7 @@ import posixpath
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 
@@ -36,7 +37,7 @@ from ..operations import (
     source_type_of,
 )
 from ..settings import Settings
-from . import c2pa_manifest, images, keys, masks, records, translation, xmp
+from . import bulk, c2pa_manifest, images, keys, masks, records, translation, xmp
 from . import params as P
 from .errors import JobError, internal_error, transient
 from .formats import CONTENT_TYPES
@@ -209,6 +210,8 @@ class Pipeline:
     # ---- routing -------------------------------------------------------------------------------
     def handle(self, trigger: Trigger, attempt: int = 1, last_attempt: bool = False) -> list[dict[str, Any]]:
         """Records written for this trigger (none when it is skipped, deferred or superseded)."""
+        if trigger.kind == "bulk-report":
+            return self._bulk_report(trigger.key)
         if self._ignored(trigger):
             return []
         if trigger.kind == "object" and keys.is_json(trigger.key):
@@ -270,6 +273,9 @@ class Pipeline:
             record = self.guard.once(job.idempotency_key, lambda: ran.append(1) or self._execute(job, attempt))
             if record is None:  # superseded while it ran
                 return []
+            if not ran and job.trigger.bulk_id:  # a row replayed (re-submitted): counted once on this bulk job
+                job.recorded = True
+                self._count_bulk_row(job, record)
             # A replayed record (idempotency hit) is the earlier outcome: the caller must not count it again.
             return [record if ran else {**record, "replayed": True}]
         except JobError as exc:
@@ -800,6 +806,8 @@ class Pipeline:
         requested = "" if t.error else str((t.output or {}).get("prefix") or "")
         if t.kind == "job" and t.origin == "eventbridge":
             return f"{s.output_prefix}{records.EVENTS_DIR}{requested}"
+        if t.bulk_id:  # a row of another source bucket must not overwrite the same key's from the input bucket
+            return (requested or s.output_prefix) + keys.bulk_source_dir(t.bucket, s.input_bucket)
         return requested or s.output_prefix
 
     def _store_record(self, job: Job, record: dict[str, Any], prefix: str) -> None:
@@ -816,17 +824,57 @@ class Pipeline:
             self.log_exception("could not store the record", job_id=job.job_id)
             raise transient("storage_error", f"could not store the record: {type(exc).__name__}: {exc}") from None
         job.recorded = True
-        if self.progress and job.trigger.bulk_id:
-            try:  # the record is the outcome; the counter is a summary of the records
-                self.progress.count(job.trigger.bulk_id, record["status"], (record.get("error") or {}).get("code"))
-            except Exception:
-                self.log_exception("could not count the outcome on its bulk job", job_id=job.job_id)
+        if job.trigger.bulk_id:
+            self._count_bulk_row(job, record)
         if self.events:
             try:
                 self.events.publish(SUCCEEDED_EVENT if record["status"] == "succeeded" else FAILED_EVENT,
                                     records.safe(event_detail(record)))
             except Exception:  # the record is the outcome; an event is a notification about it
                 self.log_exception("could not publish the outcome event", job_id=job.job_id)
+
+    # ---- bulk jobs (core/bulk.py) -----------------------------------------------------------------
+    def _count_bulk_row(self, job: Job, record: dict[str, Any]) -> None:
+        """Count a row's record on its bulk job (once per row: a retry of this message may come here again)
+        and, if it was the last row, ask for the report. A transient fault raises: the message comes back."""
+        if self.progress is None:
+            return
+        t = job.trigger
+        line = bulk.line_of_record(record, t.bucket, t.key, t.version_id)
+        try:
+            state = self.progress.count(t.bulk_id, str(record["status"]), line["error_code"], line)
+            bulk.request_report_if_finished(self.progress, state, self._send_report_request)
+        except JobError as exc:
+            if exc.retryable:
+                raise
+            self.log_exception("could not count the outcome on its bulk job", job_id=job.job_id)
+        except Exception:  # a defect: the record stays the outcome
+            self.log_exception("could not count the outcome on its bulk job", job_id=job.job_id)
+
+    def _send_report_request(self, message: dict[str, Any]) -> None:
+        if self.scheduler is None:  # no queue to come back on (not the worker): write it now
+            self._bulk_report(message["bulk_id"])
+        else:
+            self.scheduler.defer(message, 0)
+
+    def _bulk_report(self, bulk_id: str) -> list[dict[str, Any]]:
+        """A bulk job's rows all have outcomes: its report, then BulkJobCompleted. A transient fault raises
+        (the report message comes back, then goes to the alarmed DLQ); a permanent one is logged."""
+        if self.progress is None:
+            return []
+        events = self.events
+        try:
+            bulk.write_report(self.progress, self.store, bulk_id, self.settings.output_bucket,
+                              lambda detail: events.publish(bulk.COMPLETED_EVENT, records.safe(detail))
+                              if events else None, self.log_exception,
+                              datetime.fromtimestamp(self.clock(), UTC).isoformat(timespec="seconds"))
+        except JobError as exc:
+            if exc.retryable:
+                raise
+            self.log_exception("could not write the bulk job's report", bulk_id=bulk_id)
+        except ValueError:  # the manifest no longer parses (ManifestError)
+            self.log_exception("could not write the bulk job's report", bulk_id=bulk_id)
+        return []
 
     def _exhausted(self, job: Job, cause: JobError, attempt: int) -> None:
         """The last attempt of a transient fault: its failure record, before the message goes to the DLQ."""

@@ -59,9 +59,20 @@ class Scheduler(Protocol):
 
 
 class BulkProgress(Protocol):
-    """A bulk job's counters (core/bulk.py): one outcome of one of its rows, counted once."""
+    """A bulk job's counters and rows' outcomes (core/bulk.py; DynamoDB: aws/bulk.py)."""
 
-    def count(self, bulk_id: str, status: str, error_code: str | None) -> None: ...
+    def count(self, bulk_id: str, status: str, error_code: str | None,
+              line: dict[str, Any] | None = None) -> Any: ...  # the Progress after it; once per row's line
+
+    def get(self, bulk_id: str) -> Any: ...
+
+    def request_report(self, bulk_id: str) -> bool: ...   # True for exactly one caller
+
+    def release_report(self, bulk_id: str) -> None: ...
+
+    def lines(self, bulk_id: str, digests: list[str]) -> dict[str, dict[str, Any]]: ...
+
+    def complete(self, bulk_id: str, report_key: str, completed_at: str) -> bool: ...  # True exactly once
 class QuotaLimiter(Protocol):
     """Per-model request budgets shared by every sandbox (DynamoDB in production: aws/quota.py).
 

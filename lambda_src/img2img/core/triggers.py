@@ -29,6 +29,7 @@ from .errors import JobError
 
 JOB_MESSAGE = "img2img.job"
 SIDECAR_CHECK = "img2img.sidecar-check"
+BULK_REPORT = "img2img.bulk-report"   # a bulk job's rows all have outcomes: write its report (core/bulk.py)
 REQUESTED_EVENT = "ImageGenerationRequested"
 S3_TEST_EVENT = "s3:TestEvent"
 S3_OBJECT_CREATED = "Object Created"       # EventBridge detail-type of an S3 upload
@@ -66,7 +67,8 @@ class UnreadableMessage(JobError):
 
 @dataclass(frozen=True)
 class Trigger:
-    kind: str                      # "object" (an upload), "job" (explicit request), "check" (deferred sidecar check)
+    kind: str                      # "object" (an upload), "job" (explicit request), "check" (deferred sidecar
+    #                                check), "bulk-report" (a bulk job's final report: key = bulk id)
     bucket: str
     key: str
     version_id: str | None = None
@@ -203,6 +205,13 @@ def _sidecar_check(message: dict[str, Any], depth: int) -> list[Trigger]:
                     f.token(message.get("etag"), "etag"), origin="deferred", error=f.error())]
 
 
+def _bulk_report(message: dict[str, Any], depth: int) -> list[Trigger]:
+    bulk_id = message.get("bulk_id")
+    if not (isinstance(bulk_id, str) and JOB_ID.fullmatch(bulk_id)):
+        raise UnreadableMessage("a bulk report message without a valid bulk_id")
+    return [Trigger("bulk-report", "", bulk_id, origin="bulk", bulk_id=bulk_id)]
+
+
 # What a message looks like -> how to parse it. First match wins.
 _SHAPES: tuple[tuple[Callable[[dict], bool], Callable[[dict, int], list[Trigger]]], ...] = (
     (lambda m: m.get("Type") == SNS_NOTIFICATION and "Message" in m, _sns),
@@ -212,6 +221,7 @@ _SHAPES: tuple[tuple[Callable[[dict], bool], Callable[[dict, int], list[Trigger]
     (lambda m: m.get("detail-type") == REQUESTED_EVENT, _requested),
     (lambda m: m.get("type") == JOB_MESSAGE, _job_message),
     (lambda m: m.get("type") == SIDECAR_CHECK, _sidecar_check),
+    (lambda m: m.get("type") == BULK_REPORT, _bulk_report),
 )
 
 
