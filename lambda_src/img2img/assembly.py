@@ -70,8 +70,11 @@ class _BulkProgressOnFirstRow:
 
         return DynamoBulkProgress(self.table_name)
 
-    def count(self, bulk_id: str, status: str, error_code: str | None) -> None:
-        self._progress.count(bulk_id, status, error_code)
+    def __getattr__(self, name: str):
+        """Every BulkProgress method (core/ports.py) is the real one's: no second copy of the port."""
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self._progress, name)
 
 
 def _quota(settings):

@@ -37,7 +37,7 @@ from ..operations import (
     source_type_of,
 )
 from ..settings import Settings
-from . import bulk, c2pa_manifest, images, keys, masks, records, translation, xmp
+from . import c2pa_manifest, images, keys, masks, records, translation, xmp
 from . import params as P
 from .errors import JobError, internal_error, transient
 from .formats import CONTENT_TYPES
@@ -839,6 +839,8 @@ class Pipeline:
         and, if it was the last row, ask for the report. A transient fault raises: the message comes back."""
         if self.progress is None:
             return
+        from . import bulk  # only bulk rows need it: kept off the worker's cold start
+
         t = job.trigger
         line = bulk.line_of_record(record, t.bucket, t.key, t.version_id)
         try:
@@ -862,6 +864,8 @@ class Pipeline:
         (the report message comes back, then goes to the alarmed DLQ); a permanent one is logged."""
         if self.progress is None:
             return []
+        from . import bulk  # only bulk rows need it: kept off the worker's cold start
+
         events = self.events
         try:
             bulk.write_report(self.progress, self.store, bulk_id, self.settings.output_bucket,
