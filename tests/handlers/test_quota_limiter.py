@@ -121,14 +121,22 @@ def test_a_throttle_lowers_the_models_rate_for_every_sandbox(limited, deferrals)
     assert response["batchItemFailures"] == [{"itemIdentifier": "m0"}]  # a throttle keeps its back-off
     other_sandbox = DynamoDBQuota(QUOTA_TABLE, Q.Budgets.from_config({SD35: 610}), clock=lambda: NOW)
     state = other_sandbox._rate(SD35, NOW)
-    assert state is not None and state.rpm == pytest.approx(610 * Q.MILD)  # a first throttle: a pacing edge
-    held = other_sandbox.acquire(SD35)  # held while the account's minute drains (6 s) ...
-    assert held.wait >= 6 and held.reservation.window == math.ceil(NOW + state.hold)  # ... to its first window
+    assert state is not None and state.rpm == 610 and state.hold == Q.NUDGE  # one throttle: a pause
+    assert other_sandbox.acquire(SD35).wait > 0  # ... which every sandbox keeps
+    limited.stub.add_client_error("invoke_model", service_error_code="ThrottlingException", http_status_code=429)
+    limited.stub.add_client_error("invoke_model", service_error_code="ThrottlingException", http_status_code=429)
+    after = NOW + Q.NUDGE + 1
+    limited.pipeline.quota.clock = lambda: after
+    limited.run(upload(limited, "q/busy2.png"))  # a second right after: the quota fell
+    state = other_sandbox._rate(SD35, after)
+    assert state.rpm == pytest.approx(610 * Q.DECREASE) and state.hold == pytest.approx(30)
+    held = other_sandbox.acquire(SD35)  # held while the account's minute drains ...
+    assert held.reservation.window == math.ceil(after + state.hold)  # ... to the first window after
     later = held.reservation.window + 0.1
     other_sandbox.clock = lambda: later
-    left = Q.window_budget(state.rpm, Q.window_of(later)) - 1  # 549/min is 9 a window, one of them reserved
-    waits = [other_sandbox.acquire(SD35).wait for _ in range(11)]
-    assert left == 8 and waits[:left] == [0] * left and all(wait > 0 for wait in waits[left:])
+    left = Q.window_budget(state.rpm, Q.window_of(later)) - 1  # 305/min is 5 a window, one of them reserved
+    waits = [other_sandbox.acquire(SD35).wait for _ in range(6)]
+    assert left == 4 and waits[:left] == [0] * left and all(wait > 0 for wait in waits[left:])
 
 
 def test_an_unavailable_table_lets_the_call_through_and_counts_it(quota_env, world, monkeypatch):

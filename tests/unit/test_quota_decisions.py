@@ -121,22 +121,25 @@ def test_a_refused_ticket_returns_in_a_window_whose_budget_exists(rpm, now, coun
         assert Q.window_budget(rpm, Q.window_of(now + wait)) >= 1
 
 
-def test_a_throttle_lowers_the_rate_once_per_burst_and_quiet_time_raises_it_back():
+def test_one_throttle_pauses_a_second_halves_and_quiet_time_raises_the_rate_back():
     configured = 100
-    first = Q.lowered(configured, None, 1000.0)  # a first throttle: a pacing edge
-    assert first.rpm == pytest.approx(100 * Q.MILD) and first.hold == pytest.approx(60 * (1 - Q.MILD))
-    assert Q.effective_rpm(configured, first, 1000.0 + first.hold / 2) == 0  # the account's minute drains
+    first = Q.lowered(configured, None, 1000.0)  # one throttle after a quiet spell: a pacing edge
+    assert first.rpm == configured and first.hold == Q.NUDGE
+    assert Q.effective_rpm(configured, first, 1000.0 + Q.NUDGE / 2) == 0  # a pause ...
+    assert Q.effective_rpm(configured, first, 1000.0 + Q.NUDGE) == configured  # ... at the same rate
     assert Q.lowered(configured, first, 1000.0 + Q.COOLDOWN / 2) is None  # the same burst
-    second = Q.lowered(configured, first, 1000.0 + first.hold)  # not enough: the quota fell
-    assert second.rpm == pytest.approx(100 * Q.DECREASE)  # from the rate before the first decrease
-    assert second.hold == pytest.approx(60 * (1 - Q.DECREASE))
+    second = Q.lowered(configured, first, 1000.0 + Q.NUDGE + 1)  # right after: the quota fell
+    assert second.rpm == pytest.approx(100 * Q.DECREASE)
+    assert second.hold == pytest.approx(60 * (1 - Q.DECREASE))  # the account's minute drains meanwhile
     third = Q.lowered(configured, second, second.since + second.hold + 1)
     assert third.rpm == pytest.approx(100 * Q.DECREASE * Q.DECREASE)
     assert Q.effective_rpm(configured, second, second.since + Q.QUIET - 1) == pytest.approx(second.rpm)
     assert Q.effective_rpm(configured, second, second.since + Q.QUIET) == pytest.approx(second.rpm + 5)
     assert Q.effective_rpm(configured, second, second.since + 3600) == configured  # never above the configured
-    later = Q.lowered(configured, second, second.since + Q.RECENT + 1)  # long after: a pacing edge again
-    assert later.rpm == pytest.approx(second.rpm * Q.MILD)
+    climbing = Q.lowered(configured, second, second.since + Q.QUIET + 1)  # the first step up was too much
+    assert climbing.rpm == pytest.approx(second.rpm) and climbing.hold > 0
+    later = Q.lowered(configured, second, second.since + second.hold + Q.RECENT + 1)  # long after: an edge again
+    assert later.rpm == pytest.approx(second.rpm) and later.hold == Q.NUDGE
 
 
 @settings(max_examples=200, deadline=None)

@@ -26,17 +26,18 @@ therefore takes a ticket from one shared counter per model and short window:
   `d / WINDOW_SECONDS + 1` windows. It never breaks the per-window bound, which the shared counter
   enforces.
 - **AIMD.** A throttle from Bedrock means the configured rate is above the account's real one (a daily
-  cap, another consumer). The first throttle after a quiet spell is most likely a pacing edge: the rate
-  drops to `MILD` of itself. A second within `RECENT` of a decrease means the quota itself fell: the rate
-  drops to `DECREASE` of the rate before the first. Each decrease also **holds** every admission for
+  cap, another consumer), or that delivery lag bunched a few calls at the edge of a sliding minute. One
+  throttle after a quiet spell is taken for the latter: the rate stays and admissions pause for `NUDGE`
+  seconds. Another within `RECENT` of that pause ending means the quota itself fell: the rate drops to
+  `DECREASE` of the rate before the first, and so on. Each decrease **holds** every admission for
   `60 x (1 - new / old)` seconds: the account's sliding minute is still full of calls made at the old
   rate, and until enough of them age out every call would be throttled (measured, bench/quota.py
-  "quota-drop": without the hold the 30 s after a halving cost 15-20 throttled calls, each one a retry).
-  Throttles within `COOLDOWN` of a decrease are calls already in flight and count once. After `QUIET`
-  seconds without a throttle the rate climbs back by `INCREASE` of the configured rate every `STEP`
-  seconds; `QUIET` is long (two minutes) because each climb above a lowered quota costs a throttle, and
-  throttled attempts must stay within 2 % of calls. The state is one shared item, so every sandbox paces
-  to the same rate.
+  "quota-drop": without the hold the 30 s after a halving cost 15-20 throttled calls). Throttles within
+  `COOLDOWN` of a decrease are calls already in flight and count once. After `QUIET` seconds without a
+  throttle the rate climbs back by `INCREASE` of the configured rate every `STEP` seconds, and a throttle
+  while climbing goes back to the last rate that was quiet; `QUIET` is long (two minutes) because each
+  climb above a lowered quota costs a throttle, and throttled attempts must stay within 2 % of calls.
+  The state is one shared item, so every sandbox paces to the same rate.
 
 **Reservations.** A refused attempt reserves its future slot in the same counters (`reserve`): it takes
 a ticket in the window its place in line points at (its `count` past the budget, and the backlog's far
@@ -66,13 +67,13 @@ MAX_DELAY_SECONDS = 900   # SQS's longest message delay; a job further back take
 MAX_PROBES = 3            # windows a refused attempt tries for a reservation (each one write)
 AIM = 0.25                # seconds into its window a requeued job is aimed (delays are whole seconds)
 EARLY = 0.5               # a reservation is honoured from this long before its window ...
-LATE = 0.5                # ... to this long after it (delivery lag); see "How late is too late"
+LATE = 3.0                # ... to this long after it (delivery lag); see "How late is too late"
 # AIMD (see the module docstring, "AIMD", for why these values).
-MILD = 0.9                # a first throttle after a quiet spell: the rate x this (a pacing edge, not a new quota)
-DECREASE = 0.5            # a second within RECENT: the quota fell; the rate before the first x this
+NUDGE = 2.0               # seconds a first throttle after a quiet spell holds admissions (the rate stays)
+DECREASE = 0.5            # another within RECENT: the quota fell; the rate before the first x this
 FLOOR = 0.1               # ... but never below this share of the configured rate (and 1/min)
-COOLDOWN = 3.0            # seconds: throttles within this of the last decrease are its own in-flight calls
-RECENT = 60.0             # seconds: a throttle this soon after a decrease means the decrease was not enough
+COOLDOWN = 2.0            # seconds: throttles within this of the last decrease are its own in-flight calls
+RECENT = 10.0             # seconds after a hold: a throttle this soon says the last step was not enough
 QUIET = 120.0             # seconds without a throttle before the rate climbs back
 STEP = 30.0               # seconds per increase
 INCREASE = 0.05           # share of the configured rate added per step
@@ -173,17 +174,22 @@ def effective_rpm(configured: float, state: Rate | None, now: float) -> float:
 
 
 def lowered(configured: float, state: Rate | None, now: float) -> Rate | None:
-    """The state after a throttle at `now`, or None within `COOLDOWN` of the last decrease."""
+    """The state after a throttle at `now`, or None within `COOLDOWN` of the last decrease.
+
+    A throttle while climbing back: the last rate that was quiet. One after a quiet spell: the same rate,
+    held for `NUDGE` seconds (a pacing edge: delivery lag bunched some calls). Another within `RECENT` of
+    the last one's hold: the quota fell, `DECREASE` of the rate before the first."""
     if state is not None and now - state.since < COOLDOWN:
         return None
     current = effective_rpm(configured, state, now) or (state.rpm if state else configured)
-    if state is not None and now - state.since < RECENT:  # the last decrease was not enough
+    if state is not None and current > state.rpm + 1e-9:  # climbing: this step was one too many
+        new, top = state.rpm, state.top
+    elif state is not None and now - state.since - state.hold < RECENT:  # the last one was not enough
         top = state.top or configured
-        new = top * DECREASE if state.rpm >= top * MILD - 1e-9 else state.rpm * DECREASE
-    else:  # a first throttle after a quiet spell
-        top, new = current, current * MILD
-    new = max(floor_rpm(configured), new)
-    return Rate(new, now, max(0.0, 60.0 * (1 - new / max(current, top))), top)
+        new = max(floor_rpm(configured), top * DECREASE if state.rpm >= top - 1e-9 else state.rpm * DECREASE)
+    else:
+        return Rate(current, now, NUDGE, current)
+    return Rate(new, now, max(0.0, 60.0 * (1 - new / max(current, top or current))), top)
 
 
 # ---- reservations --------------------------------------------------------------------------------------
