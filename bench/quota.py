@@ -119,7 +119,7 @@ def _run_mix(m: Mix) -> dict:
         while len(seen) < len(wanted) and time.monotonic() < t0 + m.timeout_s:
             now = time.monotonic()
             if m.drop and dropped_at is None and now >= t0 + m.drop[0]:
-                stack.engine.faults.configure({"model_requests_per_minute": {**m.rpm, **m.drop[1]}})
+                stack.engine.engine.faults.configure({"model_requests_per_minute": {**m.rpm, **m.drop[1]}})
                 dropped_at = now - t0
             for page in s3.get_paginator("list_objects_v2").paginate(Bucket=r.output_bucket, Prefix="quota/"):
                 for obj in page.get("Contents", []):
