@@ -130,7 +130,7 @@ def test_one_throttle_pauses_a_second_halves_and_quiet_time_raises_the_rate_back
     assert Q.lowered(configured, first, 1000.0 + Q.COOLDOWN / 2) is None  # the same burst
     second = Q.lowered(configured, first, 1000.0 + Q.NUDGE + 1)  # right after: the quota fell
     assert second.rpm == pytest.approx(100 * Q.DECREASE)
-    assert second.hold == pytest.approx(60 * (1 - Q.DECREASE))  # the account's minute drains meanwhile
+    assert second.hold == pytest.approx(60 * (1 - Q.DRAIN * Q.DECREASE))  # the account's minute drains meanwhile
     third = Q.lowered(configured, second, second.since + second.hold + 1)
     assert third.rpm == pytest.approx(100 * Q.DECREASE * Q.DECREASE)
     assert Q.effective_rpm(configured, second, second.since + Q.QUIET - 1) == pytest.approx(second.rpm)

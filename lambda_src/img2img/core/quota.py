@@ -30,9 +30,10 @@ therefore takes a ticket from one shared counter per model and short window:
   throttle after a quiet spell is taken for the latter: the rate stays and admissions pause for `NUDGE`
   seconds. Another within `RECENT` of that pause ending means the quota itself fell: the rate drops to
   `DECREASE` of the rate before the first, and so on. Each decrease **holds** every admission for
-  `60 x (1 - new / old)` seconds: the account's sliding minute is still full of calls made at the old
+  `60 x (1 - DRAIN x new / old)` seconds: the account's sliding minute is still full of calls made at the old
   rate, and until enough of them age out every call would be throttled (measured, bench/quota.py
-  "quota-drop": without the hold the 30 s after a halving cost 15-20 throttled calls). Throttles within
+  "quota-drop": without the hold the 30 s after a halving cost 15-20 throttled calls; with a hold to
+  exactly the new rate, the calls of the pause before it still filled the minute: 10 throttles, 0.75). Throttles within
   `COOLDOWN` of a decrease are calls already in flight and count once. After `QUIET` seconds without a
   throttle the rate climbs back by `INCREASE` of the configured rate every `STEP` seconds, and a throttle
   while climbing goes back to the last rate that was quiet; `QUIET` is long (two minutes) because each
@@ -70,6 +71,7 @@ EARLY = 0.5               # a reservation is honoured from this long before its 
 LATE = 3.0                # ... to this long after it (delivery lag); see "How late is too late"
 # AIMD (see the module docstring, "AIMD", for why these values).
 NUDGE = 2.0               # seconds a first throttle after a quiet spell holds admissions (the rate stays)
+DRAIN = 0.9               # a decrease holds admissions until the old calls in the minute are this share of the new rate
 DECREASE = 0.5            # another within RECENT: the quota fell; the rate before the first x this
 FLOOR = 0.1               # ... but never below this share of the configured rate (and 1/min)
 COOLDOWN = 2.0            # seconds: throttles within this of the last decrease are its own in-flight calls
@@ -189,7 +191,8 @@ def lowered(configured: float, state: Rate | None, now: float) -> Rate | None:
         new = max(floor_rpm(configured), top * DECREASE if state.rpm >= top - 1e-9 else state.rpm * DECREASE)
     else:
         return Rate(current, now, NUDGE, current)
-    return Rate(new, now, max(0.0, 60.0 * (1 - new / max(current, top or current))), top)
+    # Until the minute holds DRAIN of the new rate: the calls made since the first throttle count too.
+    return Rate(new, now, max(0.0, 60.0 * (1 - DRAIN * new / max(current, top or current))), top)
 
 
 # ---- reservations --------------------------------------------------------------------------------------
