@@ -36,8 +36,9 @@ therefore takes a ticket from one shared counter per model and short window:
   exactly the new rate, the calls of the pause before it still filled the minute: 10 throttles, 0.75). Throttles within
   `COOLDOWN` of a decrease are calls already in flight and count once. After `QUIET` seconds without a
   throttle the rate climbs back by `INCREASE` of the configured rate every `STEP` seconds, and a throttle
-  while climbing goes back to the last rate that was quiet; `QUIET` is long (two minutes) because each
-  climb above a lowered quota costs a throttle, and throttled attempts must stay within 2 % of calls.
+  while climbing goes back to the last rate that was quiet; `QUIET` is long (five minutes) because each
+  climb above a lowered quota costs a throttle and a pause (measured with two minutes: a 30 s gap two
+  minutes after a halving), and throttled attempts must stay within 2 % of calls; a daily cap lasts hours.
   The state is one shared item, so every sandbox paces to the same rate.
 
 **Reservations.** A refused attempt reserves its future slot in the same counters (`reserve`): it takes
@@ -76,7 +77,7 @@ DECREASE = 0.5            # another within RECENT: the quota fell; the rate befo
 FLOOR = 0.1               # ... but never below this share of the configured rate (and 1/min)
 COOLDOWN = 2.0            # seconds: throttles within this of the last decrease are its own in-flight calls
 RECENT = 10.0             # seconds after a hold: a throttle this soon says the last step was not enough
-QUIET = 120.0             # seconds without a throttle before the rate climbs back
+QUIET = 300.0             # seconds without a throttle before the rate climbs back
 STEP = 30.0               # seconds per increase
 INCREASE = 0.05           # share of the configured rate added per step
 THROTTLE_CAUSES = ("throttled", "quota_exceeded")  # the transient causes that say Bedrock's quota was hit
