@@ -74,7 +74,7 @@ def quota_plot(quota: dict, path) -> None:
     fig, axes = plt.subplots(len(runs), 1, figsize=(8, 3.2 * len(runs)), squeeze=False)
     for ax, (label, res) in zip(axes[:, 0], runs, strict=True):
         for i, (kind, p) in enumerate(res["per_model"].items()):
-            times, color = p["completion_times_s"], f"C{i}"
+            times, color = p.get("completion_times_s") or [], f"C{i}"  # older results have none
             if not times:
                 continue
             xs = [x / 2 for x in range(0, int(times[-1] * 2) + 2)]
