@@ -63,9 +63,46 @@ def billing_plot(bill: dict, path) -> None:
     plt.close(fig)
 
 
+def quota_plot(quota: dict, path) -> None:
+    """Per-model completions per minute (trailing 60 s) against each model's quota, one panel per run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = [(label, quota[label]) for label in ("one-model", "three-models", "quota-drop") if label in quota]
+    fig, axes = plt.subplots(len(runs), 1, figsize=(8, 3.2 * len(runs)), squeeze=False)
+    for ax, (label, res) in zip(axes[:, 0], runs, strict=True):
+        for i, (kind, p) in enumerate(res["per_model"].items()):
+            times, color = p.get("completion_times_s") or [], f"C{i}"  # older results have none
+            if not times:
+                continue
+            xs = [x / 2 for x in range(0, int(times[-1] * 2) + 2)]
+            rate = [sum(1 for t in times if x - 60 < t <= x) * 60.0 / min(60.0, max(x, 1)) for x in xs]
+            name = kind.split(".")[-1]
+            ax.plot(xs, rate, color=color, label=f"{name}: completions/min (trailing 60 s)")
+            if "quota_rpm_after_drop" in p:
+                drop = p["dropped_at_s"]
+                ax.step([0, drop, xs[-1]], [p["quota_rpm"], p["quota_rpm_after_drop"], p["quota_rpm_after_drop"]],
+                        where="post", color=color, linestyle="--", label=f"{name}: engine quota (halved)")
+                ax.axvline(drop + 60, color="grey", linestyle=":", label="a minute after the drop")
+            else:
+                ax.axhline(p["quota_rpm"], color=color, linestyle="--", label=f"{name}: quota {p['quota_rpm']}/min")
+        ax.set_title(f"{label}: {res['jobs']} jobs in one burst")
+        ax.set_xlabel("seconds since the burst started")
+        ax.set_ylabel("images per minute")
+        ax.set_ylim(0, max(p["quota_rpm"] for p in res["per_model"].values()) * 1.3)
+        ax.legend(loc="lower right", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main() -> None:
     IMG.mkdir(parents=True, exist_ok=True)
-    tp, bill = _load("throughput"), _load("billing")
+    tp, bill, quota = _load("throughput"), _load("billing"), _load("quota")
+    if quota:
+        quota_plot(quota, IMG / "quota-per-model.png")
     if tp:
         throughput_plot(tp, IMG / "throughput-vs-quota.png")
     if bill:

@@ -8,7 +8,7 @@ import argparse
 import sys
 import time
 
-from bench import billing, bulk, cold_start, image_prep, overhead, plots, provenance, throughput
+from bench import billing, bulk, cold_start, image_prep, overhead, plots, provenance, quota, throughput
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,7 +17,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     failed = []
     started = time.monotonic()
-    for module in (image_prep, cold_start, throughput, billing, provenance, overhead, bulk):
+    for module in (image_prep, cold_start, throughput, billing, provenance, overhead, quota, bulk):
         name = module.__name__.split(".")[-1]
         print(f"\n=== {name} {'(quick)' if args.quick else ''}", flush=True)
         t0 = time.monotonic()

@@ -79,6 +79,7 @@ class LocalResources:
     # certified by a throwaway CA (img2img_local/signing.py: NOT TRUSTED).
     c2pa_key_arn: str = ""
     c2pa_chain_parameter: str = ""
+    quota_table: str = ""  # per-model request budgets (lambda_src/img2img/aws/quota.py), with modelQuotas
 
 
 class LocalStack:
@@ -181,7 +182,8 @@ class LocalStack:
         r = self._ready_resources()
         env = self.effective_config.worker_settings(
             input_bucket=r.input_bucket, output_bucket=r.output_bucket, idempotency_table=r.idempotency_table,
-            job_queue_url=r.job_queue_url, event_bus_name=r.event_bus_name, c2pa_kms_key_id=r.c2pa_key_arn).to_env()
+            job_queue_url=r.job_queue_url, event_bus_name=r.event_bus_name, c2pa_kms_key_id=r.c2pa_key_arn,
+            quota_table=r.quota_table).to_env()
         env.update(self.config.powertools_env())
         env.update({
             "AWS_ENDPOINT_URL": self.endpoint_url,
@@ -334,12 +336,25 @@ class LocalStack:
         events.put_targets(Rule=requested_rule, EventBusName=bus, Targets=[{"Id": "job-queue", "Arn": job_queue_arn}])
         log.debug("event bus %s routes to %s", bus_arn, events_queue_url)
         key_arn, chain_parameter = self._c2pa_signing_key(prefix) if self.config.c2pa_key != "none" else ("", "")
+        quota_table = self._quota_table(prefix) if self.config.model_quotas else ""
 
         return LocalResources(
             input_bucket=input_bucket, output_bucket=output_bucket, job_queue_url=job_queue_url,
             job_queue_arn=job_queue_arn, dlq_url=dlq_url, dlq_arn=dlq_arn, events_queue_url=events_queue_url,
             idempotency_table=table, event_bus_name=bus, events_rule_name=rule, function_name=f"{prefix}-worker",
-            requested_rule_name=requested_rule, c2pa_key_arn=key_arn, c2pa_chain_parameter=chain_parameter)
+            requested_rule_name=requested_rule, c2pa_key_arn=key_arn, c2pa_chain_parameter=chain_parameter,
+            quota_table=quota_table)
+
+    def _quota_table(self, prefix: str) -> str:
+        """The per-model quota table, as infra/state.py's QuotaTable (created when modelQuotas is set)."""
+        dynamodb, name = self.client("dynamodb"), f"{prefix}-quota"
+        dynamodb.create_table(
+            TableName=name, BillingMode="PAY_PER_REQUEST",
+            KeySchema=[{"AttributeName": PARTITION_KEY, "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": PARTITION_KEY, "AttributeType": "S"}])
+        dynamodb.update_time_to_live(TableName=name, TimeToLiveSpecification={
+            "Enabled": True, "AttributeName": TTL_ATTRIBUTE})
+        return name
 
     def _c2pa_signing_key(self, prefix: str) -> tuple[str, str]:
         """The KMS key that signs C2PA manifests and the SSM parameter holding its chain."""

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import boto3
 import pytest
@@ -51,7 +52,8 @@ def test_a_job_over_its_models_budget_goes_back_to_the_queue_with_the_delay_and_
 
     assert len(calls) == 1  # the second job never reached Bedrock
     assert response == {"batchItemFailures": []}  # its message is done: a delayed copy replaces it
-    assert deferrals == [(json.loads(second), 1)]  # due at the next window, 1 s on
+    held = {"model_id": SD35, "window": int(NOW) + 1, "ticket": 1}  # the next window's slot, reserved
+    assert deferrals == [({**json.loads(second), "quota_reservation": held}, 1)]  # due 1 s on, holding it
     assert limited.record("q/one.png")["status"] == "succeeded"
     assert "q/two.png.json" not in limited.output_keys()
 
@@ -119,11 +121,23 @@ def test_a_throttle_lowers_the_models_rate_for_every_sandbox(limited, deferrals)
     assert response["batchItemFailures"] == [{"itemIdentifier": "m0"}]  # a throttle keeps its back-off
     other_sandbox = DynamoDBQuota(QUOTA_TABLE, Q.Budgets.from_config({SD35: 610}), clock=lambda: NOW)
     state = other_sandbox._rate(SD35, NOW)
-    assert state is not None and state.rpm == pytest.approx(610 * Q.DECREASE)
-    # 457.5/min is 7 or 8 in a window (610/min would be 10), one of them spent by the throttled call
-    left = Q.window_budget(state.rpm, Q.window_of(NOW)) - 1
-    waits = [other_sandbox.acquire(SD35) for _ in range(9)]
-    assert left < 9 and waits[:left] == [0] * left and all(wait > 0 for wait in waits[left:])
+    assert state is not None and state.rpm == 610 and state.hold == Q.NUDGE  # one throttle: a pause
+    assert other_sandbox.acquire(SD35).wait > 0  # ... which every sandbox keeps
+    limited.stub.add_client_error("invoke_model", service_error_code="ThrottlingException", http_status_code=429)
+    limited.stub.add_client_error("invoke_model", service_error_code="ThrottlingException", http_status_code=429)
+    after = NOW + Q.NUDGE + 1
+    limited.pipeline.quota.clock = lambda: after
+    limited.run(upload(limited, "q/busy2.png"))  # a second right after: the quota fell
+    state = other_sandbox._rate(SD35, after)
+    assert state.rpm == pytest.approx(610 * Q.DECREASE)
+    assert state.hold == pytest.approx(60 * (1 - Q.DRAIN * Q.DECREASE))
+    held = other_sandbox.acquire(SD35)  # held while the account's minute drains ...
+    assert held.reservation.window == math.ceil(after + state.hold)  # ... to the first window after
+    later = held.reservation.window + 0.1
+    other_sandbox.clock = lambda: later
+    left = Q.window_budget(state.rpm, Q.window_of(later)) - 1  # 305/min is 5 a window, one of them reserved
+    waits = [other_sandbox.acquire(SD35).wait for _ in range(6)]
+    assert left == 4 and waits[:left] == [0] * left and all(wait > 0 for wait in waits[left:])
 
 
 def test_an_unavailable_table_lets_the_call_through_and_counts_it(quota_env, world, monkeypatch):
@@ -166,6 +180,96 @@ def test_a_job_resuming_from_its_checkpoint_takes_no_slot(limited, deferrals, mo
     limited.run(first, receive_count=2)
 
     assert calls == [] and limited.record("q/one.png")["status"] == "succeeded"
-    window = boto3.client("dynamodb", region_name="us-east-1").get_item(
-        TableName=QUOTA_TABLE, Key={"id": {"S": f"{SD35}#{int(NOW)}"}})["Item"]
-    assert window["n"]["N"] == "2"  # one.png's first delivery and two.png; the resumed delivery took none
+    assert tickets(int(NOW)) == 2  # one.png's first delivery and two.png; the resumed delivery took none
+
+
+def tickets(window, model=SD35):
+    item = boto3.client("dynamodb", region_name="us-east-1").get_item(
+        TableName=QUOTA_TABLE, Key={"id": {"S": f"{model}#{window}"}}).get("Item")
+    return int(item["n"]["N"]) if item else 0
+
+
+def test_a_returning_job_holding_its_reservation_takes_no_new_ticket(limited, deferrals):
+    first, second, third = (upload(limited, f"q/{n}.png") for n in ("one", "two", "three"))
+    limited.stub.add_response("invoke_model", sd35_ok())
+    limited.run(first, second, third)
+    assert [d["quota_reservation"]["window"] for d, _ in deferrals] == [int(NOW) + 1, int(NOW) + 2]
+    assert [delay for _, delay in deferrals] == [1, 2]  # each to its own window, in line
+
+    limited.pipeline.quota.clock = lambda: NOW + 1.3  # two.png's window, a little late
+    limited.stub.add_response("invoke_model", sd35_ok())
+    calls = model_calls(limited)
+    limited.run(json.dumps(deferrals[0][0]))
+
+    assert len(calls) == 1 and limited.record("q/two.png")["status"] == "succeeded"
+    assert tickets(int(NOW) + 1) == 1  # only the reservation: the returning job took no ticket of its own
+
+
+def test_a_fresh_upload_queues_behind_the_reserved_slots(limited, deferrals):
+    first, second = upload(limited, "q/one.png"), upload(limited, "q/two.png")
+    limited.stub.add_response("invoke_model", sd35_ok())
+    limited.run(first, second)  # two.png holds the next window
+    limited.pipeline.quota.clock = lambda: NOW + 1.1
+    calls = model_calls(limited)
+
+    limited.run(upload(limited, "q/fresh.png"))
+
+    assert calls == []  # the window's slot is two.png's
+    assert deferrals[-1][0]["quota_reservation"]["window"] == int(NOW) + 2
+
+
+def test_a_reservation_is_honoured_once_a_duplicate_delivery_takes_a_new_ticket(limited, deferrals):
+    first, second = upload(limited, "q/one.png"), upload(limited, "q/two.png")
+    limited.stub.add_response("invoke_model", sd35_ok())
+    limited.run(first, second)
+    returning = json.dumps(deferrals[0][0])
+    limited.pipeline.quota.clock = lambda: NOW + 1.2
+    limited.stub.add_response("invoke_model", sd35_ok())
+    limited.pipeline.quota.claim(SD35, int(NOW) + 1, 1)  # the same message, delivered twice: one got there first
+    calls = model_calls(limited)
+
+    limited.run(returning)
+
+    assert calls == [] and tickets(int(NOW) + 1) == 2  # a new ticket, over the window's budget: wait again
+    assert deferrals[-1][0]["quota_reservation"]["window"] > int(NOW) + 1
+
+
+def test_a_reservation_returning_too_late_is_given_up_for_a_new_ticket(limited, deferrals):
+    from img2img.core import quota as Q
+
+    first, second = upload(limited, "q/one.png"), upload(limited, "q/two.png")
+    limited.stub.add_response("invoke_model", sd35_ok())
+    limited.run(first, second)
+    late = NOW + 2 + Q.LATE + 0.1  # past window NOW+1 and its grace
+    limited.pipeline.quota.clock = lambda: late
+    limited.stub.add_response("invoke_model", sd35_ok())
+    limited.run(json.dumps(deferrals[0][0]))
+
+    assert limited.record("q/two.png")["status"] == "succeeded"
+    assert tickets(int(NOW) + 1) == 1 and tickets(Q.window_of(late)) == 1  # its old slot unused, a new ticket
+
+
+def test_a_malformed_reservation_is_ignored_and_the_job_takes_a_ticket(limited):
+    body = {**json.loads(upload(limited, "q/odd.png")), "quota_reservation": {"model_id": SD35, "window": "x"}}
+    limited.stub.add_response("invoke_model", sd35_ok())
+    limited.run(json.dumps(body))
+    assert limited.record("q/odd.png")["status"] == "succeeded" and tickets(int(NOW)) == 1
+
+
+def test_a_table_failing_mid_reservation_fails_open(limited, monkeypatch):
+    from botocore.exceptions import ClientError
+
+    from img2img.aws import quota as adapter
+
+    counted = []
+    monkeypatch.setattr(adapter.metrics, "add_metric", lambda name, unit, value: counted.append(name))
+    quota = limited.pipeline.quota
+    monkeypatch.setattr(quota, "tail", lambda model_id: (_ for _ in ()).throw(
+        ClientError({"Error": {"Code": "InternalServerError"}}, "GetItem")))
+    limited.stub.add_response("invoke_model", sd35_ok())
+    limited.stub.add_response("invoke_model", sd35_ok())
+    calls = model_calls(limited)
+
+    limited.run(upload(limited, "q/one.png"), upload(limited, "q/two.png"))
+
+    assert len(calls) == 2 and "QuotaLimiterUnavailable" in counted  # unmetered, counted, not stopped

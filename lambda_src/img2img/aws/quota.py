@@ -2,7 +2,9 @@
 
 The decisions (budgets, windows, delays, AIMD) are core/quota.py's; this module only stores them:
 
-- `<model>#<window>`: `ADD n 1` per attempt (ReturnValues UPDATED_NEW), TTL'd a minute after its window.
+- `<model>#<window>`: `ADD n 1` per ticket (ReturnValues UPDATED_NEW), TTL'd a minute after its window;
+  a returning job's reservation is claimed there (`ADD claimed {ticket}` unless it already contains it).
+- `<model>#tail`: the farthest window reserved, raised with a condition (a hint; a lost race costs nothing).
 - `<model>#rate`: the AIMD state (`rpm`, `since`), updated on a throttle with a condition that keeps one
   decrease per cooldown however many sandboxes saw the burst; read at most once per `RATE_CACHE_SECONDS`
   per model and sandbox.
@@ -41,7 +43,7 @@ class DynamoDBQuota:
         self.table_name = table_name
         self.budgets = budgets
         self.clock = clock
-        self.jitter = jitter
+        self.jitter = jitter  # kept for callers; delays are aimed into their window (core/quota.py AIM) instead
         self.window_seconds = window_seconds
         self._dynamodb = dynamodb
         self._rates: dict[str, tuple[float, Q.Rate | None]] = {}  # model -> (read at, state)
@@ -53,29 +55,63 @@ class DynamoDBQuota:
             self._dynamodb = client("dynamodb", read_timeout=5, max_attempts=3)
         return self._dynamodb
 
-    def acquire(self, model_id: str) -> int:
+    def acquire(self, model_id: str, *, reservation: Q.Reservation | None = None) -> Q.Admission:
         configured = self.budgets.rpm_for(model_id)
         if configured is None:
-            return 0
+            return Q.Admission(0)
         now = self.clock()
-        window = Q.window_of(now, self.window_seconds)
         try:
-            rpm = Q.effective_rpm(configured, self._rate(model_id, now), now)
-            answer = self.dynamodb.update_item(
-                TableName=self.table_name, Key=key(f"{model_id}#{window}"),
-                UpdateExpression="ADD #n :one SET #ttl = if_not_exists(#ttl, :ttl)",
-                ExpressionAttributeNames={"#n": "n", "#ttl": TTL_ATTRIBUTE},
-                ExpressionAttributeValues={":one": {"N": "1"},
-                                           ":ttl": {"N": str(int((window + 1) * self.window_seconds) + 60)}},
-                ReturnValues="UPDATED_NEW")
-            count = int(answer["Attributes"]["n"]["N"])
+            admission = Q.admit(self, model_id, configured, self._rate(model_id, now), now, reservation,
+                                self.window_seconds)
         except _FAULTS as exc:
             self._unavailable(model_id, exc)
-            return 0
-        wait = Q.decide(count, rpm, now, self.jitter(), self.window_seconds)
-        if wait:
+            return Q.Admission(0)
+        if admission.wait:
             metrics.add_metric(QUOTA_WAITS, MetricUnit.Count, 1)
-        return wait
+        return admission
+
+    # ---- core.quota.Counters --------------------------------------------------------------------
+    def add(self, model_id: str, window: int) -> int:
+        answer = self.dynamodb.update_item(
+            TableName=self.table_name, Key=key(f"{model_id}#{window}"),
+            UpdateExpression="ADD #n :one SET #ttl = if_not_exists(#ttl, :ttl)",
+            ExpressionAttributeNames={"#n": "n", "#ttl": TTL_ATTRIBUTE},
+            ExpressionAttributeValues={":one": {"N": "1"}, ":ttl": {"N": self._ttl(window)}},
+            ReturnValues="UPDATED_NEW")
+        return int(answer["Attributes"]["n"]["N"])
+
+    def claim(self, model_id: str, window: int, ticket: int) -> bool:
+        try:
+            self.dynamodb.update_item(
+                TableName=self.table_name, Key=key(f"{model_id}#{window}"),
+                UpdateExpression="ADD #c :t SET #ttl = if_not_exists(#ttl, :ttl)",
+                ConditionExpression="NOT contains(#c, :n)",
+                ExpressionAttributeNames={"#c": "claimed", "#ttl": TTL_ATTRIBUTE},
+                ExpressionAttributeValues={":t": {"NS": [str(ticket)]}, ":n": {"N": str(ticket)},
+                                           ":ttl": {"N": self._ttl(window)}})
+            return True
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False  # claimed already: a duplicate delivery of the same message
+            raise
+
+    def tail(self, model_id: str) -> int | None:
+        item = self.dynamodb.get_item(TableName=self.table_name, Key=key(f"{model_id}#tail")).get("Item")
+        return int(item["w"]["N"]) if item else None
+
+    def extend_tail(self, model_id: str, window: int) -> None:
+        try:
+            self.dynamodb.update_item(
+                TableName=self.table_name, Key=key(f"{model_id}#tail"),
+                UpdateExpression="SET #w = :w, #ttl = :ttl", ConditionExpression="attribute_not_exists(#w) OR #w < :w",
+                ExpressionAttributeNames={"#w": "w", "#ttl": TTL_ATTRIBUTE},
+                ExpressionAttributeValues={":w": {"N": str(window)}, ":ttl": {"N": self._ttl(window)}})
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise  # else another sandbox reserved further on already
+
+    def _ttl(self, window: int) -> str:
+        return str(int((window + 1) * self.window_seconds + Q.LATE) + 60)
 
     def throttled(self, model_id: str) -> None:
         configured = self.budgets.rpm_for(model_id)
@@ -89,13 +125,16 @@ class DynamoDBQuota:
                 return
             self.dynamodb.update_item(
                 TableName=self.table_name, Key=key(f"{model_id}#rate"),
-                UpdateExpression="SET #rpm = :rpm, #since = :now, #ttl = :ttl",
+                UpdateExpression="SET #rpm = :rpm, #since = :now, #hold = :hold, #top = :top, #ttl = :ttl",
                 ConditionExpression="attribute_not_exists(#since) OR #since < :cutoff",
-                ExpressionAttributeNames={"#rpm": "rpm", "#since": "since", "#ttl": TTL_ATTRIBUTE},
+                ExpressionAttributeNames={"#rpm": "rpm", "#since": "since", "#hold": "hold", "#top": "top",
+                                          "#ttl": TTL_ATTRIBUTE},
                 # Kept until the rate would have climbed all the way back: then it is as if never lowered.
                 ExpressionAttributeValues={":rpm": {"N": repr(new.rpm)}, ":now": {"N": repr(now)},
+                                           ":hold": {"N": repr(new.hold)}, ":top": {"N": repr(new.top or configured)},
                                            ":cutoff": {"N": repr(now - Q.COOLDOWN)},
-                                           ":ttl": {"N": str(int(now + Q.QUIET + Q.STEP / Q.INCREASE + 60))}})
+                                           ":ttl": {"N": str(int(now + new.hold + Q.QUIET
+                                                                 + Q.STEP / Q.INCREASE + 60))}})
             with self._lock:
                 self._rates[model_id] = (now, new)
             logger.info("Bedrock throttled the model: its shared rate is lowered",
@@ -114,7 +153,8 @@ class DynamoDBQuota:
             return cached[1]
         item = self.dynamodb.get_item(TableName=self.table_name, Key=key(f"{model_id}#rate"),
                                       ConsistentRead=fresh).get("Item")
-        state = Q.Rate(float(item["rpm"]["N"]), float(item["since"]["N"])) if item else None
+        state = Q.Rate(float(item["rpm"]["N"]), float(item["since"]["N"]), float(item.get("hold", {}).get("N", 0)),
+                       float(item["top"]["N"]) if "top" in item else None) if item else None
         with self._lock:
             self._rates[model_id] = (now, state)
         return state

@@ -756,7 +756,8 @@ class Pipeline:
             return GenerationResult(images=[data], image_format=images.sniff_format(data) or "png", seeds=seeds)
         self._check_time_for_a_model_call()
         result = adapter.parse_response(within_quota(self.quota, params.model_id,
-                                                     lambda: self.model.invoke(params.model_id, body)))
+                                                     lambda: self.model.invoke(params.model_id, body),
+                                                     reservation=job.trigger.reservation))
         try:
             self.store.put(bucket, key, result.images[0], "application/octet-stream",
                            {"seeds": ",".join(str(s) for s in result.seeds), "job-id": job.job_id})

@@ -76,10 +76,11 @@ class BulkProgress(Protocol):
 class QuotaLimiter(Protocol):
     """Per-model request budgets shared by every sandbox (DynamoDB in production: aws/quota.py).
 
-    `acquire` takes a ticket for one model call: 0 admits it, else the seconds until its turn (the
+    `acquire` takes a ticket for one model call, or honours the `reservation` a returning job holds: an
+    Admission (wait 0 admits it, else the seconds until its turn and the slot reserved for then; the
     decisions are core/quota.py's). `throttled` reports that Bedrock throttled the model anyway."""
 
-    def acquire(self, model_id: str) -> int: ...
+    def acquire(self, model_id: str, *, reservation: Any = None) -> Any: ...
 
     def throttled(self, model_id: str) -> None: ...
 

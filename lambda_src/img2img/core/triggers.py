@@ -21,11 +21,12 @@ import math
 import re
 import unicodedata
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import unquote_plus
 
 from .errors import JobError
+from .quota import RESERVATION_FIELD, Reservation
 
 JOB_MESSAGE = "img2img.job"
 SIDECAR_CHECK = "img2img.sidecar-check"
@@ -83,13 +84,21 @@ class Trigger:
     # A permanent problem found while parsing a message whose source is known: the pipeline records
     # this failure for that source instead of resolving the job.
     error: JobError | None = None
+    # The quota slot a requeued job holds (core/quota.py): from the message's envelope, never part of the
+    # job's identity (not compared, not in the idempotency key); a malformed one is dropped.
+    reservation: Reservation | None = field(default=None, compare=False)
 
 
 # ---- entry points --------------------------------------------------------------------------------------
 
 def parse_body(body: str) -> list[Trigger]:
-    """An SQS message body -> Triggers (or UnreadableMessage)."""
-    return parse_message(_loads(body, "the queue message"))
+    """An SQS message body -> Triggers (or UnreadableMessage), with the quota reservation the worker put
+    on the envelope of a message it requeued (`RESERVATION_FIELD`: every shape ignores unknown top-level
+    fields, and direct-invoke input, which is strict, never carries one)."""
+    message = _loads(body, "the queue message")
+    triggers = parse_message(message)
+    held = Reservation.from_message(message.get(RESERVATION_FIELD)) if isinstance(message, dict) else None
+    return [replace(t, reservation=held) for t in triggers] if held else triggers
 
 
 def parse_message(message: Any) -> list[Trigger]:

@@ -15,6 +15,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from ..assembly import get_pipeline, pipeline_for
 from ..batch import ConcurrentBatchProcessor
 from ..core.errors import JobError, retry_delay
+from ..core.quota import RESERVATION_FIELD
 from ..core.triggers import parse_body
 from ..observability import logger, metrics, report_outcome, tracer
 from ..settings import get_settings
@@ -62,12 +63,18 @@ def record_handler(record: SQSRecord) -> list[dict[str, Any]]:
 
 def _requeue(record: SQSRecord, exc: JobError) -> bool:
     """A job the per-model quota turned away (no model call made) goes back as a new, delayed message, so
-    waiting for its turn does not use up its receive count on the way to the DLQ. False: could not."""
+    waiting for its turn does not use up its receive count on the way to the DLQ; the slot it reserved
+    for then rides on the message's envelope (core/quota.py). False: could not."""
+    message = json.loads(record.body)
+    message.pop(RESERVATION_FIELD, None)  # the one it held, if any, is spent or given up
+    if exc.details.get("reservation"):
+        message[RESERVATION_FIELD] = exc.details["reservation"]
     try:
-        get_pipeline().scheduler.defer(json.loads(record.body), int(exc.details["retry_after"]))
+        get_pipeline().scheduler.defer(message, int(exc.details["retry_after"]))
     except JobError:
         return False  # the caller makes the message itself visible again after the delay
-    logger.info("quota wait: back to the queue", extra={"seconds": exc.details["retry_after"]})
+    logger.info("quota wait: back to the queue", extra={"seconds": exc.details["retry_after"],
+                                                        "reserved": bool(exc.details.get("reservation"))})
     return True
 
 
