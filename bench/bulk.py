@@ -3,9 +3,9 @@
 The catalogue (small generated PNGs) sits under an excluded prefix of the input bucket, so its uploads
 start nothing; `img2img_local.bulk.submit` (what `img2img bulk submit` runs) stores the manifest and the
 progress item and starts the emulated S3 Batch Operations job, which invokes the enqueue function once per
-row; the worker paces the model with the shared limiter (a quota table, bench/quota.py's QuotaStack) at
-the engine's quota for remove-background. `bulk.watch` prints the progress bar from the counter item, as
-`img2img bulk status --watch` does; the bench keeps every line with its time.
+row; the worker paces the model with the shared limiter (the local stack's quota table, made for
+`modelQuotas` as the CDK stack makes it) at the engine's quota for remove-background. `bulk.watch` prints
+the progress bar from the counter item, as `img2img bulk status --watch` does; the bench keeps every line with its time.
 
 Reported: rows per minute against the quota (from the progress item's counts, 10-90 % of the rows), the
 time to all records, the enqueue rate (the Batch Operations job's own end), that the output bucket has
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import io
+import json
 import logging
 import threading
 import time
@@ -23,7 +24,6 @@ from dataclasses import asdict, dataclass
 
 from bench.common import run_as_script, table, verdict, write_results
 from bench.quota import RB_ENGINE, REMOVE_BACKGROUND, _job_model
-from bench.quota import _stack_class as quota_stack_class
 from bench.throughput import quiet_workers
 
 CATALOGUE = "catalogue/"
@@ -90,15 +90,15 @@ def _run_bulk(b: BulkRun) -> dict:
     from img2img_local.batch_operations import read_report
     from img2img_local.engine import EngineConfig
     from img2img_local.project import load_pipeline_config
+    from img2img_local.stack import LocalStack
 
     logging.getLogger("img2img_local").setLevel(logging.WARNING)
+    called, _ = _job_model(REMOVE_BACKGROUND)
     config = load_pipeline_config(["logLevel=WARNING", "sidecarGraceSeconds=0", f'excludedPrefixes=["{CATALOGUE}"]',
-                                   *b.context])
+                                   *b.context, f"modelQuotas={json.dumps({called: b.quota_rpm})}"])
     engine = EngineConfig(latency_ms=0, jitter_ms=b.jitter_ms, model_requests_per_minute={RB_ENGINE: b.quota_rpm},
                           model_latency_ms={RB_ENGINE: b.latency_ms}, seed=7)
-    stack = quota_stack_class()(config, engine_config=engine, visibility_timeout_seconds=120, serve_api=False)
-    called, _ = _job_model(REMOVE_BACKGROUND)
-    stack.model_quotas = {called: b.quota_rpm}
+    stack = LocalStack(config, engine_config=engine, visibility_timeout_seconds=120, serve_api=False)
     keys = [f"{CATALOGUE}item {n:04d}.png" for n in range(b.rows)]  # a space: keys URL-encoded in the manifest
     with stack:
         r = stack.resources
