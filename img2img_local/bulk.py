@@ -107,8 +107,9 @@ def watch(target: Target, bulk_id: str, *, out=None, interval: float = 1.0, time
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="bulk_command", required=True, metavar="SUBCOMMAND")
     submit_parser = sub.add_parser("submit", help="validate a manifest and parameters, then start the bulk job")
-    submit_parser.add_argument("manifest", type=Path, help="CSV bucket,key[,version] (keys URL-encoded), or "
-                               "*.jsonl: {bucket, key, version_id?, params?} per line (params override per row)")
+    submit_parser.add_argument("manifest", help="CSV bucket,key[,version] (keys URL-encoded), or *.jsonl: "
+                               "{bucket, key, version_id?, params?} per line (params override per row); a file, "
+                               "or s3://bucket/key (also an S3 Inventory report's manifest.json)")
     submit_parser.add_argument("--output-prefix", required=True, help="where the outputs and records go")
     submit_parser.add_argument("--operation", help="an operation (docs/operations.md)")
     submit_parser.add_argument("--prompt")
@@ -142,9 +143,10 @@ def run(args: argparse.Namespace) -> int:
     target = _target(args)
     try:
         if args.bulk_command == "submit":
-            bulk_id, job_id = submit(target, args.manifest.read_text("utf-8"), _params(args), args.output_prefix,
+            text, jsonl = _manifest(target, args.manifest)
+            bulk_id, job_id = submit(target, text, _params(args), args.output_prefix,
                                      max_cost=args.max_cost, confirmed=args.yes, retry_failed=args.retry_failed,
-                                     jsonl=args.manifest.suffix.lower() == ".jsonl")
+                                     jsonl=jsonl)
             if target.operations is not None:  # local: this process runs the emulated job to its end
                 target.operations.wait(job_id)
             if args.watch:
@@ -158,6 +160,14 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if target.operations is not None:
             target.operations.close()
+
+
+def _manifest(target: Target, manifest: str) -> tuple[str, bool]:
+    """(text, is JSONL) of a local file, or of an S3 object (a CSV/JSONL manifest or an inventory report)."""
+    if manifest.startswith("s3://"):
+        return bulk_submit.read_manifest(target, manifest)
+    path = Path(manifest)
+    return path.read_text("utf-8"), path.suffix.lower() == ".jsonl"
 
 
 def _params(args: argparse.Namespace) -> dict[str, Any]:

@@ -46,6 +46,8 @@ PRINCIPAL = "batchoperations.s3.amazonaws.com"
 # Where S3 Inventory writes in its destination bucket: `<prefix>/<source>/<config>/<date>/manifest.json`
 # and `<prefix>/<source>/<config>/data/<uuid>.csv.gz`.
 INVENTORY_PATTERNS = (f"*/{bulk.INVENTORY_MANIFEST_NAME}", "*/data/*.csv.gz")
+# What a submitter may read in a bulkSourceBucket: manifests (CSV, JSONL) and inventory reports, not images.
+SOURCE_MANIFEST_PATTERNS = ("*.csv", "*.jsonl", *INVENTORY_PATTERNS)
 
 
 def manifest_pattern(config: PipelineConfig) -> str:
@@ -115,7 +117,8 @@ class BulkJobs(Construct):
                      output_bucket: s3.IBucket, table: dynamodb.ITable) -> None:
         """Let `function` submit bulk jobs (img2img/bulk_submit.py): create the Batch Operations job that runs
         as this construct's role and invokes its enqueue function, store the manifest under `_bulk/`,
-        write the progress item. Manifests are read where the function already reads (input, output)."""
+        write the progress item. Manifests are read where the function already reads (input, output), and in
+        the bulkSourceBuckets the manifests and inventory reports only (SOURCE_MANIFEST_PATTERNS)."""
         function.add_environment(ENV["bulk_function_arn"], self.function.function_arn)
         function.add_environment(ENV["bulk_role_arn"], self.batch_role.role_arn)
         for statement in (
@@ -129,6 +132,11 @@ class BulkJobs(Construct):
                                                                   "dynamodb:UpdateItem"], resources=[table.table_arn]),
         ):
             role.add_to_principal_policy(statement)
+        if config.bulk_source_buckets:
+            role.add_to_principal_policy(iam.PolicyStatement(
+                sid="ReadSourceManifests", actions=["s3:GetObject"],
+                resources=[f"arn:{Stack.of(self).partition}:s3:::{b}/{pattern}"
+                           for b in config.bulk_source_buckets for pattern in SOURCE_MANIFEST_PATTERNS]))
 
     def add_event_submitter(self, *, config: PipelineConfig, role: iam.IRole, environment: dict[str, str],
                             bus: events.IEventBus) -> None:

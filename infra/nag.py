@@ -12,7 +12,14 @@ from aws_cdk import aws_s3 as s3
 from cdk_nag import AwsSolutionsChecks
 from constructs import IConstruct
 
-from infra.bulk import INVENTORY_PATTERNS, bulk_pattern, manifest_pattern, overrides_pattern, report_pattern
+from infra.bulk import (
+    INVENTORY_PATTERNS,
+    SOURCE_MANIFEST_PATTERNS,
+    bulk_pattern,
+    manifest_pattern,
+    overrides_pattern,
+    report_pattern,
+)
 from infra.stack import Img2ImgStack
 from infra.worker import checkpoint_pattern
 
@@ -135,6 +142,12 @@ def _acknowledge_api(stack: Img2ImgStack) -> None:
                  f"{bulk_pattern(config)}]",
          "Bulk-id wildcard on the pipeline's own output bucket: POST /v1/bulk-jobs stores each bulk job's CSV "
          "manifest and per-row overrides (PutObject only) under _bulk/<bulk_id>/, for S3 Batch Operations.")
+    for bucket in config.bulk_source_buckets:
+        for pattern in SOURCE_MANIFEST_PATTERNS:
+            _ack(policy, f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::{bucket}/{pattern}]",
+                 "Manifests and S3 Inventory reports in a bucket the deployer listed in bulkSourceBuckets: "
+                 "POST /v1/bulk-jobs and SubmitBulkJob read the manifest they are given (GetObject only), "
+                 "never the images.")
     input_arn = _bucket_arn(stack, stack.storage.input_bucket)
     output_arn = _bucket_arn(stack, stack.storage.output_bucket)
     for resource, why in (

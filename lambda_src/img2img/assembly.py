@@ -42,7 +42,7 @@ def _build() -> Pipeline:
         settings=s,
         store=S3Store(),
         registry=adapter_for,
-        model=BedrockInvoker(read_timeout=s.bedrock_read_timeout, max_attempts=s.bedrock_max_attempts,
+        model=BedrockInvoker(read_timeout=s.bedrock_read_timeout, max_attempts=model_call_attempts(s),
                              region=s.bedrock_region),
         events=EventBridgePublisher(s.event_bus_name) if s.event_bus_name else None,
         scheduler=SqsScheduler(s.job_queue_url) if s.job_queue_url else None,
@@ -55,6 +55,14 @@ def _build() -> Pipeline:
         progress=_BulkProgressOnFirstRow(s.idempotency_table) if s.idempotency_table else None,
         quota=_quota(s),
     )
+
+
+def model_call_attempts(settings) -> int:
+    """botocore's attempts per model call: `bedrockMaxAttempts`, or 1 under the per-model limiter, where
+    an in-client retry of a throttle would be a call the limiter never admitted (docs/performance.md §6:
+    most of a halved quota's throttles were those retries); the throttle goes back through the limiter
+    as a transient fault instead, and lowers the model's shared rate."""
+    return 1 if settings.quota_table else settings.bedrock_max_attempts
 
 
 class _BulkProgressOnFirstRow:

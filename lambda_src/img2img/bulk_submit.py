@@ -187,12 +187,46 @@ def manifest_location(s: Settings, uri: Any) -> tuple[str, str]:
 
 
 def read_manifest(target: Target, uri: Any) -> tuple[str, bool]:
-    """The manifest's text and whether it is JSONL (`*.jsonl`); refused when too large or unreadable."""
+    """The manifest's text and whether it is JSONL (`*.jsonl`); refused when too large or unreadable.
+
+    An S3 Inventory report (its `manifest.json`) is read whole here, its data files from the inventory's
+    destination bucket, and becomes a CSV manifest of its rows: every row is checked before anything is
+    created, as for any manifest, and the bulk job stores and runs that CSV (S3 Batch Operations, the
+    report and `--retry-failed` then read one format)."""
+    bucket, key = manifest_location(target.settings, uri)
+    text = _read_text(target, bucket, key, uri)
+    if not bulk.is_inventory_manifest(key):
+        return text, key.lower().endswith(".jsonl")
+    try:
+        inventory = bulk.parse_inventory_manifest(text)
+    except bulk.ManifestError as exc:
+        raise BulkRefused(f"{uri}: {exc}", "invalid_manifest") from None
+    data_bucket = inventory.destination_bucket or bucket
+    if data_bucket != bucket:
+        manifest_location(target.settings, f"s3://{data_bucket}/{inventory.files[0]}")  # readable, or refused
+    try:
+        rows = bulk.parse_inventory(inventory, lambda file_key: _read_bytes(target, data_bucket, file_key),
+                                    target.settings.bulk_readable)
+    except bulk.ManifestError as exc:
+        raise BulkRefused(f"{uri}: {exc}", "invalid_manifest") from None
+    return bulk.encode_manifest((row.bucket, row.key, row.version_id) for row in rows), False
+
+
+def _read_text(target: Target, bucket: str, key: str, uri: str) -> str:
+    body = _read_bytes(target, bucket, key, limit=bulk.MAX_MANIFEST_BYTES)
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BulkRefused(f"the manifest {uri} is not UTF-8 text", "invalid_manifest") from None
+
+
+def _read_bytes(target: Target, bucket: str, key: str, limit: int = bulk.MAX_MANIFEST_BYTES) -> bytes:
+    """One manifest object (or inventory data file), at most `limit` bytes, or BulkRefused saying why."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    bucket, key = manifest_location(target.settings, uri)
+    uri = f"s3://{bucket}/{key}"
     try:
-        body = target.s3.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{bulk.MAX_MANIFEST_BYTES}")["Body"].read()
+        body = target.s3.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{limit}")["Body"].read()
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "")
         if code in ("NoSuchKey", "404", "NotFound"):
@@ -201,16 +235,12 @@ def read_manifest(target: Target, uri: Any) -> tuple[str, bool]:
             raise BulkRefused(f"the manifest at {uri} is empty", "invalid_manifest") from None
         if code in ("AccessDenied", "403"):
             raise BulkRefused(f"this deployment may not read {uri}", "access_denied") from None
-        raise transient("storage_error", f"could not read the manifest: {exc}") from None
+        raise transient("storage_error", f"could not read the manifest {uri}: {exc}") from None
     except BotoCoreError as exc:
-        raise transient("storage_error", f"could not read the manifest: {exc}") from None
-    if len(body) > bulk.MAX_MANIFEST_BYTES:
-        raise BulkRefused(f"the manifest is larger than {bulk.MAX_MANIFEST_BYTES:,} bytes", "invalid_manifest")
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError:
-        raise BulkRefused("the manifest is not UTF-8 text", "invalid_manifest") from None
-    return text, key.lower().endswith(".jsonl")
+        raise transient("storage_error", f"could not read the manifest {uri}: {exc}") from None
+    if len(body) > limit:
+        raise BulkRefused(f"the manifest {uri} is larger than {limit:,} bytes", "invalid_manifest")
+    return body
 
 
 def submit_request(target: Target, manifest_uri: Any, params: Any, output_prefix: Any, *, namespace: str,

@@ -148,3 +148,47 @@ def test_an_empty_manifest_is_invalid(bulk_api):
     answer = post("/v1/bulk-jobs", {"manifest": f"s3://{INPUT}/empty.csv", "operation": "remove-background",
                                     "output_prefix": "x/"})
     assert answer.status == 422 and answer.json["error"]["code"] == "invalid_manifest", answer.raw
+
+
+def _inventory(world, rows: list[str], bucket=INPUT) -> str:
+    """An S3 Inventory report (manifest.json + one gzipped CSV data file) in `bucket`, as S3 writes it."""
+    import csv
+    import gzip
+    import io
+    from urllib.parse import quote
+
+    out = io.StringIO()
+    writer = csv.writer(out, quoting=csv.QUOTE_ALL, lineterminator="\n")
+    for key in rows:
+        writer.writerow([INPUT, quote(key, safe="/"), "1024", "2026-12-01T00:00:00.000Z"])
+    data_key = "inventory/in/daily/data/0a1b.csv.gz"
+    world.s3.put_object(Bucket=bucket, Key=data_key, Body=gzip.compress(out.getvalue().encode()))
+    manifest = {"sourceBucket": INPUT, "destinationBucket": f"arn:aws:s3:::{bucket}", "version": "2016-11-30",
+                "fileFormat": "CSV", "fileSchema": "Bucket, Key, Size, LastModifiedDate",
+                "files": [{"key": data_key, "size": 1, "MD5checksum": "0" * 32}]}
+    key = "inventory/in/daily/2026-12-01T01-00Z/manifest.json"
+    world.s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(manifest).encode())
+    return f"s3://{bucket}/{key}"
+
+
+def test_an_s3_inventory_report_is_a_manifest_checked_row_by_row_and_run_as_csv(bulk_api):
+    uri = _inventory(bulk_api, ["catalogue/shoe 1.png", "catalogue/shoe 2.png"])
+    bulk_api.expect_job()
+    answer = post("/v1/bulk-jobs", {"manifest": uri, "operation": "remove-background", "output_prefix": "inv/"})
+    assert answer.status == 202, answer.raw
+    assert answer.json["rows"] == 2
+    stored = bulk_api.s3.get_object(Bucket=OUTPUT, Key=f"_bulk/{answer.json['bulk_id']}/manifest.csv")["Body"]
+    assert stored.read().decode() == f"{INPUT},catalogue/shoe%201.png\n{INPUT},catalogue/shoe%202.png\n"
+
+
+def test_an_orc_inventory_or_a_repeated_row_is_refused_before_anything_is_created(bulk_api):
+    uri = _inventory(bulk_api, ["a.png", "a.png"])
+    answer = post("/v1/bulk-jobs", {"manifest": uri, "operation": "remove-background", "output_prefix": "inv/"})
+    assert answer.status == 422 and answer.json["error"]["code"] == "invalid_manifest"
+    assert "the same object as line 1" in answer.json["error"]["message"]
+    key = uri.split("/", 3)[3]
+    doc = json.loads(bulk_api.s3.get_object(Bucket=INPUT, Key=key)["Body"].read())
+    bulk_api.s3.put_object(Bucket=INPUT, Key=key, Body=json.dumps({**doc, "fileFormat": "ORC"}).encode())
+    answer = post("/v1/bulk-jobs", {"manifest": uri, "operation": "remove-background", "output_prefix": "inv/"})
+    assert answer.status == 422 and "the inventory is ORC" in answer.json["error"]["message"]
+    assert bulk_api.s3.list_objects_v2(Bucket=OUTPUT, Prefix="_bulk/").get("KeyCount", 0) == 0

@@ -9,6 +9,7 @@ from api_world import b64, get, post
 from aws_world import SD35, png_bytes, sd35_ok
 
 from img2img.core.errors import http_status, transient
+from img2img.core.quota import Admission
 
 
 class Quota:
@@ -17,12 +18,12 @@ class Quota:
     def __init__(self, refusals: int, wait: int):
         self.refusals, self.wait, self.asked = refusals, wait, []
 
-    def acquire(self, model_id: str) -> int:
+    def acquire(self, model_id: str, *, reservation=None) -> Admission:
         self.asked.append(model_id)
         if self.refusals:
             self.refusals -= 1
-            return self.wait
-        return 0
+            return Admission(self.wait)
+        return Admission(0)
 
     def throttled(self, model_id: str) -> None:
         pass

@@ -273,3 +273,14 @@ def test_a_table_failing_mid_reservation_fails_open(limited, monkeypatch):
     limited.run(upload(limited, "q/one.png"), upload(limited, "q/two.png"))
 
     assert len(calls) == 2 and "QuotaLimiterUnavailable" in counted  # unmetered, counted, not stopped
+
+
+def test_under_the_limiter_botocore_never_retries_a_model_call_on_its_own(limited, settings_env, monkeypatch):
+    """A throttled call retried inside botocore is a call no ticket admitted: with the limiter one attempt,
+    the throttle comes back through the limiter; without it, bedrockMaxAttempts."""
+    from img2img import assembly, settings
+
+    assert limited.pipeline.model.max_attempts == 1
+    monkeypatch.delenv("IMG2IMG_QUOTA_TABLE")
+    settings.get_settings.cache_clear()
+    assert assembly.model_call_attempts(settings.get_settings()) == settings.get_settings().bedrock_max_attempts > 1

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from aws_world import INPUT, Context, model_calls, png_bytes, sd35_ok
 
+from img2img.core.quota import Admission
 from img2img.core.triggers import JOB_ID
 from img2img.handlers import direct
 from img2img.handlers.direct import InvalidJobError, QuotaWaitError, TransientJobError
@@ -28,12 +29,12 @@ class Quota:
     def __init__(self, refusals: int, wait: int):
         self.refusals, self.wait, self.asked = refusals, wait, 0
 
-    def acquire(self, model_id: str) -> int:
+    def acquire(self, model_id: str, *, reservation=None) -> Admission:
         self.asked += 1
         if self.refusals:
             self.refusals -= 1
-            return self.wait
-        return 0
+            return Admission(self.wait)
+        return Admission(0)
 
     def throttled(self, model_id: str) -> None:
         pass

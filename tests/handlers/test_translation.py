@@ -10,6 +10,7 @@ import pytest
 from aws_world import SD35, Context, png_bytes, s3_body, sd35_ok
 
 from img2img.aws.translator import BedrockTranslator
+from img2img.core.quota import Admission
 from img2img.core.translation import INSTRUCTION, MAX_OUTPUT_TOKENS
 
 TEXT_MODEL = "us.amazon.nova-2-lite-v1:0"
@@ -187,12 +188,12 @@ class Quota:
     def __init__(self, slots: dict[str, int], wait: int = 7):
         self.slots, self.wait, self.asked, self.throttles = dict(slots), wait, [], []
 
-    def acquire(self, model_id: str) -> int:
+    def acquire(self, model_id: str, *, reservation=None) -> Admission:
         self.asked.append(model_id)
         if self.slots.get(model_id, 1) <= 0:
-            return self.wait
+            return Admission(self.wait)
         self.slots[model_id] = self.slots.get(model_id, 1) - 1
-        return 0
+        return Admission(0)
 
     def throttled(self, model_id: str) -> None:
         self.throttles.append(model_id)

@@ -236,3 +236,16 @@ def test_the_batch_operations_job_request_matches_the_s3control_api():
             manifest_key=bulk.manifest_key("", "bulk-1"), manifest_etag="abc", manifest_fields=["Bucket", "Key"],
             report_bucket="out", report_prefix=bulk.report_prefix("", "bulk-1"), arguments=args,
             s3control=s3control) == "job-1"
+
+
+def test_an_object_named_twice_is_refused_naming_both_lines():
+    """A repeated row would be counted twice on a bulk job whose total then never completes."""
+    text = "shop,a.png\nshop,b.png\nshop,a.png\nshop,a.png,v1\n"
+    with pytest.raises(bulk.ManifestError) as caught:
+        bulk.parse_manifest(text.replace(",v1", ""))
+    assert "line 3: the same object as line 1 (shop/a.png)" in str(caught.value)
+    jsonl = '{"bucket": "shop", "key": "a.png"}\n{"bucket": "shop", "key": "a.png", "params": {"seed": 2}}\n'
+    with pytest.raises(bulk.ManifestError, match="line 2: the same object as line 1"):
+        bulk.parse_jsonl_manifest(jsonl)
+    versioned = "shop,a.png,v1\nshop,a.png,v2\n"  # two versions of one key are two objects
+    assert [r.version_id for r in bulk.parse_manifest(versioned)] == ["v1", "v2"]

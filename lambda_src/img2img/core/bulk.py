@@ -135,6 +135,12 @@ def parse_manifest(text: str, readable: Callable[[str], bool] = lambda bucket: T
 def _checked_rows(rows: list[ManifestRow], problems: list[str], max_rows: int) -> list[ManifestRow]:
     if not rows and not problems:
         problems.append("the manifest has no rows")
+    first: dict[tuple[str, str, str | None], int] = {}
+    for row in rows:  # a repeated object would be counted twice on a job that then never finishes
+        seen = first.setdefault((row.bucket, row.key, row.version_id), row.line)
+        if seen != row.line:
+            problems.append(f"line {row.line}: the same object as line {seen} ({row.bucket}/{row.key}); "
+                            "name each object once")
     if len({row.version_id is None for row in rows}) > 1:  # one field list for the whole manifest
         problems.append("some rows have a version and some do not: give every row a version, or none")
     if len(rows) + len(problems) > max_rows:
