@@ -27,12 +27,10 @@ from img2img import bulk_submit
 from img2img.aws.bulk import DynamoBulkProgress
 from img2img.bulk_submit import BulkRefused, Target, new_bulk_id  # noqa: F401  (new_bulk_id: re-exported)
 from img2img.core import bulk
+from img2img.limits import LIMITS
 from img2img.settings import Settings
 from img2img_local.event_source import FAKE_CREDENTIALS
 from img2img_local.project import load_pipeline_config
-
-DEFAULT_MAX_COST_USD = bulk.DEFAULT_MAX_COST_USD
-
 
 BulkError = BulkRefused  # a bulk job refused before anything was created (one line, exit status 1)
 
@@ -59,7 +57,7 @@ failed_rows = bulk_submit.failed_rows
 
 
 def submit(target: Target, manifest_text: str, params: dict[str, Any], output_prefix: str, *,
-           max_cost: float = DEFAULT_MAX_COST_USD, confirmed: bool = False, out=None,
+           max_cost: float | None = None, confirmed: bool = False, out=None,
            bulk_id: str | None = None, retry_failed: bool = False, jsonl: bool = False) -> tuple[str, str]:
     """bulk_submit.submit, printing the plan and the job: (bulk id, Batch Operations job id)."""
     out = out or sys.stdout
@@ -115,8 +113,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     submit_parser.add_argument("--prompt")
     submit_parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                                help="another job parameter (repeatable; values are JSON or text)")
-    submit_parser.add_argument("--max-cost", type=float, default=DEFAULT_MAX_COST_USD, metavar="USD",
-                               help=f"refuse above this estimated model cost (default {DEFAULT_MAX_COST_USD:g})")
+    submit_parser.add_argument("--max-cost", type=float, default=None, metavar="USD",
+                               help="refuse above this estimated model cost (default: the deployment's "
+                                    f"bulkMaxCostUsd, {LIMITS['bulk_max_cost_usd'].default})")
     submit_parser.add_argument("--yes", action="store_true", help="run even above --max-cost")
     submit_parser.add_argument("--watch", action="store_true", help="show the progress bar until it is done")
     submit_parser.add_argument("--retry-failed", action="store_true",

@@ -102,6 +102,8 @@ class PipelineConfig:
     output_prefix: str = ""
     excluded_prefixes: tuple[str, ...] = ()
     max_input_bytes: int = _default("max_input_bytes")
+    # The estimated model cost (USD) above which a bulk job needs acknowledgeCost (API, event) or --yes.
+    bulk_max_cost_usd: int = _default("bulk_max_cost_usd")
     max_input_pixels: int = _default("max_input_pixels")
     sidecar_grace_seconds: int = _default("sidecar_grace_seconds")
     bedrock_max_concurrency: int = _default("bedrock_max_concurrency")
@@ -248,6 +250,7 @@ class PipelineConfig:
             default_params=dict(self.default_params),
             output_format=self.output_format,
             max_input_bytes=self.max_input_bytes,
+            bulk_max_cost_usd=self.bulk_max_cost_usd,
             max_input_pixels=self.max_input_pixels,
             sidecar_grace_seconds=self.sidecar_grace_seconds,
             max_receive_count=self.max_receive_count,

@@ -118,7 +118,7 @@ def failed_rows(target: Target, rows: list[bulk.ManifestRow], output_prefix: str
 
 
 def submit(target: Target, manifest_text: str, params: dict[str, Any], output_prefix: str, *,
-           max_cost: float = bulk.DEFAULT_MAX_COST_USD, confirmed: bool = False,
+           max_cost: float | None = None, confirmed: bool = False,
            announce: Callable[[str], None] = lambda line: None, confirm_hint: str = ": set acknowledgeCost",
            bulk_id: str | None = None, retry_failed: bool = False, jsonl: bool = False,
            source: dict[str, Any] | None = None) -> Submitted:
@@ -139,6 +139,8 @@ def submit(target: Target, manifest_text: str, params: dict[str, Any], output_pr
     s = target.settings
     announce(f"{len(rows):,} rows, operation {operation}, outputs under s3://{s.output_bucket}/"
              f"{arguments.output_prefix}; estimated model cost ${cost:,.2f}")
+    if max_cost is None:
+        max_cost = float(s.bulk_max_cost_usd)  # the deployment's bulkMaxCostUsd
     if cost > max_cost and not confirmed:
         raise BulkRefused(f"the estimated cost ${cost:,.2f} is above the ceiling ${max_cost:,.2f}{confirm_hint} "
                           "to run it anyway", "cost_not_acknowledged")
@@ -151,11 +153,19 @@ def submit(target: Target, manifest_text: str, params: dict[str, Any], output_pr
         arguments = dataclasses.replace(arguments, overrides=bulk.overrides_key(s.output_prefix, arguments.bulk_id))
         target.s3.put_object(Bucket=s.output_bucket, Key=arguments.overrides, ContentType="application/json",
                              Body=json.dumps(document, ensure_ascii=False).encode("utf-8"))
-    target.progress.create(arguments.bulk_id, {
-        "rows": len(rows), "operation": operation, "params": params, "output_prefix": arguments.output_prefix,
-        "manifest": {"bucket": s.output_bucket, "key": key}, "report_prefix": report,
-        "estimated_cost_usd": cost, "created_at": time.time(), "model_id": model_of(s, operation, params),
-        **({"submitted_from": source} if source else {})})
+    # A caller-chosen bulk id (an event's) may come back after a fault between the progress item and
+    # CreateJob: the item is there but no job. Then only the job is created (its ClientRequestToken is the
+    # bulk id, so S3 Batch Operations creates one job however often it is asked).
+    known = target.progress.get(arguments.bulk_id) if bulk_id else None
+    if known is not None and known.batch_job_id:
+        return Submitted(arguments.bulk_id, known.batch_job_id, known.total, operation, cost,
+                         arguments.output_prefix, s.output_bucket)
+    if known is None:
+        target.progress.create(arguments.bulk_id, {
+            "rows": len(rows), "operation": operation, "params": params, "output_prefix": arguments.output_prefix,
+            "manifest": {"bucket": s.output_bucket, "key": key}, "report_prefix": report,
+            "estimated_cost_usd": cost, "created_at": time.time(), "model_id": model_of(s, operation, params),
+            **({"submitted_from": source} if source else {})})
     job_id = target.start_job(arguments, key, etag, bulk.manifest_fields(rows), report)
     target.progress.set_batch_job(arguments.bulk_id, job_id)
     return Submitted(arguments.bulk_id, job_id, len(rows), operation, cost, arguments.output_prefix,

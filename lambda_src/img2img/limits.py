@@ -48,6 +48,8 @@ LIMITS: dict[str, Limit] = {
     "api_sync_budget_seconds": Limit(25, 1, 28, "API Gateway's 29 s integration timeout"),
     "api_presign_seconds": Limit(900, 60, 7 * DAY, "SigV4 presigned URLs live at most 7 days"),
     "api_max_inline_bytes": Limit(4_000_000, 1 * KIB, 6 * MIB, "Lambda's 6 MB response"),
+    # A bulk job whose estimated model cost (USD) is above this needs acknowledgeCost / --yes (docs/bulk.md).
+    "bulk_max_cost_usd": Limit(100, 0, 1_000_000),
 }
 
 

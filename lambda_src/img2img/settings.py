@@ -41,6 +41,7 @@ ENV = {
     "default_params": "IMG2IMG_DEFAULT_PARAMS",
     "output_format": "IMG2IMG_OUTPUT_FORMAT",
     "max_input_bytes": "IMG2IMG_MAX_INPUT_BYTES",
+    "bulk_max_cost_usd": "IMG2IMG_BULK_MAX_COST_USD",
     "max_input_pixels": "IMG2IMG_MAX_INPUT_PIXELS",
     "sidecar_grace_seconds": "IMG2IMG_SIDECAR_GRACE_SECONDS",
     "max_receive_count": "IMG2IMG_MAX_RECEIVE_COUNT",
@@ -128,6 +129,7 @@ class Settings:
     output_format: str = "png"
     # Numbers: defaults and ranges in limits.py (shared with infra/config.py).
     max_input_bytes: int = LIMITS["max_input_bytes"].default
+    bulk_max_cost_usd: int = LIMITS["bulk_max_cost_usd"].default
     max_input_pixels: int = LIMITS["max_input_pixels"].default
     sidecar_grace_seconds: int = LIMITS["sidecar_grace_seconds"].default
     max_receive_count: int = LIMITS["max_receive_count"].default

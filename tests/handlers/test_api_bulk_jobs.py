@@ -192,3 +192,15 @@ def test_an_orc_inventory_or_a_repeated_row_is_refused_before_anything_is_create
     answer = post("/v1/bulk-jobs", {"manifest": uri, "operation": "remove-background", "output_prefix": "inv/"})
     assert answer.status == 422 and "the inventory is ORC" in answer.json["error"]["message"]
     assert bulk_api.s3.list_objects_v2(Bucket=OUTPUT, Prefix="_bulk/").get("KeyCount", 0) == 0
+
+
+def test_the_ceiling_is_the_deployments_bulk_max_cost(bulk_api, monkeypatch):
+    """bulkMaxCostUsd (IMG2IMG_BULK_MAX_COST_USD): $10 refuses what the default $100 would take."""
+    from img2img import settings
+
+    monkeypatch.setenv("IMG2IMG_BULK_MAX_COST_USD", "10")
+    settings.get_settings.cache_clear()
+    uri = manifest(bulk_api, rows=200)  # 200 x $0.08 = $16
+    refused = post("/v1/bulk-jobs", {"manifest": uri, "params": {"prompt": "a watercolor"}, "output_prefix": "w/"})
+    assert refused.status == 422 and refused.json["error"]["code"] == "cost_not_acknowledged"
+    assert "$16.00 is above the ceiling $10.00" in refused.json["error"]["message"]

@@ -56,6 +56,7 @@ def bus(world, monkeypatch):
             "ClientRequestToken": ANY, "Description": ANY, "Operation": ANY, "Manifest": ANY, "Report": ANY})
 
     world.events, world.received, world.expect_job = events, received, expect_job
+    world.s3control_stub = stub
     with stub:
         yield world
         stub.assert_no_pending_responses()
@@ -132,3 +133,23 @@ def test_acknowledge_cost_lifts_the_ceiling(bus):
     run(put(bus, detail))
     [outcome] = bus.received("outcomes")
     assert outcome["detail-type"] == core_bulk.SUBMITTED_EVENT and outcome["detail"]["estimated_cost_usd"] == 104.0
+
+
+def test_a_fault_before_batch_operations_has_the_job_is_finished_by_the_events_retry(bus):
+    """CreateJob fails after the progress item is written: the invocation fails (EventBridge retries it),
+    and the retry creates the job, once, rather than answering `submitted` for a job that never started."""
+    from img2img.core.errors import JobError
+
+    envelope = put(bus, {"manifest": manifest(bus), "operation": "remove-background", "output_prefix": "shop/"})
+    bus.s3control_stub.add_client_error("create_job", "InternalError", http_status_code=500)
+    with pytest.raises(JobError) as caught:
+        run(envelope)
+    assert caught.value.retryable and bus.received("outcomes") == []
+    bus.expect_job("5c59584e-0000-4000-8000-000000000003")
+    run(envelope)
+    [outcome] = bus.received("outcomes")
+    assert outcome["detail-type"] == core_bulk.SUBMITTED_EVENT
+    assert outcome["detail"]["batch_job_id"] == "5c59584e-0000-4000-8000-000000000003"
+    run(envelope)  # and once started, a further redelivery creates nothing (the Stubber would fail)
+    [again] = bus.received("outcomes")
+    assert again["detail"]["batch_job_id"] == "5c59584e-0000-4000-8000-000000000003"

@@ -67,9 +67,10 @@ def test_every_variable_is_parsed():
         "IMG2IMG_BULK_ROLE_ARN": "arn:aws:iam::123456789012:role/bulk",
         "IMG2IMG_QUOTA_TABLE": "quota-table",
         "IMG2IMG_MODEL_QUOTAS": '{"default": 30, "us.stability.sd3-5-large-v1:0": 12}',
+        "IMG2IMG_BULK_MAX_COST_USD": "250",
     }
     s = Settings.from_env(env)
-    assert s.bulk_source_buckets == ("catalogue", "archive")
+    assert s.bulk_source_buckets == ("catalogue", "archive") and s.bulk_max_cost_usd == 250
     assert s.bulk_function_arn.endswith(":function:bulk") and s.bulk_role_arn.endswith(":role/bulk")
     assert s.quota_table == "quota-table" and s.budgets.rpm_for("us.stability.sd3-5-large-v1:0") == 12
     assert s.budgets.rpm_for("stability.stable-diffusion-xl-v1") == 30

@@ -129,7 +129,8 @@ class DynamoBulkProgress:
             return None
         counters = {name: int(value["N"]) for name, value in item.items() if "N" in value and name[:2] in ("n_", "e_")}
         return bulk.progress_of(bulk_id, counters, json.loads(item["bulk"]["S"]),
-                                (item.get("completed_at") or {}).get("S"), "report_requested_at" in item)
+                                (item.get("completed_at") or {}).get("S"), "report_requested_at" in item,
+                                (item.get("batch_job_id") or {}).get("S"))
 
     def _conditional(self, bulk_id: str, expression: str, condition: str, values: dict) -> bool:
         try:

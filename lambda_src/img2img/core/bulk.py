@@ -38,7 +38,6 @@ MAX_ARGUMENT_CHARS = 1024
 MAX_RESULT_STRING_CHARS = 1024
 MAX_MANIFEST_ROWS = 100_000   # one submit's guard; S3 Batch Operations itself takes billions
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024  # a manifest named by its S3 location (API, event): read whole, so bounded
-DEFAULT_MAX_COST_USD = 100.0  # the cost ceiling a submit refuses above unless acknowledged
 # EventBridge (docs/events.md): a bulk job asked for on the pipeline's bus, and its answer there.
 SUBMIT_EVENT, SUBMITTED_EVENT, REFUSED_EVENT = "SubmitBulkJob", "BulkJobSubmitted", "BulkJobRefused"
 SUBMIT_FIELDS = ("manifest", "params", "operation", "output_prefix", "acknowledgeCost", "request_id")
@@ -366,6 +365,7 @@ class Progress:
     definition: dict[str, Any]
     completed_at: str | None = None  # set once, when the final report is written (BulkJobCompleted)
     report_requested: bool = False
+    batch_job_id: str | None = None  # set once S3 Batch Operations created the job (None: not started yet)
 
     @property
     def done(self) -> int:
@@ -377,11 +377,12 @@ class Progress:
 
 
 def progress_of(bulk_id: str, counters: dict[str, int], definition: dict[str, Any],
-                completed_at: str | None = None, report_requested: bool = False) -> Progress:
+                completed_at: str | None = None, report_requested: bool = False,
+                batch_job_id: str | None = None) -> Progress:
     counts = {name[2:]: n for name, n in counters.items() if name.startswith("n_")}
     errors = {name[2:]: n for name, n in counters.items() if name.startswith("e_")}
     return Progress(bulk_id, int(definition.get("rows") or 0), counts, errors, definition, completed_at,
-                    report_requested)
+                    report_requested, batch_job_id)
 
 
 def progress_bar(progress: Progress, width: int = 30) -> str:

@@ -50,8 +50,9 @@ def submit_event(event: Any) -> dict[str, Any]:
         return refused(echo, "invalid_parameters", f"invalid {bulk.SUBMIT_EVENT} detail: " + "; ".join(problems))
     bulk_id = bulk.event_bulk_id(envelope["id"])
     known = target().progress.get(bulk_id)
-    if known is not None:  # this event was submitted already (a retry after the job was created)
-        return submitted(echo, bulk_id, known.total, known.definition)
+    if known is not None and known.batch_job_id:  # submitted already (a retry after the job was created)
+        return submitted(echo, bulk_id, known.total, known.definition, known.batch_job_id)
+    # else new, or a retry after a fault before S3 Batch Operations had the job: submit finishes it
     try:
         done = bulk_submit.submit_request(
             target(), detail["manifest"], detail.get("params") or {}, detail["output_prefix"],
