@@ -151,6 +151,7 @@ def run_bulk(stack, out_dir: Path, timeout: float, out) -> bool:
     """A bulk job over the sample photos through the CLI's own functions (img2img_local/bulk.py): submit,
     the emulated S3 Batch Operations job, the live progress bar, the completion report; True when every
     row succeeded and the report and the progress item agree."""
+    from img2img.core import bulk as core_bulk
     from img2img.core.bulk import encode_manifest
     from img2img_local import bulk
     from img2img_local.batch_operations import read_report
@@ -178,7 +179,7 @@ def run_bulk(stack, out_dir: Path, timeout: float, out) -> bool:
     for row in report:
         tasks[row["TaskStatus"]] = tasks.get(row["TaskStatus"], 0) + 1
     (out_dir / "bulk").mkdir(parents=True, exist_ok=True)
-    _write_report(out_dir / "bulk" / "report.csv", report)
+    _write_report(out_dir / "bulk" / "batch-operations-report.csv", report)
     for key in keys:
         try:
             record = json.loads(s3.get_object(Bucket=outb, Key=f"{BULK_OUTPUT_PREFIX}{key}.json")["Body"].read())
@@ -186,14 +187,37 @@ def run_bulk(stack, out_dir: Path, timeout: float, out) -> bool:
             continue
         _download(s3, record, out_dir)
     counts = ", ".join(f"{status} {n}" for status, n in sorted(tasks.items())) or "none"
-    print(f"completion report: s3://{outb}/{report_key} (S3 Batch Operations job {job['Status']}): "
-          f"{len(report)} tasks, {counts}; copied to {out_dir}/bulk/report.csv", file=out)
+    print(f"S3 Batch Operations' completion report: s3://{outb}/{report_key} (job {job['Status']}): "
+          f"{len(report)} tasks, {counts}; copied to {out_dir}/bulk/batch-operations-report.csv", file=out)
+    rows = _bulk_report(target, s3, outb, bulk_id, max(1.0, deadline - time.monotonic()))
+    (out_dir / "bulk" / "report.csv").write_bytes(rows)
+    statuses = [row["status"] for row in csv.DictReader(io.StringIO(rows.decode("utf-8")))]
+    print(f"the bulk job's report (BulkJobCompleted published): s3://{outb}/"
+          f"{core_bulk.report_key(progress.definition.get('output_prefix') or '', bulk_id)}: {len(statuses)} rows, "
+          f"{', '.join(f'{s} {statuses.count(s)}' for s in sorted(set(statuses))) or 'none'}; "
+          f"copied to {out_dir}/bulk/report.csv", file=out)
     print(f"bulk outputs and records: {out_dir}/{BULK_OUTPUT_PREFIX}{BULK_CATALOGUE}", file=out)
-    ok = (progress.finished and progress.counts == {"succeeded": len(keys)} and tasks == {"succeeded": len(keys)})
+    ok = (progress.finished and progress.counts == {"succeeded": len(keys)} and tasks == {"succeeded": len(keys)}
+          and statuses == ["succeeded"] * len(keys))
     if not ok:
         print(f"the bulk job did not end as expected: progress {progress.counts} of {progress.total} rows, "
               f"report {tasks or 'missing'}", file=out)
     return ok
+
+
+def _bulk_report(target, s3, bucket: str, bulk_id: str, timeout: float) -> bytes:
+    """Our own report (bucket, key, version, status, error code, output key, record key), written by the
+    worker that took the last row's report request: b"" if it did not come within `timeout`."""
+    from img2img.core import bulk as core_bulk
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        progress = target.progress.get(bulk_id)
+        if progress is not None and progress.completed_at:
+            key = core_bulk.report_key(str(progress.definition.get("output_prefix") or ""), bulk_id)
+            return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        time.sleep(0.2)
+    return b""
 
 
 def _write_report(path: Path, rows: list[dict[str, str]]) -> None:

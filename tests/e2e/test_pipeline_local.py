@@ -2,6 +2,7 @@
 outcomes read back as a client would, the demo, and `img2img generate --offline`."""
 from __future__ import annotations
 
+import csv
 import io
 import json
 import subprocess
@@ -114,10 +115,15 @@ def test_the_demo_reaches_every_expected_outcome(stack, tmp_path):
     assert f"{len(photos)} rows, operation remove-background" in printed.getvalue()
     bars = [line for line in lines if line.startswith("[") and f"/{len(photos)}" in line]
     assert bars and bars[-1].startswith(f"[{'#' * 30}] {len(photos)}/{len(photos)}  succeeded {len(photos)}")
-    report_line = next(line for line in lines if line.startswith("completion report: s3://"))
+    report_line = next(line for line in lines if line.startswith("S3 Batch Operations' completion report: s3://"))
     assert "/report/job-" in report_line and f"{len(photos)} tasks, succeeded {len(photos)}" in report_line
-    report = (tmp_path / "demo-out" / "bulk" / "report.csv").read_text().splitlines()
-    assert report[0].startswith("Bucket,Key,VersionId,TaskStatus") and len(report) == 1 + len(photos)
+    tasks = (tmp_path / "demo-out" / "bulk" / "batch-operations-report.csv").read_text().splitlines()
+    assert tasks[0].startswith("Bucket,Key,VersionId,TaskStatus") and len(tasks) == 1 + len(photos)
+    ours = next(line for line in lines if line.startswith("the bulk job's report (BulkJobCompleted published)"))
+    assert "/_bulk/" in ours and f"{len(photos)} rows, succeeded {len(photos)}" in ours
+    report = list(csv.DictReader((tmp_path / "demo-out" / "bulk" / "report.csv").open()))
+    assert sorted(row["key"] for row in report) == [BULK_CATALOGUE + name for name in photos]
+    assert {(row["status"], row["error_code"]) for row in report} == {("succeeded", "")}
     for name in photos:
         folder = tmp_path / "demo-out" / BULK_OUTPUT_PREFIX / BULK_CATALOGUE
         record = json.loads((folder / f"{name}.json").read_text())
