@@ -234,16 +234,18 @@ def _read_bytes(target: Target, bucket: str, key: str, limit: int = bulk.MAX_MAN
     """One manifest object (or inventory data file), at most `limit` bytes, or BulkRefused saying why."""
     from botocore.exceptions import BotoCoreError, ClientError
 
+    from .aws import s3 as s3_codes  # S3's error codes by what we do about them: one home
+
     uri = f"s3://{bucket}/{key}"
     try:
         body = target.s3.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{limit}")["Body"].read()
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "")
-        if code in ("NoSuchKey", "404", "NotFound"):
+        if code in s3_codes.NOT_FOUND:
             raise BulkRefused(f"no manifest at {uri}", "invalid_manifest") from None
         if code == "InvalidRange":  # a range of an empty object
             raise BulkRefused(f"the manifest at {uri} is empty", "invalid_manifest") from None
-        if code in ("AccessDenied", "403"):
+        if code in s3_codes.DENIED:
             raise BulkRefused(f"this deployment may not read {uri}", "access_denied") from None
         raise transient("storage_error", f"could not read the manifest {uri}: {exc}") from None
     except BotoCoreError as exc:

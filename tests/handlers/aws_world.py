@@ -52,6 +52,26 @@ def model_calls(world) -> list[dict]:
     return calls
 
 
+class RefusingQuota:
+    """A QuotaLimiter (core.ports) that refuses the first `refusals` tickets with `wait` seconds; `asked`
+    holds the model id of every ticket asked for."""
+
+    def __init__(self, refusals: int, wait: int):
+        self.refusals, self.wait, self.asked = refusals, wait, []
+
+    def acquire(self, model_id: str, *, reservation=None):
+        from img2img.core.quota import Admission
+
+        self.asked.append(model_id)
+        if self.refusals:
+            self.refusals -= 1
+            return Admission(self.wait)
+        return Admission(0)
+
+    def throttled(self, model_id: str) -> None:
+        pass
+
+
 class Context:
     function_name = "img2img-worker"
     function_version = "$LATEST"

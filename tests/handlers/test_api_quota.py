@@ -7,26 +7,9 @@ import json
 import pytest
 from api_world import b64, get, post
 from aws_world import SD35, png_bytes, sd35_ok
+from aws_world import RefusingQuota as Quota
 
 from img2img.core.errors import http_status, transient
-from img2img.core.quota import Admission
-
-
-class Quota:
-    """A QuotaLimiter (core.ports) that refuses the first `refusals` tickets with `wait` seconds."""
-
-    def __init__(self, refusals: int, wait: int):
-        self.refusals, self.wait, self.asked = refusals, wait, []
-
-    def acquire(self, model_id: str, *, reservation=None) -> Admission:
-        self.asked.append(model_id)
-        if self.refusals:
-            self.refusals -= 1
-            return Admission(self.wait)
-        return Admission(0)
-
-    def throttled(self, model_id: str) -> None:
-        pass
 
 
 @pytest.fixture

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 from aws_world import INPUT, Context, model_calls, png_bytes, sd35_ok
+from aws_world import RefusingQuota as Quota
 
-from img2img.core.quota import Admission
 from img2img.core.triggers import JOB_ID
 from img2img.handlers import direct
 from img2img.handlers.direct import InvalidJobError, QuotaWaitError, TransientJobError
@@ -22,22 +22,6 @@ from img2img.handlers.direct import InvalidJobError, QuotaWaitError, TransientJo
 ASL = Path(__file__).resolve().parents[2] / "docs" / "step-functions" / "img2img-direct.asl.json"
 ROLE = "arn:aws:iam::123456789012:role/img2img-sfn"
 
-
-class Quota:
-    """A QuotaLimiter (core.ports) that refuses the first `refusals` tickets with `wait` seconds."""
-
-    def __init__(self, refusals: int, wait: int):
-        self.refusals, self.wait, self.asked = refusals, wait, 0
-
-    def acquire(self, model_id: str, *, reservation=None) -> Admission:
-        self.asked += 1
-        if self.refusals:
-            self.refusals -= 1
-            return Admission(self.wait)
-        return Admission(0)
-
-    def throttled(self, model_id: str) -> None:
-        pass
 
 
 def asl() -> dict:
@@ -165,7 +149,7 @@ def test_the_state_machine_waits_out_the_quota_then_runs_the_job_once(world, mac
     ended = machine("bildförsök-1", {"source": f"s3://{INPUT}/sfn/cat.png", "params": {"prompt": "a cat"}})
 
     assert ended["status"] == "SUCCEEDED", ended
-    assert world.sfn_waits == [6] and quota.asked == 2 and len(calls) == 1
+    assert world.sfn_waits == [6] and len(quota.asked) == 2 and len(calls) == 1
     record = json.loads(ended["output"])
     assert record["status"] == "succeeded" and world.record("sfn/cat.png")["job_id"] == record["job_id"]
     # A non-ASCII execution name still names a valid job: the id is derived from the execution's ARN.

@@ -18,6 +18,7 @@ import hashlib
 import json
 import math
 import re
+import threading
 import types
 import typing
 from collections.abc import Callable, Iterable
@@ -603,6 +604,7 @@ class FolderDefaultsCache:
         self.ttl = ttl
         self.clock = clock
         self._chains: dict[tuple[str, tuple[str, ...]], tuple[float, DefaultsChain]] = {}
+        self._lock = threading.Lock()  # a batch's records resolve in threads
 
     def chain(self, bucket: str, chain: list[str],
               read: Callable[[str, str], tuple[bytes, Any] | None]) -> DefaultsChain:
@@ -610,7 +612,8 @@ class FolderDefaultsCache:
         (a read that raises caches nothing)."""
         entry = (bucket, tuple(chain))
         now = self.clock()
-        cached = self._chains.get(entry)
+        with self._lock:
+            cached = self._chains.get(entry)
         if cached is not None and 0 <= now - cached[0] < self.ttl:
             return cached[1]
         found = []
@@ -619,13 +622,15 @@ class FolderDefaultsCache:
             if got is not None:
                 found.append((key, got[0], got[1]))
         snapshot = tuple(found)
-        self._chains.pop(entry, None)
-        self._chains[entry] = (now, snapshot)
-        while len(self._chains) > self.MAX_FOLDERS:
-            self._chains.pop(next(iter(self._chains)))
+        with self._lock:
+            self._chains.pop(entry, None)
+            self._chains[entry] = (now, snapshot)
+            while len(self._chains) > self.MAX_FOLDERS:
+                self._chains.pop(next(iter(self._chains)))
         return snapshot
 
     def forget(self, bucket: str, defaults_key: str) -> None:
         """A `_defaults.json` changed: every snapshot whose chain includes it is read again next time."""
-        for entry in [e for e in self._chains if e[0] == bucket and defaults_key in e[1]]:
-            del self._chains[entry]
+        with self._lock:
+            for entry in [e for e in self._chains if e[0] == bucket and defaults_key in e[1]]:
+                del self._chains[entry]
